@@ -1,0 +1,161 @@
+package authz
+
+import (
+	"net/url"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+)
+
+// credentialKind classifies what a request presented.
+type credentialKind int
+
+const (
+	credNone    credentialKind = iota // nothing usable: challenge without error
+	credBearer                        // one well-formed bearer token
+	credInvalid                       // malformed or ambiguous: invalid_request
+)
+
+// credentials is the outcome of reading a request's credentials.
+type credentials struct {
+	kind  credentialKind
+	token string
+	// reason is the error_description for credInvalid.
+	reason string
+}
+
+const queryTokenParam = "access_token"
+
+// extractCredentials finds the bearer token of an Envoy HTTP request. Only
+// the Authorization header authenticates (bearer_methods_supported is
+// ["header"]); a query-string token never does, and alongside a header
+// token it makes the request ambiguous.
+func extractCredentials(h *authv3.AttributeContext_HttpRequest) credentials {
+	authz, n := authorizationHeader(h)
+	var c credentials
+	switch {
+	case n > 1:
+		c = credentials{kind: credInvalid, reason: "Multiple Authorization headers"}
+	case n == 1:
+		c = parseAuthorization(authz)
+	}
+	if c.kind == credBearer && hasQueryToken(requestPath(h)) {
+		return credentials{kind: credInvalid, reason: "Token in both the Authorization header and the query string"}
+	}
+	return c
+}
+
+// authorizationHeader returns the Authorization value and how many
+// Authorization headers the request carried. With Envoy's default encoding,
+// repeated headers arrive joined by ","; with encode_raw_headers they arrive
+// as separate entries.
+func authorizationHeader(h *authv3.AttributeContext_HttpRequest) (string, int) {
+	if hm := h.GetHeaderMap(); hm != nil && len(hm.GetHeaders()) > 0 {
+		var value string
+		n := 0
+		for _, hv := range hm.GetHeaders() {
+			if strings.EqualFold(hv.GetKey(), "authorization") {
+				n++
+				value = headerValue(hv)
+			}
+		}
+		return value, n
+	}
+	v, ok := h.GetHeaders()["authorization"]
+	if !ok {
+		return "", 0
+	}
+	return v, 1
+}
+
+func headerValue(hv *corev3.HeaderValue) string {
+	if raw := hv.GetRawValue(); len(raw) > 0 {
+		return string(raw)
+	}
+	return hv.GetValue()
+}
+
+// requestPath returns the request target, including the query string.
+func requestPath(h *authv3.AttributeContext_HttpRequest) string {
+	if p := h.GetPath(); p != "" {
+		return p
+	}
+	return h.GetHeaders()[":path"]
+}
+
+// parseAuthorization reads one Authorization header value (RFC 7235, RFC 6750 §2.1).
+func parseAuthorization(v string) credentials {
+	v = strings.Trim(v, " \t")
+	if strings.IndexByte(v, ',') >= 0 {
+		// Envoy joins repeated headers with ",". Non-bearer schemes may use
+		// comma-separated auth-params; a bearer credential never contains a
+		// comma, so one next to a comma means several credentials were sent.
+		for part := range strings.SplitSeq(v, ",") {
+			if isBearerScheme(strings.Trim(part, " \t")) {
+				return credentials{kind: credInvalid, reason: "Multiple Authorization headers"}
+			}
+		}
+		return credentials{kind: credNone}
+	}
+	if !isBearerScheme(v) {
+		return credentials{kind: credNone}
+	}
+	token := strings.TrimLeft(v[len("bearer"):], " ")
+	if token == "" {
+		return credentials{kind: credInvalid, reason: "Bearer token missing"}
+	}
+	if !isToken68(token) {
+		return credentials{kind: credInvalid, reason: "Malformed Bearer token"}
+	}
+	return credentials{kind: credBearer, token: token}
+}
+
+// isBearerScheme reports whether v starts with the Bearer scheme name,
+// matched case-insensitively, followed by the end or a space.
+func isBearerScheme(v string) bool {
+	const scheme = "bearer"
+	if len(v) < len(scheme) || !strings.EqualFold(v[:len(scheme)], scheme) {
+		return false
+	}
+	return len(v) == len(scheme) || v[len(scheme)] == ' '
+}
+
+// isToken68 reports whether s matches RFC 7235 token68:
+// 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+func isToken68(s string) bool {
+	i := 0
+	for i < len(s) {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/' {
+			i++
+			continue
+		}
+		break
+	}
+	if i == 0 {
+		return false
+	}
+	for ; i < len(s); i++ {
+		if s[i] != '=' {
+			return false
+		}
+	}
+	return true
+}
+
+// hasQueryToken reports whether the request target carries access_token in
+// its query string.
+func hasQueryToken(path string) bool {
+	q := strings.IndexByte(path, '?')
+	if q < 0 {
+		return false
+	}
+	if query := path[q:]; !strings.Contains(query, queryTokenParam) && strings.IndexByte(query, '%') < 0 {
+		return false // fast path; a percent-encoded name is decoded below
+	}
+	// ParseQuery keeps the pairs it could parse even when it reports an error.
+	values, _ := url.ParseQuery(path[q+1:])
+	return values.Has(queryTokenParam)
+}

@@ -1,0 +1,270 @@
+// Package authz is the Envoy ext_authz v3 Check server: it maps a request to
+// a protected resource, asks that resource's validator about the bearer
+// token, and renders the decision as Envoy expects it, with the RFC 6750 /
+// RFC 9728 challenge an MCP client needs.
+package authz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/mcp-authz/mcp-authz/metadata"
+	"github.com/mcp-authz/mcp-authz/validators"
+)
+
+// Validator turns a bearer token into a principal or a *validators.Error.
+type Validator interface {
+	Validate(ctx context.Context, token string) (*validators.Principal, error)
+}
+
+// Resource is one protected MCP resource and its policy.
+type Resource struct {
+	// Name selects the resource from the Envoy context extension
+	// "mcp_resource". Defaults to URI.
+	Name string
+	// URI is the RFC 9728 resource identifier, e.g. https://mcp.example.com/mcp.
+	URI string
+	// ScopesSupported is advertised in the metadata and, when RequiredScopes
+	// is empty, in the 401 challenge.
+	ScopesSupported []string
+	// RequiredScopes must all be granted for any request to the resource.
+	RequiredScopes []string
+	// Hosts and PathPrefix select the resource when Envoy sends no context
+	// extension (Istio CUSTOM providers). Empty Hosts matches any host.
+	Hosts      []string
+	PathPrefix string
+	Validator  Validator
+}
+
+// UnavailableMode says how a failed dependency is reported to Envoy.
+type UnavailableMode int
+
+const (
+	// UnavailableHTTP denies with 503 and Retry-After.
+	UnavailableHTTP UnavailableMode = iota
+	// UnavailableGRPC fails the Check with gRPC UNAVAILABLE, so that Envoy's
+	// failure_mode_allow and status_on_error decide.
+	UnavailableGRPC
+)
+
+// Config configures a Server.
+type Config struct {
+	Resources   []*Resource
+	Unavailable UnavailableMode
+	// RetryAfter is sent with 503 answers. Zero means 5 seconds.
+	RetryAfter time.Duration
+	// MaxTokenBytes rejects larger tokens before any parsing. Zero means 16 KiB.
+	MaxTokenBytes int
+	// IdentityHeaderPrefix names the headers forwarded upstream on allow.
+	// Zero means "x-mcp-auth-".
+	IdentityHeaderPrefix string
+	// StripAuthorization removes the Authorization header before the request
+	// reaches the upstream MCP server (MCP forbids token passthrough).
+	StripAuthorization bool
+	Logger             *slog.Logger
+}
+
+// Server implements envoy.service.auth.v3.Authorization.
+type Server struct {
+	authv3.UnimplementedAuthorizationServer
+
+	resources  []*route
+	byName     map[string]*route
+	cfg        Config
+	retryAfter string
+	headers    identityHeaders
+	log        *slog.Logger
+}
+
+// route is a Resource with everything about it that does not depend on the
+// request rendered once.
+type route struct {
+	*Resource
+	metadataURL  string
+	challenge    string // 401 without credentials
+	noCredential *authv3.CheckResponse
+}
+
+// NewServer validates cfg and prepares the per-resource responses.
+func NewServer(cfg Config) (*Server, error) {
+	if len(cfg.Resources) == 0 {
+		return nil, errors.New("authz: no resources")
+	}
+	if cfg.RetryAfter <= 0 {
+		cfg.RetryAfter = 5 * time.Second
+	}
+	if cfg.MaxTokenBytes <= 0 {
+		cfg.MaxTokenBytes = 16 << 10
+	}
+	if cfg.IdentityHeaderPrefix == "" {
+		cfg.IdentityHeaderPrefix = "x-mcp-auth-"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{
+		cfg:        cfg,
+		byName:     make(map[string]*route),
+		retryAfter: fmt.Sprint(int((cfg.RetryAfter + time.Second - 1) / time.Second)),
+		headers:    newIdentityHeaders(strings.ToLower(cfg.IdentityHeaderPrefix)),
+		log:        cfg.Logger,
+	}
+	for _, r := range cfg.Resources {
+		if r.Validator == nil {
+			return nil, fmt.Errorf("authz: resource %q has no validator", r.URI)
+		}
+		mdURL, err := metadata.WellKnownURL(r.URI)
+		if err != nil {
+			return nil, fmt.Errorf("authz: resource: %w", err)
+		}
+		if r.Name == "" {
+			r.Name = r.URI
+		}
+		rt := &route{Resource: r, metadataURL: mdURL}
+		rt.challenge = challenge(rt, "", "", scopeHint(r))
+		rt.noCredential = s.denied(http.StatusUnauthorized, codes.Unauthenticated, rt.challenge,
+			"invalid_request", "Bearer token required")
+		if _, dup := s.byName[r.Name]; dup {
+			return nil, fmt.Errorf("authz: resource name %q used twice", r.Name)
+		}
+		s.byName[r.Name] = rt
+		s.resources = append(s.resources, rt)
+	}
+	return s, nil
+}
+
+// scopeHint is the scope a client should request: the required scopes, else
+// everything supported.
+func scopeHint(r *Resource) []string {
+	if len(r.RequiredScopes) > 0 {
+		return r.RequiredScopes
+	}
+	return r.ScopesSupported
+}
+
+// ContextExtensionResource is the Envoy context extension that names the
+// protected resource of a route.
+const ContextExtensionResource = "mcp_resource"
+
+// Check decides one request. It never allows because something failed.
+func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	attrs := req.GetAttributes()
+	h := attrs.GetRequest().GetHttp()
+	if h == nil {
+		return s.denied(http.StatusBadRequest, codes.InvalidArgument, "", "invalid_request", "No HTTP request attributes"), nil
+	}
+	rt := s.route(attrs.GetContextExtensions(), h)
+	if rt == nil {
+		s.log.DebugContext(ctx, "deny: no protected resource matches", "host", h.GetHost(), "path", pathOnly(requestPath(h)))
+		return s.denied(http.StatusForbidden, codes.PermissionDenied, "", "access_denied", "No protected resource matches this request"), nil
+	}
+
+	cred := extractCredentials(h)
+	switch cred.kind {
+	case credNone:
+		return rt.noCredential, nil
+	case credInvalid:
+		return s.denied(http.StatusBadRequest, codes.InvalidArgument,
+			challenge(rt, "invalid_request", cred.reason, nil), "invalid_request", cred.reason), nil
+	}
+	if len(cred.token) > s.cfg.MaxTokenBytes {
+		return s.invalidToken(rt, validators.DescTooLarge), nil
+	}
+
+	p, err := rt.Validator.Validate(ctx, cred.token)
+	if err != nil {
+		return s.validationFailed(ctx, rt, err)
+	}
+	if !p.HasScopes(rt.RequiredScopes) {
+		return s.denied(http.StatusForbidden, codes.PermissionDenied,
+			challenge(rt, "insufficient_scope", "", rt.RequiredScopes),
+			"insufficient_scope", "Insufficient scope"), nil
+	}
+	return s.allowed(rt, p), nil
+}
+
+func (s *Server) validationFailed(ctx context.Context, rt *route, err error) (*authv3.CheckResponse, error) {
+	var verr *validators.Error
+	if errors.As(err, &verr) && errors.Is(verr.Kind, validators.ErrInvalidToken) {
+		s.log.DebugContext(ctx, "deny: invalid token", "resource", rt.Name, "reason", verr.Description, "cause", verr.Err)
+		return s.invalidToken(rt, verr.Description), nil
+	}
+	// Unavailable, or an error no validator should return: either way the
+	// token may be fine, so never 401, and never allow.
+	desc := "Authorization server unavailable"
+	if verr != nil {
+		desc = verr.Description
+	}
+	s.log.WarnContext(ctx, "cannot validate token", "resource", rt.Name, "error", err)
+	if s.cfg.Unavailable == UnavailableGRPC {
+		return nil, status.Error(codes.Unavailable, desc)
+	}
+	resp := s.denied(http.StatusServiceUnavailable, codes.Unavailable, "", "temporarily_unavailable", desc)
+	resp.GetDeniedResponse().Headers = append(resp.GetDeniedResponse().Headers, header("retry-after", s.retryAfter))
+	return resp, nil
+}
+
+func (s *Server) invalidToken(rt *route, desc string) *authv3.CheckResponse {
+	return s.denied(http.StatusUnauthorized, codes.Unauthenticated,
+		challenge(rt, "invalid_token", desc, nil), "invalid_token", desc)
+}
+
+// route picks the resource a request belongs to: by context extension when
+// Envoy sends one, else by host and longest path prefix.
+func (s *Server) route(ext map[string]string, h *authv3.AttributeContext_HttpRequest) *route {
+	if name, ok := ext[ContextExtensionResource]; ok {
+		return s.byName[name] // an unknown name matches nothing: fail closed
+	}
+	if len(s.resources) == 1 && len(s.resources[0].Hosts) == 0 && s.resources[0].PathPrefix == "" {
+		return s.resources[0]
+	}
+	host := hostOnly(h.GetHost())
+	path := pathOnly(requestPath(h))
+	var best *route
+	for _, rt := range s.resources {
+		if len(rt.Hosts) > 0 && !slices.ContainsFunc(rt.Hosts, func(x string) bool { return strings.EqualFold(x, host) }) {
+			continue
+		}
+		if !pathHasPrefix(path, rt.PathPrefix) {
+			continue
+		}
+		if best == nil || len(rt.PathPrefix) > len(best.PathPrefix) {
+			best = rt
+		}
+	}
+	return best
+}
+
+// pathHasPrefix matches whole path segments: /mcp matches /mcp and /mcp/x,
+// not /mcpx.
+func pathHasPrefix(path, prefix string) bool {
+	prefix = strings.TrimSuffix(prefix, "/")
+	if prefix == "" {
+		return true
+	}
+	return path == prefix || strings.HasPrefix(path, prefix) && path[len(prefix)] == '/'
+}
+
+func hostOnly(hostport string) string {
+	if i := strings.LastIndexByte(hostport, ':'); i >= 0 && !strings.Contains(hostport[i:], "]") {
+		return hostport[:i]
+	}
+	return hostport
+}
+
+func pathOnly(target string) string {
+	if i := strings.IndexAny(target, "?#"); i >= 0 {
+		return target[:i]
+	}
+	return target
+}

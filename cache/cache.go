@@ -1,0 +1,168 @@
+// Package cache caches validation verdicts.
+//
+// The cache is a decorator: Validator wraps any validator, so every strategy
+// gets the same keys, TTL rules, negative caching and request collapsing.
+// Verdicts live in a Store; Memory is the in-process store.
+package cache
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/mcp-authz/mcp-authz/validators"
+)
+
+// Key identifies a verdict: the validation policy's fingerprint and the
+// SHA-256 of the token. The raw token is never stored.
+type Key struct {
+	Policy string
+	Token  [sha256.Size]byte
+}
+
+// NewKey returns the cache key of token under policy.
+func NewKey(policy, token string) Key {
+	return Key{Policy: policy, Token: sha256.Sum256([]byte(token))}
+}
+
+// String renders the key as "<policy>:<hex sha256>", the form used by
+// shared stores and logs.
+func (k Key) String() string {
+	return k.Policy + ":" + hex.EncodeToString(k.Token[:])
+}
+
+// Entry is a cached verdict: a principal, or the validation error.
+type Entry struct {
+	Principal *validators.Principal
+	Err       *validators.Error
+	// until is when the store must forget the entry.
+	until time.Time
+}
+
+// Store keeps entries for at most ttl. Errors are not part of the contract:
+// a store that cannot answer reports a miss.
+type Store interface {
+	Get(ctx context.Context, key Key) (Entry, bool)
+	Set(ctx context.Context, key Key, e Entry, ttl time.Duration)
+}
+
+// Inner is the validator being cached.
+type Inner interface {
+	Validate(ctx context.Context, token string) (*validators.Principal, error)
+}
+
+// Options configures a caching Validator.
+type Options struct {
+	// Policy is the fingerprint of the inner validator's rules. Required.
+	Policy string
+	// TTL caps how long a positive verdict is kept; it is further capped by
+	// the token's exp. Zero means 5 minutes.
+	TTL time.Duration
+	// NegativeTTL is how long an invalid_token verdict is kept, to shield the
+	// authorization server from replays of bad tokens. Zero means 5 seconds;
+	// negative disables negative caching.
+	NegativeTTL time.Duration
+	// Now overrides the clock, for tests.
+	Now func() time.Time
+}
+
+// Stats are cumulative counters of a caching Validator.
+type Stats struct {
+	Hits, NegativeHits, Misses, Collapsed int64
+}
+
+// Validator caches the verdicts of an inner validator.
+type Validator struct {
+	inner Inner
+	store Store
+	opts  Options
+	group singleflight.Group
+
+	hits, negHits, misses, collapsed atomic.Int64
+}
+
+// New wraps inner with store.
+func New(inner Inner, store Store, opts Options) (*Validator, error) {
+	if inner == nil || store == nil {
+		return nil, errors.New("cache: inner validator and store are required")
+	}
+	if opts.Policy == "" {
+		return nil, errors.New("cache: a policy fingerprint is required")
+	}
+	if opts.TTL <= 0 {
+		opts.TTL = 5 * time.Minute
+	}
+	if opts.NegativeTTL == 0 {
+		opts.NegativeTTL = 5 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Validator{inner: inner, store: store, opts: opts}, nil
+}
+
+// Stats returns the counters.
+func (v *Validator) Stats() Stats {
+	return Stats{Hits: v.hits.Load(), NegativeHits: v.negHits.Load(), Misses: v.misses.Load(), Collapsed: v.collapsed.Load()}
+}
+
+// Validate answers from the store when it can, and otherwise validates once
+// for all concurrent callers of the same token.
+func (v *Validator) Validate(ctx context.Context, token string) (*validators.Principal, error) {
+	key := NewKey(v.opts.Policy, token)
+	if e, ok := v.store.Get(ctx, key); ok {
+		if e.Err != nil {
+			v.negHits.Add(1)
+			return nil, e.Err
+		}
+		// exp is checked again on every hit: a store may keep an entry a
+		// little past its TTL.
+		if e.Principal != nil && (e.Principal.ExpiresAt.IsZero() || v.opts.Now().Before(e.Principal.ExpiresAt)) {
+			v.hits.Add(1)
+			return e.Principal, nil
+		}
+	}
+	v.misses.Add(1)
+	ch := v.group.DoChan(key.String(), func() (any, error) {
+		// Detached from the first caller: its cancellation must not fail
+		// the others waiting on the same result. Validators bound their
+		// own I/O.
+		return v.validate(context.WithoutCancel(ctx), key, token)
+	})
+	select {
+	case r := <-ch:
+		if r.Shared {
+			v.collapsed.Add(1)
+		}
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*validators.Principal), nil
+	case <-ctx.Done():
+		return nil, &validators.Error{Kind: validators.ErrUnavailable, Description: "Token validation timed out", Err: ctx.Err()}
+	}
+}
+
+func (v *Validator) validate(ctx context.Context, key Key, token string) (*validators.Principal, error) {
+	p, err := v.inner.Validate(ctx, token)
+	if err != nil {
+		var verr *validators.Error
+		if errors.As(err, &verr) && errors.Is(verr.Kind, validators.ErrInvalidToken) && !verr.Retryable && v.opts.NegativeTTL > 0 {
+			v.store.Set(ctx, key, Entry{Err: verr}, v.opts.NegativeTTL)
+		}
+		return nil, err
+	}
+	ttl := v.opts.TTL
+	if !p.ExpiresAt.IsZero() {
+		ttl = min(ttl, p.ExpiresAt.Sub(v.opts.Now()))
+	}
+	if ttl > 0 {
+		v.store.Set(ctx, key, Entry{Principal: p}, ttl)
+	}
+	return p, nil
+}

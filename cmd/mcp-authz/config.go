@@ -1,0 +1,501 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/mcp-authz/mcp-authz/metadata"
+	"github.com/mcp-authz/mcp-authz/validators"
+)
+
+// Config is the whole service configuration: the YAML file's shape, with the
+// seed's environment variables overlaid on it.
+type Config struct {
+	GRPCAddr        string            `yaml:"grpc_addr"`
+	HTTPAddr        string            `yaml:"http_addr"`
+	Log             LogConfig         `yaml:"log"`
+	Unavailable     UnavailableConfig `yaml:"unavailable"`
+	Cache           CacheConfig       `yaml:"cache"`
+	IdentityHeaders IdentityConfig    `yaml:"identity_headers"`
+	MaxTokenBytes   int               `yaml:"max_token_bytes"`
+	JWKS            JWKSConfig        `yaml:"jwks"`
+	Resources       []ResourceConfig  `yaml:"resources"`
+
+	// origin maps a field path to the environment variable that set it, so
+	// errors name what the operator actually wrote.
+	origin map[string]string
+}
+
+// LogConfig selects log level, format and an optional log file.
+type LogConfig struct {
+	Level     string `yaml:"level"`  // debug, info, warn, error
+	Format    string `yaml:"format"` // json, text
+	File      bool   `yaml:"file"`
+	Directory string `yaml:"directory"`
+}
+
+// UnavailableConfig says how "authorization server unreachable" is reported.
+type UnavailableConfig struct {
+	Mode       string   `yaml:"mode"` // http (503 + Retry-After) or grpc (UNAVAILABLE)
+	RetryAfter Duration `yaml:"retry_after"`
+}
+
+// CacheConfig bounds the verdict cache.
+type CacheConfig struct {
+	TTL         Duration `yaml:"ttl"`
+	NegativeTTL Duration `yaml:"negative_ttl"`
+	MaxBytes    uint64   `yaml:"max_bytes"`
+}
+
+// IdentityConfig controls what reaches the upstream on allow.
+type IdentityConfig struct {
+	Prefix             string `yaml:"prefix"`
+	StripAuthorization bool   `yaml:"strip_authorization"`
+}
+
+// JWKSConfig tunes unknown-kid refreshes for every issuer.
+type JWKSConfig struct {
+	RefreshWait        Duration `yaml:"refresh_wait"`
+	MinRefreshInterval Duration `yaml:"min_refresh_interval"`
+}
+
+// ResourceConfig is one protected MCP resource.
+type ResourceConfig struct {
+	Name                  string         `yaml:"name"`
+	Resource              string         `yaml:"resource"`
+	ResourceName          string         `yaml:"resource_name"`
+	ResourceDocumentation string         `yaml:"resource_documentation"`
+	AuthorizationServers  []string       `yaml:"authorization_servers"`
+	ScopesSupported       []string       `yaml:"scopes_supported"`
+	RequiredScopes        []string       `yaml:"required_scopes"`
+	Audiences             []string       `yaml:"audiences"`
+	Hosts                 []string       `yaml:"hosts"`
+	PathPrefix            string         `yaml:"path_prefix"`
+	Validation            string         `yaml:"validation"`
+	Leeway                *Duration      `yaml:"leeway"`
+	Issuers               []IssuerConfig `yaml:"issuers"`
+}
+
+// IssuerConfig is one trusted JWT issuer of a resource.
+type IssuerConfig struct {
+	Issuer       string   `yaml:"issuer"`
+	JWKSURI      string   `yaml:"jwks_uri"`
+	Algorithms   []string `yaml:"algorithms"`
+	RequireATJWT bool     `yaml:"require_at_jwt"`
+	JWKSCacheTTL Duration `yaml:"jwks_cache_ttl"`
+}
+
+// Duration accepts Go syntax ("15m") or a bare number of milliseconds, as
+// the seed's environment variables did.
+type Duration time.Duration
+
+// ParseDuration parses Go duration syntax or integer milliseconds.
+func ParseDuration(s string) (Duration, error) {
+	s = strings.TrimSpace(s)
+	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if ms < 0 {
+			return 0, fmt.Errorf("%q is negative", s)
+		}
+		return Duration(time.Duration(ms) * time.Millisecond), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration (use e.g. 15m, 30s or milliseconds)", s)
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("%q is negative", s)
+	}
+	return Duration(d), nil
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseDuration(n.Value)
+	if err != nil {
+		return err
+	}
+	*d = v
+	return nil
+}
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// LoadConfig reads the optional YAML file, overlays the environment, applies
+// defaults and validates. Errors are one line naming the field.
+func LoadConfig(path string, getenv func(string) string) (*Config, error) {
+	cfg := &Config{origin: map[string]string{}}
+	if path != "" {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("--config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(raw))
+		dec.KnownFields(true)
+		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("--config %s: %s", path, oneLine(err.Error()))
+		}
+	}
+	if err := cfg.applyEnv(getenv); err != nil {
+		return nil, err
+	}
+	cfg.applyDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// fieldError names a field by its environment variable when it came from one.
+func (c *Config) fieldError(field, format string, args ...any) error {
+	name := field
+	if env, ok := c.origin[field]; ok {
+		name = env
+	}
+	return fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...))
+}
+
+func splitList(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' })
+}
+
+func envBool(name, v string) (bool, error) {
+	b, err := strconv.ParseBool(strings.TrimSpace(v))
+	if err != nil {
+		return false, fmt.Errorf("%s: %q is not a boolean (true/false)", name, v)
+	}
+	return b, nil
+}
+
+// applyEnv overlays the seed's single-resource environment variables.
+func (c *Config) applyEnv(getenv func(string) string) error {
+	set := func(name string) (string, bool) {
+		v := getenv(name)
+		return v, v != ""
+	}
+	if v, ok := set("MCP_AUTHZ_GRPC_ADDR"); ok {
+		c.GRPCAddr, c.origin["grpc_addr"] = v, "MCP_AUTHZ_GRPC_ADDR"
+	}
+	if v, ok := set("MCP_AUTHZ_HTTP_ADDR"); ok {
+		c.HTTPAddr, c.origin["http_addr"] = v, "MCP_AUTHZ_HTTP_ADDR"
+	}
+	if v, ok := set("MCP_DEBUG_CONSOLE"); ok {
+		b, err := envBool("MCP_DEBUG_CONSOLE", v)
+		if err != nil {
+			return err
+		}
+		if b {
+			c.Log.Level, c.Log.Format = "debug", "text"
+		}
+	}
+	if v, ok := set("MCP_ENABLE_FILE_LOGGING"); ok {
+		b, err := envBool("MCP_ENABLE_FILE_LOGGING", v)
+		if err != nil {
+			return err
+		}
+		c.Log.File = b
+	}
+	if v, ok := set("MCP_LOG_DIRECTORY"); ok {
+		c.Log.Directory = v
+	}
+	if v, ok := set("MCP_AUTHZ_UNAVAILABLE_MODE"); ok {
+		c.Unavailable.Mode, c.origin["unavailable.mode"] = v, "MCP_AUTHZ_UNAVAILABLE_MODE"
+	}
+	if v, ok := set("MCP_AUTHZ_STRIP_AUTHORIZATION"); ok {
+		b, err := envBool("MCP_AUTHZ_STRIP_AUTHORIZATION", v)
+		if err != nil {
+			return err
+		}
+		c.IdentityHeaders.StripAuthorization = b
+	}
+	if _, ok := set("REDIS_URL"); ok {
+		return errors.New("REDIS_URL: the Redis cache tier is not available in this version; unset it to use the in-process cache")
+	}
+	for _, name := range []string{"OAUTH_INTROSPECTION_ENDPOINT", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_INTROSPECTION_CACHE_TTL"} {
+		if _, ok := set(name); ok {
+			return fmt.Errorf("%s: token introspection is not available in this version; configure JWT validation (OAUTH_JWKS_URI or OAUTH_ISSUER)", name)
+		}
+	}
+
+	names := []string{"OAUTH_RESOURCE", "OAUTH_AUTHORIZATION_SERVER", "OAUTH_JWKS_URI", "OAUTH_AUDIENCE",
+		"OAUTH_ISSUER", "OAUTH_ALGORITHMS", "OAUTH_VALIDATION", "OAUTH_JWKS_CACHE_TTL",
+		"OAUTH_SCOPES_SUPPORTED", "OAUTH_REQUIRED_SCOPES"}
+	used := false
+	for _, n := range names {
+		if _, ok := set(n); ok {
+			used = true
+		}
+	}
+	if !used {
+		return nil
+	}
+	switch len(c.Resources) {
+	case 0:
+		c.Resources = []ResourceConfig{{}}
+	case 1:
+	default:
+		return errors.New("OAUTH_*: environment variables configure a single resource, but --config defines several; set them in the file instead")
+	}
+	r := &c.Resources[0]
+	const p = "resources[0]."
+	if v, ok := set("OAUTH_RESOURCE"); ok {
+		r.Resource, c.origin[p+"resource"] = strings.TrimSpace(v), "OAUTH_RESOURCE"
+	}
+	if v, ok := set("OAUTH_AUTHORIZATION_SERVER"); ok {
+		r.AuthorizationServers, c.origin[p+"authorization_servers"] = splitList(v), "OAUTH_AUTHORIZATION_SERVER"
+	}
+	if v, ok := set("OAUTH_AUDIENCE"); ok {
+		r.Audiences, c.origin[p+"audiences"] = splitList(v), "OAUTH_AUDIENCE"
+	}
+	if v, ok := set("OAUTH_SCOPES_SUPPORTED"); ok {
+		r.ScopesSupported, c.origin[p+"scopes_supported"] = splitList(v), "OAUTH_SCOPES_SUPPORTED"
+	}
+	if v, ok := set("OAUTH_REQUIRED_SCOPES"); ok {
+		r.RequiredScopes, c.origin[p+"required_scopes"] = splitList(v), "OAUTH_REQUIRED_SCOPES"
+	}
+	if v, ok := set("OAUTH_VALIDATION"); ok {
+		r.Validation, c.origin[p+"validation"] = strings.TrimSpace(v), "OAUTH_VALIDATION"
+	}
+	_, hasIss := set("OAUTH_ISSUER")
+	_, hasJWKS := set("OAUTH_JWKS_URI")
+	_, hasAlgs := set("OAUTH_ALGORITHMS")
+	_, hasTTL := set("OAUTH_JWKS_CACHE_TTL")
+	if hasIss || hasJWKS || hasAlgs || hasTTL {
+		if len(r.Issuers) > 1 {
+			return errors.New("OAUTH_ISSUER: environment variables configure a single issuer, but --config defines several; set them in the file instead")
+		}
+		if len(r.Issuers) == 0 {
+			r.Issuers = []IssuerConfig{{}}
+		}
+		is := &r.Issuers[0]
+		const ip = p + "issuers[0]."
+		if v, ok := set("OAUTH_ISSUER"); ok {
+			is.Issuer, c.origin[ip+"issuer"] = strings.TrimSpace(v), "OAUTH_ISSUER"
+		}
+		if v, ok := set("OAUTH_JWKS_URI"); ok {
+			is.JWKSURI, c.origin[ip+"jwks_uri"] = strings.TrimSpace(v), "OAUTH_JWKS_URI"
+		}
+		if v, ok := set("OAUTH_ALGORITHMS"); ok {
+			is.Algorithms, c.origin[ip+"algorithms"] = splitList(v), "OAUTH_ALGORITHMS"
+		}
+		if v, ok := set("OAUTH_JWKS_CACHE_TTL"); ok {
+			d, err := ParseDuration(v)
+			if err != nil {
+				return fmt.Errorf("OAUTH_JWKS_CACHE_TTL: %w", err)
+			}
+			is.JWKSCacheTTL, c.origin[ip+"jwks_cache_ttl"] = d, "OAUTH_JWKS_CACHE_TTL"
+		}
+	}
+	return nil
+}
+
+func (c *Config) applyDefaults() {
+	if c.GRPCAddr == "" {
+		c.GRPCAddr = ":9191"
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = ":9192"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "json"
+	}
+	if c.Log.Directory == "" {
+		c.Log.Directory = "logs"
+	}
+	if c.Unavailable.Mode == "" {
+		c.Unavailable.Mode = "http"
+	}
+	if c.Unavailable.RetryAfter == 0 {
+		c.Unavailable.RetryAfter = Duration(5 * time.Second)
+	}
+	if c.Cache.TTL == 0 {
+		c.Cache.TTL = Duration(5 * time.Minute)
+	}
+	if c.Cache.NegativeTTL == 0 {
+		c.Cache.NegativeTTL = Duration(5 * time.Second)
+	}
+	if c.Cache.MaxBytes == 0 {
+		c.Cache.MaxBytes = 64 << 20
+	}
+	if c.IdentityHeaders.Prefix == "" {
+		c.IdentityHeaders.Prefix = "x-mcp-auth-"
+	}
+	if c.MaxTokenBytes == 0 {
+		c.MaxTokenBytes = 16 << 10
+	}
+	if c.JWKS.RefreshWait == 0 {
+		c.JWKS.RefreshWait = Duration(50 * time.Millisecond)
+	}
+	if c.JWKS.MinRefreshInterval == 0 {
+		c.JWKS.MinRefreshInterval = Duration(time.Second)
+	}
+	for i := range c.Resources {
+		r := &c.Resources[i]
+		if r.Name == "" {
+			r.Name = r.Resource
+		}
+		if r.Validation == "" {
+			r.Validation = "jwt"
+		}
+		if len(r.Audiences) == 0 && r.Resource != "" {
+			r.Audiences = []string{r.Resource}
+		}
+		if r.Leeway == nil {
+			d := Duration(60 * time.Second)
+			r.Leeway = &d
+		}
+		// The seed named the issuer only as the authorization server.
+		if len(r.Issuers) == 0 && len(r.AuthorizationServers) > 0 {
+			r.Issuers = []IssuerConfig{{Issuer: r.AuthorizationServers[0]}}
+		} else if len(r.Issuers) == 1 && r.Issuers[0].Issuer == "" && len(r.AuthorizationServers) > 0 {
+			r.Issuers[0].Issuer = r.AuthorizationServers[0]
+		}
+		for j := range r.Issuers {
+			is := &r.Issuers[j]
+			if len(is.Algorithms) == 0 {
+				is.Algorithms = append([]string(nil), validators.DefaultAlgorithms...)
+			}
+			if is.JWKSCacheTTL == 0 {
+				is.JWKSCacheTTL = Duration(15 * time.Minute)
+			}
+		}
+	}
+}
+
+func (c *Config) validate() error {
+	for _, a := range []struct{ field, v string }{{"grpc_addr", c.GRPCAddr}, {"http_addr", c.HTTPAddr}} {
+		if _, _, err := net.SplitHostPort(a.v); err != nil {
+			return c.fieldError(a.field, "%q is not host:port", a.v)
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return c.fieldError("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "text":
+	default:
+		return c.fieldError("log.format", "%q is not one of json, text", c.Log.Format)
+	}
+	switch c.Unavailable.Mode {
+	case "http", "grpc":
+	default:
+		return c.fieldError("unavailable.mode", "%q is not one of http, grpc", c.Unavailable.Mode)
+	}
+	if c.MaxTokenBytes < 256 {
+		return c.fieldError("max_token_bytes", "%d is too small (at least 256)", c.MaxTokenBytes)
+	}
+	if p := c.IdentityHeaders.Prefix; strings.ContainsAny(p, " :\t\r\n") || strings.HasPrefix(p, "x-envoy") {
+		return c.fieldError("identity_headers.prefix", "%q is not a usable header name prefix", p)
+	}
+	if len(c.Resources) == 0 {
+		return errors.New("resources: no protected resource configured (set OAUTH_RESOURCE and OAUTH_AUTHORIZATION_SERVER, or resources in --config; `mcp-authz dev` runs a self-contained setup)")
+	}
+	names := map[string]bool{}
+	for i := range c.Resources {
+		if err := c.validateResource(i); err != nil {
+			return err
+		}
+		n := c.Resources[i].Name
+		if names[n] {
+			return c.fieldError(fmt.Sprintf("resources[%d].name", i), "%q is used by another resource", n)
+		}
+		names[n] = true
+	}
+	return nil
+}
+
+func (c *Config) validateResource(i int) error {
+	r := &c.Resources[i]
+	p := fmt.Sprintf("resources[%d].", i)
+	if r.Resource == "" {
+		return c.fieldError(p+"resource", "required (the MCP server's canonical URL, e.g. https://mcp.example.com/mcp)")
+	}
+	u, err := metadata.ParseResource(r.Resource)
+	if err != nil {
+		return c.fieldError(p+"resource", "%v", err)
+	}
+	if u.Scheme != "https" && !validators.IsLoopbackHost(u.Hostname()) {
+		return c.fieldError(p+"resource", "%q must be an https URL (http only for loopback hosts)", r.Resource)
+	}
+	if len(r.AuthorizationServers) == 0 {
+		return c.fieldError(p+"authorization_servers", "at least one authorization server URL is required")
+	}
+	for _, as := range r.AuthorizationServers {
+		if err := validators.CheckOutboundURL(as); err != nil {
+			return c.fieldError(p+"authorization_servers", "%v", err)
+		}
+	}
+	for _, f := range []struct {
+		name   string
+		scopes []string
+	}{{"scopes_supported", r.ScopesSupported}, {"required_scopes", r.RequiredScopes}} {
+		for _, s := range f.scopes {
+			if strings.ContainsAny(s, "\"\\") {
+				return c.fieldError(p+f.name, "scope %q contains a quote or backslash", s)
+			}
+		}
+	}
+	for _, a := range r.Audiences {
+		if strings.TrimSpace(a) == "" {
+			return c.fieldError(p+"audiences", "empty audience")
+		}
+	}
+	if r.PathPrefix != "" && !strings.HasPrefix(r.PathPrefix, "/") {
+		return c.fieldError(p+"path_prefix", "%q must start with /", r.PathPrefix)
+	}
+	switch r.Validation {
+	case "jwt":
+	case "introspection", "auto":
+		return c.fieldError(p+"validation", "%q is not available in this version (use jwt)", r.Validation)
+	default:
+		return c.fieldError(p+"validation", "%q is not one of jwt, introspection, auto", r.Validation)
+	}
+	if r.Leeway.D() > 10*time.Minute {
+		return c.fieldError(p+"leeway", "%v is more than 10m", r.Leeway.D())
+	}
+	if len(r.Issuers) == 0 {
+		return c.fieldError(p+"issuers", "at least one issuer is required (OAUTH_ISSUER)")
+	}
+	seen := map[string]bool{}
+	for j, is := range r.Issuers {
+		ip := fmt.Sprintf("%sissuers[%d].", p, j)
+		if is.Issuer == "" {
+			return c.fieldError(ip+"issuer", "required")
+		}
+		if err := validators.CheckOutboundURL(is.Issuer); err != nil {
+			return c.fieldError(ip+"issuer", "%v", err)
+		}
+		if seen[is.Issuer] {
+			return c.fieldError(ip+"issuer", "%q is listed twice", is.Issuer)
+		}
+		seen[is.Issuer] = true
+		if is.JWKSURI != "" {
+			if err := validators.CheckOutboundURL(is.JWKSURI); err != nil {
+				return c.fieldError(ip+"jwks_uri", "%v", err)
+			}
+		}
+		if err := validators.CheckAlgorithms(is.Algorithms); err != nil {
+			return c.fieldError(ip+"algorithms", "%v", err)
+		}
+		if is.JWKSCacheTTL.D() < time.Second {
+			return c.fieldError(ip+"jwks_cache_ttl", "%v is shorter than 1s", is.JWKSCacheTTL.D())
+		}
+	}
+	return nil
+}

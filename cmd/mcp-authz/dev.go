@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/mcp-authz/mcp-authz/internal/devissuer"
+)
+
+// devCmd runs the service against an embedded development issuer, all on
+// loopback, and prints a ready token and check commands.
+func devCmd(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	grpcAddr := fs.String("grpc-addr", envOr(getenv, "MCP_AUTHZ_GRPC_ADDR", "127.0.0.1:9191"), "gRPC listen address")
+	httpAddr := fs.String("http-addr", envOr(getenv, "MCP_AUTHZ_HTTP_ADDR", "127.0.0.1:9192"), "HTTP side server listen address")
+	issuerAddr := fs.String("issuer-addr", "127.0.0.1:0", "development issuer listen address (loopback only)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+
+	secret := make([]byte, 16)
+	_, _ = rand.Read(secret)
+	const clientID = "mcp-dev-client"
+	clientSecret := hex.EncodeToString(secret)
+	resource := "http://" + *httpAddr + "/mcp"
+	if strings.HasPrefix(*httpAddr, ":") {
+		resource = "http://127.0.0.1" + *httpAddr + "/mcp"
+	}
+	scopes := []string{"mcp:read", "mcp:write"}
+	iss, err := devissuer.Start(devissuer.Config{
+		Addr:            *issuerAddr,
+		Clients:         map[string]string{clientID: clientSecret},
+		DefaultScopes:   scopes,
+		DefaultAudience: resource,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "mcp-authz dev: %v\n", err)
+		return 1
+	}
+	defer iss.Close()
+
+	cfg := &Config{
+		GRPCAddr: *grpcAddr,
+		HTTPAddr: *httpAddr,
+		Log:      LogConfig{Level: "info", Format: "text"},
+		Resources: []ResourceConfig{{
+			Resource:             resource,
+			ResourceName:         "mcp-authz development resource",
+			AuthorizationServers: []string{iss.URL},
+			ScopesSupported:      scopes,
+			RequiredScopes:       []string{"mcp:read"},
+		}},
+		origin: map[string]string{},
+	}
+	if getenv("MCP_DEBUG_CONSOLE") == "true" {
+		cfg.Log.Level = "debug"
+	}
+	cfg.applyDefaults()
+	if err := cfg.validate(); err != nil {
+		fmt.Fprintf(stderr, "mcp-authz dev: config: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log, closeLog, _ := newLogger(cfg.Log, stderr)
+	defer closeLog()
+	svc, err := newService(ctx, cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "mcp-authz dev: %v\n", err)
+		return 1
+	}
+	if err := svc.listen(); err != nil {
+		fmt.Fprintf(stderr, "mcp-authz dev: %v\n", err)
+		return 1
+	}
+	token, err := iss.Issue(devissuer.TokenRequest{Subject: "dev-user", ClientID: clientID})
+	if err != nil {
+		fmt.Fprintf(stderr, "mcp-authz dev: %v\n", err)
+		return 1
+	}
+	self := selfCommand()
+	grpcTarget := svc.grpcLn.Addr().String()
+	fmt.Fprintf(stdout, `mcp-authz dev: everything below runs on loopback and ends with this process.
+
+  ext_authz (gRPC)    %s
+  protected resource  %s   (requires scope mcp:read)
+  resource metadata   http://%s/.well-known/oauth-protected-resource/mcp
+  dev issuer          %s   (client %s, secret %s)
+
+Access token (1h, scopes %q):
+%s
+
+Try it from another terminal:
+  curl -s http://%s/.well-known/oauth-protected-resource/mcp
+  %s check --addr %s %s
+  %s check --addr %s %s -H 'Authorization: Bearer %s'
+
+New tokens:
+  curl -s -u %s:%s -d grant_type=client_credentials -d resource=%s %s
+
+`, grpcTarget, resource, svc.httpLn.Addr(), iss.URL, clientID, clientSecret,
+		strings.Join(scopes, " "), token,
+		svc.httpLn.Addr(),
+		self, grpcTarget, resource,
+		self, grpcTarget, resource, token,
+		clientID, clientSecret, resource, iss.TokenURL())
+	if err := svc.serve(ctx); err != nil {
+		log.Error("server failed", "error", err)
+		return 1
+	}
+	return 0
+}
+
+func envOr(getenv func(string) string, name, def string) string {
+	if v := getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// selfCommand is how the user can invoke this binary again: "go run" builds
+// into a temporary directory that will not exist later.
+func selfCommand() string {
+	exe := os.Args[0]
+	if strings.Contains(exe, "go-build") {
+		return "go run ./cmd/mcp-authz"
+	}
+	return exe
+}

@@ -1,0 +1,67 @@
+// Command mcp-authz is an Envoy external authorization (ext_authz v3) service
+// that puts OAuth 2.1 in front of MCP servers.
+//
+// Usage:
+//
+//	mcp-authz [serve] [--config FILE]   run the service
+//	mcp-authz dev                       run it with an embedded development issuer
+//	mcp-authz check [flags] URL         send an Envoy-shaped CheckRequest
+//	mcp-authz version
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"strings"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+const usage = `usage:
+  mcp-authz [serve] [--config FILE]   run the ext_authz service (configured by FILE and OAUTH_* variables)
+  mcp-authz dev                       run it against an embedded development issuer on loopback
+  mcp-authz check [flags] URL         send an Envoy-shaped CheckRequest and print the decision
+  mcp-authz version                   print the version
+`
+
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serveCmd(args, getenv, stderr)
+	case "dev":
+		return devCmd(args, getenv, stdout, stderr)
+	case "check":
+		return checkCmd(args, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "mcp-authz", version())
+		return 0
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "mcp-authz: unknown command %q\n%s", cmd, usage)
+		return 2
+	}
+}
+
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				return s.Value[:12]
+			}
+		}
+		if bi.Main.Version != "" {
+			return bi.Main.Version
+		}
+	}
+	return "devel"
+}

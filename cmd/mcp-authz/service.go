@@ -1,0 +1,302 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/mcp-authz/mcp-authz/authz"
+	"github.com/mcp-authz/mcp-authz/cache"
+	"github.com/mcp-authz/mcp-authz/metadata"
+	"github.com/mcp-authz/mcp-authz/validators"
+)
+
+func serveCmd(args []string, getenv func(string) string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "YAML configuration file (environment variables override it)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := LoadConfig(*configPath, getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "mcp-authz: config: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log, closeLog, err := newLogger(cfg.Log, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "mcp-authz: log: %v\n", err)
+		return 2
+	}
+	defer closeLog()
+	svc, err := newService(ctx, cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "mcp-authz: %v\n", err)
+		return 1
+	}
+	if err := svc.listen(); err != nil {
+		fmt.Fprintf(stderr, "mcp-authz: %v\n", err)
+		return 1
+	}
+	if err := svc.serve(ctx); err != nil {
+		log.Error("server failed", "error", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(c LogConfig, stderr io.Writer) (*slog.Logger, func(), error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
+		return nil, nil, err
+	}
+	w := stderr
+	closer := func() {}
+	if c.File {
+		if err := os.MkdirAll(c.Directory, 0o750); err != nil {
+			return nil, nil, fmt.Errorf("MCP_LOG_DIRECTORY: %w", err)
+		}
+		f, err := os.OpenFile(filepath.Join(c.Directory, "mcp-authz.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+		if err != nil {
+			return nil, nil, fmt.Errorf("MCP_LOG_DIRECTORY: %w", err)
+		}
+		w = io.MultiWriter(stderr, f)
+		closer = func() { _ = f.Close() }
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewJSONHandler(w, opts)
+	if c.Format == "text" {
+		h = slog.NewTextHandler(w, opts)
+	}
+	return slog.New(h), closer, nil
+}
+
+// service is the wired process: the Check server and the HTTP side server.
+type service struct {
+	cfg      *Config
+	log      *slog.Logger
+	authz    *authz.Server
+	keySets  map[string]*validators.RemoteKeySet
+	metadata *metadata.Handler
+	health   *health.Server
+
+	grpcLn, httpLn net.Listener
+}
+
+// outboundClient fetches discovery documents and JWKS. Redirects are
+// followed only to URLs that CheckOutboundURL accepts.
+func outboundClient() *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout:   5 * time.Second,
+			ResponseHeaderTimeout: 10 * time.Second,
+			MaxIdleConnsPerHost:   16,
+			IdleConnTimeout:       90 * time.Second,
+			ForceAttemptHTTP2:     true,
+		},
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) >= 5 {
+				return errors.New("too many redirects")
+			}
+			return validators.CheckOutboundURL(req.URL.String())
+		},
+	}
+}
+
+func newService(ctx context.Context, cfg *Config, log *slog.Logger) (*service, error) {
+	store, err := cache.NewMemory(cache.MemoryOptions{MaxBytes: cfg.Cache.MaxBytes})
+	if err != nil {
+		return nil, err
+	}
+	client := outboundClient()
+	s := &service{cfg: cfg, log: log, keySets: map[string]*validators.RemoteKeySet{}}
+	var resources []*authz.Resource
+	var docs []metadata.Document
+	for _, rc := range cfg.Resources {
+		issuers := make([]validators.IssuerConfig, 0, len(rc.Issuers))
+		for _, ic := range rc.Issuers {
+			issuers = append(issuers, validators.IssuerConfig{
+				Issuer:       ic.Issuer,
+				JWKSURI:      ic.JWKSURI,
+				Algorithms:   ic.Algorithms,
+				RequireATJWT: ic.RequireATJWT,
+				JWKSCacheTTL: ic.JWKSCacheTTL.D(),
+			})
+		}
+		jv, err := validators.NewJWT(ctx, validators.JWTConfig{
+			Issuers:            issuers,
+			Audiences:          rc.Audiences,
+			Leeway:             rc.Leeway.D(),
+			Client:             client,
+			RefreshWait:        cfg.JWKS.RefreshWait.D(),
+			MinRefreshInterval: cfg.JWKS.MinRefreshInterval.D(),
+			Logger:             log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("resource %q: %w", rc.Name, err)
+		}
+		for iss, ks := range jv.KeySets() {
+			s.keySets[iss] = ks
+		}
+		cached, err := cache.New(jv, store, cache.Options{
+			Policy:      jv.Fingerprint(),
+			TTL:         cfg.Cache.TTL.D(),
+			NegativeTTL: cfg.Cache.NegativeTTL.D(),
+		})
+		if err != nil {
+			return nil, err
+		}
+		resources = append(resources, &authz.Resource{
+			Name:            rc.Name,
+			URI:             rc.Resource,
+			ScopesSupported: rc.ScopesSupported,
+			RequiredScopes:  rc.RequiredScopes,
+			Hosts:           rc.Hosts,
+			PathPrefix:      rc.PathPrefix,
+			Validator:       cached,
+		})
+		docs = append(docs, metadata.Document{
+			Resource:               rc.Resource,
+			AuthorizationServers:   rc.AuthorizationServers,
+			ScopesSupported:        rc.ScopesSupported,
+			BearerMethodsSupported: []string{"header"},
+			ResourceName:           rc.ResourceName,
+			ResourceDocumentation:  rc.ResourceDocumentation,
+		})
+	}
+	mode := authz.UnavailableHTTP
+	if cfg.Unavailable.Mode == "grpc" {
+		mode = authz.UnavailableGRPC
+	}
+	s.authz, err = authz.NewServer(authz.Config{
+		Resources:            resources,
+		Unavailable:          mode,
+		RetryAfter:           cfg.Unavailable.RetryAfter.D(),
+		MaxTokenBytes:        cfg.MaxTokenBytes,
+		IdentityHeaderPrefix: cfg.IdentityHeaders.Prefix,
+		StripAuthorization:   cfg.IdentityHeaders.StripAuthorization,
+		Logger:               log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.metadata, err = metadata.NewHandler(docs)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// listen binds both listeners, so that a port conflict fails start-up
+// before anything is served.
+func (s *service) listen() error {
+	var err error
+	if s.grpcLn, err = net.Listen("tcp", s.cfg.GRPCAddr); err != nil {
+		return fmt.Errorf("grpc_addr: %w", err)
+	}
+	if s.httpLn, err = net.Listen("tcp", s.cfg.HTTPAddr); err != nil {
+		_ = s.grpcLn.Close()
+		return fmt.Errorf("http_addr: %w", err)
+	}
+	return nil
+}
+
+func (s *service) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	for _, p := range s.metadata.Paths() {
+		mux.Handle(p, s.metadata)
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", s.serveReady)
+	return mux
+}
+
+// serveReady reports ready once every issuer's JWKS has loaded: until then
+// this replica can only answer 503 for tokens.
+func (s *service) serveReady(w http.ResponseWriter, _ *http.Request) {
+	issuers := make(map[string]string, len(s.keySets))
+	ready := true
+	for iss, ks := range s.keySets {
+		if ks.Loaded() {
+			issuers[iss] = "jwks loaded"
+		} else {
+			issuers[iss] = "waiting for jwks"
+			ready = false
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if !ready {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_ = json.NewEncoder(w).Encode(map[string]any{"ready": ready, "issuers": issuers})
+}
+
+// serve runs until ctx ends, then shuts down gracefully: health turns
+// NOT_SERVING first so Envoy stops routing new checks here.
+func (s *service) serve(ctx context.Context) error {
+	gs := grpc.NewServer(
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute}),
+	)
+	authv3.RegisterAuthorizationServer(gs, s.authz)
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(gs, s.health)
+	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	reflection.Register(gs)
+
+	hs := &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
+
+	errc := make(chan error, 2)
+	go func() { errc <- gs.Serve(s.grpcLn) }()
+	go func() {
+		if err := hs.Serve(s.httpLn); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	s.log.Info("mcp-authz serving", "grpc", s.grpcLn.Addr().String(), "http", s.httpLn.Addr().String(),
+		"resources", len(s.cfg.Resources), "version", version())
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	s.log.Info("shutting down")
+	s.health.Shutdown()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-shutdownCtx.Done():
+		gs.Stop()
+	}
+	_ = hs.Shutdown(shutdownCtx)
+	return err
+}
