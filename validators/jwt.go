@@ -104,7 +104,11 @@ func NewJWT(ctx context.Context, cfg JWTConfig) (*JWT, error) {
 		audiences: slices.Clone(cfg.Audiences),
 		parser:    jwt.NewParser(),
 	}
-	for _, ic := range cfg.Issuers {
+	cfg.Issuers = slices.Clone(cfg.Issuers) // defaults below must not write to the caller's slice
+	// Validate every issuer before starting any key set, so a rejected
+	// configuration fetches nothing.
+	for i := range cfg.Issuers {
+		ic := &cfg.Issuers[i]
 		if ic.Issuer == "" {
 			return nil, errors.New("jwt: issuer must not be empty")
 		}
@@ -117,6 +121,16 @@ func NewJWT(ctx context.Context, cfg JWTConfig) (*JWT, error) {
 		if err := CheckAlgorithms(ic.Algorithms); err != nil {
 			return nil, fmt.Errorf("jwt: issuer %q: %w", ic.Issuer, err)
 		}
+		if ic.JWKSURI != "" {
+			if err := CheckOutboundURL(ic.JWKSURI); err != nil {
+				return nil, fmt.Errorf("jwt: issuer %q: jwks_uri: %w", ic.Issuer, err)
+			}
+		} else if err := CheckOutboundURL(ic.Issuer); err != nil {
+			return nil, fmt.Errorf("jwt: issuer %q: %w", ic.Issuer, err)
+		}
+		v.issuers[ic.Issuer] = &jwtIssuer{cfg: *ic}
+	}
+	for _, ic := range cfg.Issuers {
 		keys, err := NewRemoteKeySet(ctx, KeySetConfig{
 			Issuer:             ic.Issuer,
 			JWKSURI:            ic.JWKSURI,
@@ -129,16 +143,14 @@ func NewJWT(ctx context.Context, cfg JWTConfig) (*JWT, error) {
 		if err != nil {
 			return nil, fmt.Errorf("jwt: issuer %q: %w", ic.Issuer, err)
 		}
-		v.issuers[ic.Issuer] = &jwtIssuer{
-			cfg:  ic,
-			keys: keys,
-			validator: jwt.NewValidator(
-				jwt.WithLeeway(cfg.Leeway),
-				jwt.WithExpirationRequired(),
-				jwt.WithIssuedAt(),
-				jwt.WithTimeFunc(now),
-			),
-		}
+		iss := v.issuers[ic.Issuer]
+		iss.keys = keys
+		iss.validator = jwt.NewValidator(
+			jwt.WithLeeway(cfg.Leeway),
+			jwt.WithExpirationRequired(),
+			jwt.WithIssuedAt(),
+			jwt.WithTimeFunc(now),
+		)
 	}
 	v.fingerprint = jwtFingerprint(cfg)
 	return v, nil
