@@ -51,7 +51,7 @@ func failing(kind error, desc string) func() (*validators.Principal, error) {
 	}
 }
 
-func newTestServer(t *testing.T, mutate func(*Config, *Resource)) (*Server, *fakeValidator) {
+func newTestServer(t testing.TB, mutate func(*Config, *Resource)) (*Server, *fakeValidator) {
 	t.Helper()
 	fv := &fakeValidator{answers: map[string]func() (*validators.Principal, error){
 		"good":        principal("mcp:read", "mcp:write"),

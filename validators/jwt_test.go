@@ -29,7 +29,7 @@ type fixture struct {
 	v   *JWT
 }
 
-func newFixture(t *testing.T, mutate func(*JWTConfig)) *fixture {
+func newFixture(t testing.TB, mutate func(*JWTConfig)) *fixture {
 	t.Helper()
 	iss, err := devissuer.Start(devissuer.Config{Algorithms: []string{"RS256", "ES256"}})
 	if err != nil {
@@ -58,7 +58,7 @@ func newFixture(t *testing.T, mutate func(*JWTConfig)) *fixture {
 	return f
 }
 
-func waitLoaded(t *testing.T, v *JWT) {
+func waitLoaded(t testing.TB, v *JWT) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for _, ks := range v.KeySets() {
