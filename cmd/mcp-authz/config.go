@@ -30,6 +30,8 @@ type Config struct {
 	JWKS            JWKSConfig        `yaml:"jwks"`
 	Resources       []ResourceConfig  `yaml:"resources"`
 
+	// envResource is set when the environment configures the resource.
+	envResource bool
 	// origin maps a field path to the environment variable that set it, so
 	// errors name what the operator actually wrote.
 	origin map[string]string
@@ -157,10 +159,28 @@ func LoadConfig(path string, getenv func(string) string) (*Config, error) {
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
-// fieldError names a field by its environment variable when it came from one.
+// envFields names the environment variable of each single-resource field,
+// for errors about fields the environment configures but left unset.
+var envFields = map[string]string{
+	"resources[0].resource":              "OAUTH_RESOURCE",
+	"resources[0].authorization_servers": "OAUTH_AUTHORIZATION_SERVER",
+	"resources[0].audiences":             "OAUTH_AUDIENCE",
+	"resources[0].scopes_supported":      "OAUTH_SCOPES_SUPPORTED",
+	"resources[0].required_scopes":       "OAUTH_REQUIRED_SCOPES",
+	"resources[0].validation":            "OAUTH_VALIDATION",
+	"resources[0].issuers":               "OAUTH_ISSUER",
+	"resources[0].issuers[0].issuer":     "OAUTH_ISSUER",
+	"resources[0].issuers[0].jwks_uri":   "OAUTH_JWKS_URI",
+	"resources[0].issuers[0].algorithms": "OAUTH_ALGORITHMS",
+}
+
+// fieldError names a field by its environment variable when it came from
+// one, or when the environment configures the resource it belongs to.
 func (c *Config) fieldError(field, format string, args ...any) error {
 	name := field
 	if env, ok := c.origin[field]; ok {
+		name = env
+	} else if env, ok := envFields[field]; ok && c.envResource {
 		name = env
 	}
 	return fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...))
@@ -247,6 +267,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	default:
 		return errors.New("OAUTH_*: environment variables configure a single resource, but --config defines several; set them in the file instead")
 	}
+	c.envResource = true
 	r := &c.Resources[0]
 	const p = "resources[0]."
 	if v, ok := set("OAUTH_RESOURCE"); ok {

@@ -1,0 +1,216 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mcp-authz/mcp-authz/validators"
+)
+
+type countingValidator struct {
+	calls  atomic.Int64
+	delay  time.Duration
+	answer func(token string) (*validators.Principal, error)
+}
+
+func (c *countingValidator) Validate(_ context.Context, token string) (*validators.Principal, error) {
+	c.calls.Add(1)
+	time.Sleep(c.delay)
+	return c.answer(token)
+}
+
+func validFor(d time.Duration) func(string) (*validators.Principal, error) {
+	return func(string) (*validators.Principal, error) {
+		return &validators.Principal{Subject: "s", ExpiresAt: time.Now().Add(d)}, nil
+	}
+}
+
+func newCached(t *testing.T, inner Inner, store Store, opts Options) *Validator {
+	t.Helper()
+	if opts.Policy == "" {
+		opts.Policy = "policy-a"
+	}
+	v, err := New(inner, store, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func newMemory(t *testing.T) *Memory {
+	t.Helper()
+	m, err := NewMemory(MemoryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestPositiveVerdictIsCached(t *testing.T) {
+	inner := &countingValidator{answer: validFor(time.Hour)}
+	v := newCached(t, inner, newMemory(t), Options{})
+	for range 50 {
+		if _, err := v.Validate(context.Background(), "tok"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if inner.calls.Load() != 1 {
+		t.Fatalf("50 checks of one token cost %d validations", inner.calls.Load())
+	}
+	if s := v.Stats(); s.Hits != 49 || s.Misses != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestTTLBoundedByExpiry(t *testing.T) {
+	inner := &countingValidator{answer: validFor(150 * time.Millisecond)}
+	v := newCached(t, inner, newMemory(t), Options{TTL: time.Hour})
+	_, _ = v.Validate(context.Background(), "tok")
+	_, _ = v.Validate(context.Background(), "tok")
+	if inner.calls.Load() != 1 {
+		t.Fatalf("calls %d", inner.calls.Load())
+	}
+	time.Sleep(200 * time.Millisecond)
+	_, _ = v.Validate(context.Background(), "tok")
+	if inner.calls.Load() != 2 {
+		t.Fatalf("verdict outlived the token's exp: calls %d", inner.calls.Load())
+	}
+}
+
+// staleStore returns whatever was set, ignoring TTL: exp must still be
+// re-checked on every hit.
+type staleStore struct{ m sync.Map }
+
+func (s *staleStore) Get(_ context.Context, k Key) (Entry, bool) {
+	e, ok := s.m.Load(k)
+	if !ok {
+		return Entry{}, false
+	}
+	return e.(Entry), true
+}
+func (s *staleStore) Set(_ context.Context, k Key, e Entry, _ time.Duration) { s.m.Store(k, e) }
+
+func TestExpiryRecheckedOnHit(t *testing.T) {
+	now := time.Now()
+	clock := now
+	inner := &countingValidator{answer: func(string) (*validators.Principal, error) {
+		return &validators.Principal{Subject: "s", ExpiresAt: now.Add(time.Minute)}, nil
+	}}
+	v := newCached(t, inner, &staleStore{}, Options{Now: func() time.Time { return clock }})
+	_, _ = v.Validate(context.Background(), "tok")
+	clock = now.Add(2 * time.Minute)
+	_, _ = v.Validate(context.Background(), "tok")
+	if inner.calls.Load() != 2 {
+		t.Fatal("expired principal served from the store")
+	}
+}
+
+func TestNegativeCaching(t *testing.T) {
+	tests := []struct {
+		name      string
+		err       *validators.Error
+		wantCalls int64
+	}{
+		{"invalid token cached", &validators.Error{Kind: validators.ErrInvalidToken, Description: "x"}, 1},
+		{"retryable invalid token not cached", &validators.Error{Kind: validators.ErrInvalidToken, Description: "x", Retryable: true}, 3},
+		{"unavailable never cached", &validators.Error{Kind: validators.ErrUnavailable, Description: "x"}, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			inner := &countingValidator{answer: func(string) (*validators.Principal, error) { return nil, tt.err }}
+			v := newCached(t, inner, newMemory(t), Options{})
+			for range 3 {
+				_, err := v.Validate(context.Background(), "bad")
+				if !errors.Is(err, tt.err.Kind) {
+					t.Fatalf("err %v", err)
+				}
+			}
+			if inner.calls.Load() != tt.wantCalls {
+				t.Fatalf("calls %d, want %d", inner.calls.Load(), tt.wantCalls)
+			}
+		})
+	}
+}
+
+func TestConcurrentMissesCollapse(t *testing.T) {
+	inner := &countingValidator{delay: 50 * time.Millisecond, answer: validFor(time.Hour)}
+	v := newCached(t, inner, newMemory(t), Options{})
+	var wg sync.WaitGroup
+	for range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := v.Validate(context.Background(), "fresh"); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if inner.calls.Load() != 1 {
+		t.Fatalf("100 concurrent checks of a fresh token cost %d validations", inner.calls.Load())
+	}
+}
+
+func TestCancelledCallerDoesNotFailOthers(t *testing.T) {
+	inner := &countingValidator{delay: 100 * time.Millisecond, answer: validFor(time.Hour)}
+	v := newCached(t, inner, newMemory(t), Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	done := make(chan error)
+	go func() { _, err := v.Validate(context.Background(), "tok"); done <- err }()
+	time.Sleep(time.Millisecond)
+	if _, err := v.Validate(ctx, "tok"); !errors.Is(err, validators.ErrUnavailable) {
+		t.Fatalf("timed-out caller: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("patient caller failed: %v", err)
+	}
+}
+
+func TestPoliciesDoNotShareVerdicts(t *testing.T) {
+	store := newMemory(t)
+	allow := &countingValidator{answer: validFor(time.Hour)}
+	deny := &countingValidator{answer: func(string) (*validators.Principal, error) {
+		return nil, &validators.Error{Kind: validators.ErrInvalidToken, Description: validators.DescAudience}
+	}}
+	a := newCached(t, allow, store, Options{Policy: "audience-a"})
+	b := newCached(t, deny, store, Options{Policy: "audience-b"})
+	if _, err := a.Validate(context.Background(), "tok"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Validate(context.Background(), "tok"); err == nil {
+		t.Fatal("policy b served policy a's verdict")
+	}
+}
+
+func TestKeyNeverHoldsTheToken(t *testing.T) {
+	k := NewKey("p", "secret-token-value")
+	if s := k.String(); len(s) != len("p:")+64 || s[:2] != "p:" {
+		t.Fatalf("key %q", s)
+	}
+}
+
+func TestMemoryBoundedByBytes(t *testing.T) {
+	m, err := NewMemory(MemoryOptions{MaxBytes: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &validators.Principal{Subject: "s", Claims: string(make([]byte, 1000))}
+	for i := range 1000 {
+		m.Set(context.Background(), NewKey("p", string(rune(i))+"tok"), Entry{Principal: p}, time.Hour)
+	}
+	m.c.CleanUp()
+	if n := m.Len(); n > 64 {
+		t.Fatalf("%d entries of ~1.3 KB in a 64 KiB store", n)
+	}
+}
+
+func TestNewRejectsMissingPolicy(t *testing.T) {
+	if _, err := New(&countingValidator{}, newMemory(t), Options{}); err == nil {
+		t.Fatal("accepted an empty policy fingerprint")
+	}
+}

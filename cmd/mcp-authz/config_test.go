@@ -1,0 +1,178 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func envFunc(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func seedEnv() map[string]string {
+	return map[string]string{
+		"OAUTH_RESOURCE":             "https://mcp.example.com/mcp",
+		"OAUTH_AUTHORIZATION_SERVER": "https://auth.example.com",
+	}
+}
+
+func TestLoadConfigFromSeedEnvironment(t *testing.T) {
+	env := seedEnv()
+	env["OAUTH_JWKS_URI"] = "https://auth.example.com/keys"
+	env["OAUTH_ALGORITHMS"] = "RS256, PS256"
+	env["OAUTH_JWKS_CACHE_TTL"] = "900000"
+	env["OAUTH_SCOPES_SUPPORTED"] = "mcp:read,mcp:write"
+	env["OAUTH_REQUIRED_SCOPES"] = "mcp:read"
+	cfg, err := LoadConfig("", envFunc(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.GRPCAddr != ":9191" || cfg.HTTPAddr != ":9192" {
+		t.Errorf("addresses %s %s", cfg.GRPCAddr, cfg.HTTPAddr)
+	}
+	r := cfg.Resources[0]
+	if len(r.Audiences) != 1 || r.Audiences[0] != "https://mcp.example.com/mcp" {
+		t.Errorf("audience defaults to the resource: %v", r.Audiences)
+	}
+	is := r.Issuers[0]
+	if is.Issuer != "https://auth.example.com" || is.JWKSURI != "https://auth.example.com/keys" {
+		t.Errorf("issuer %+v", is)
+	}
+	if strings.Join(is.Algorithms, ",") != "RS256,PS256" {
+		t.Errorf("algorithms %v", is.Algorithms)
+	}
+	if is.JWKSCacheTTL.D() != 15*time.Minute {
+		t.Errorf("jwks ttl from milliseconds: %v", is.JWKSCacheTTL.D())
+	}
+	if r.Leeway.D() != 60*time.Second {
+		t.Errorf("leeway %v", r.Leeway.D())
+	}
+	if strings.Join(r.ScopesSupported, " ") != "mcp:read mcp:write" || strings.Join(r.RequiredScopes, " ") != "mcp:read" {
+		t.Errorf("scopes %v %v", r.ScopesSupported, r.RequiredScopes)
+	}
+}
+
+func TestEnvironmentOverridesFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	yaml := `
+grpc_addr: 127.0.0.1:7000
+resources:
+  - resource: https://file.example.com/mcp
+    authorization_servers: [https://auth.example.com]
+    leeway: 5s
+    issuers:
+      - issuer: https://auth.example.com
+        algorithms: [ES256]
+        require_at_jwt: true
+`
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(path, envFunc(map[string]string{
+		"OAUTH_RESOURCE":      "https://env.example.com/mcp",
+		"MCP_AUTHZ_GRPC_ADDR": "127.0.0.1:7001",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.Resources[0]
+	if r.Resource != "https://env.example.com/mcp" || cfg.GRPCAddr != "127.0.0.1:7001" {
+		t.Errorf("env did not override: %s %s", r.Resource, cfg.GRPCAddr)
+	}
+	if r.Leeway.D() != 5*time.Second || !r.Issuers[0].RequireATJWT || r.Issuers[0].Algorithms[0] != "ES256" {
+		t.Errorf("file values lost: %+v", r)
+	}
+}
+
+func TestConfigErrorsNameTheField(t *testing.T) {
+	tests := []struct {
+		name  string
+		env   map[string]string
+		yaml  string
+		field string
+	}{
+		{"nothing", nil, "", "resources"},
+		{"resource missing", map[string]string{"OAUTH_AUTHORIZATION_SERVER": "https://a.example"}, "", "OAUTH_RESOURCE"},
+		{"resource http", map[string]string{"OAUTH_RESOURCE": "http://mcp.example.com/mcp"}, "", "OAUTH_RESOURCE"},
+		{"resource with fragment", map[string]string{"OAUTH_RESOURCE": "https://mcp.example.com/mcp#x"}, "", "OAUTH_RESOURCE"},
+		{"no authorization server", map[string]string{"OAUTH_AUTHORIZATION_SERVER": ""}, "", "OAUTH_AUTHORIZATION_SERVER"},
+		{"http authorization server", map[string]string{"OAUTH_AUTHORIZATION_SERVER": "http://a.example"}, "", "OAUTH_AUTHORIZATION_SERVER"},
+		{"http JWKS", map[string]string{"OAUTH_JWKS_URI": "http://a.example/keys"}, "", "OAUTH_JWKS_URI"},
+		{"HS256", map[string]string{"OAUTH_ALGORITHMS": "RS256,HS256"}, "", "OAUTH_ALGORITHMS"},
+		{"none alg", map[string]string{"OAUTH_ALGORITHMS": "none"}, "", "OAUTH_ALGORITHMS"},
+		{"bad ttl", map[string]string{"OAUTH_JWKS_CACHE_TTL": "often"}, "", "OAUTH_JWKS_CACHE_TTL"},
+		{"tiny ttl", map[string]string{"OAUTH_JWKS_CACHE_TTL": "10"}, "", "OAUTH_JWKS_CACHE_TTL"},
+		{"validation mode", map[string]string{"OAUTH_VALIDATION": "magic"}, "", "OAUTH_VALIDATION"},
+		{"introspection not yet", map[string]string{"OAUTH_INTROSPECTION_ENDPOINT": "https://a.example/introspect"}, "", "OAUTH_INTROSPECTION_ENDPOINT"},
+		{"redis not yet", map[string]string{"REDIS_URL": "redis://127.0.0.1:6379"}, "", "REDIS_URL"},
+		{"bad bool", map[string]string{"MCP_DEBUG_CONSOLE": "yes please"}, "", "MCP_DEBUG_CONSOLE"},
+		{"bad grpc addr", map[string]string{"MCP_AUTHZ_GRPC_ADDR": "9191"}, "", "MCP_AUTHZ_GRPC_ADDR"},
+		{"bad unavailable mode", map[string]string{"MCP_AUTHZ_UNAVAILABLE_MODE": "teapot"}, "", "MCP_AUTHZ_UNAVAILABLE_MODE"},
+		{"unknown yaml field", nil, "resourcez: []\n", "resourcez"},
+		{"yaml bad duration", nil, "cache:\n  ttl: forever\n", "forever"},
+		{"yaml leeway too large", nil, "resources:\n- resource: https://m.example/mcp\n  authorization_servers: [https://a.example]\n  leeway: 1h\n", "resources[0].leeway"},
+		{"yaml duplicate names", nil, "resources:\n- {name: x, resource: https://m.example/a, authorization_servers: [https://a.example]}\n- {name: x, resource: https://m.example/b, authorization_servers: [https://a.example]}\n", "resources[1].name"},
+		{"env with several resources", map[string]string{"OAUTH_REQUIRED_SCOPES": "a"}, "resources:\n- {resource: https://m.example/a}\n- {resource: https://m.example/b}\n", "OAUTH_"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{}
+			if tt.env != nil && tt.yaml == "" && tt.name != "resource missing" {
+				env = seedEnv()
+			}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			path := ""
+			if tt.yaml != "" {
+				path = filepath.Join(t.TempDir(), "c.yaml")
+				if err := os.WriteFile(path, []byte(tt.yaml), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := LoadConfig(path, envFunc(env))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			msg := err.Error()
+			if strings.Contains(msg, "\n") || !strings.Contains(msg, tt.field) {
+				t.Fatalf("error %q does not name %s on one line", msg, tt.field)
+			}
+		})
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"15m", 15 * time.Minute, true},
+		{"900000", 15 * time.Minute, true},
+		{"1.5s", 1500 * time.Millisecond, true},
+		{" 250 ", 250 * time.Millisecond, true},
+		{"-5", 0, false},
+		{"-1s", 0, false},
+		{"soon", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := ParseDuration(tt.in)
+		if (err == nil) != tt.ok || (tt.ok && got.D() != tt.want) {
+			t.Errorf("ParseDuration(%q) = %v, %v", tt.in, got.D(), err)
+		}
+	}
+}
+
+func TestExampleConfigLoads(t *testing.T) {
+	cfg, err := LoadConfig("../../config.example.yaml", envFunc(nil))
+	if err != nil {
+		t.Fatalf("config.example.yaml: %v", err)
+	}
+	if len(cfg.Resources) == 0 {
+		t.Fatal("example has no resource")
+	}
+}
