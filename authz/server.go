@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -93,7 +95,16 @@ type route struct {
 	metadataURL  string
 	challenge    string // 401 without credentials
 	noCredential *authv3.CheckResponse
+	// invalid holds the 401 invalid_token responses by description: the
+	// descriptions are a small fixed set, and a flood of bad tokens should
+	// not render the same denial again and again.
+	invalid      sync.Map // string -> *authv3.CheckResponse
+	invalidCount atomic.Int32
 }
+
+// maxInvalidResponses bounds route.invalid, whatever descriptions a
+// validator invents.
+const maxInvalidResponses = 64
 
 // NewServer validates cfg and prepares the per-resource responses.
 func NewServer(cfg Config) (*Server, error) {
@@ -190,7 +201,12 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 			challenge(rt, "insufficient_scope", "", rt.RequiredScopes),
 			"insufficient_scope", "Insufficient scope"), nil
 	}
-	return s.allowed(rt, p), nil
+	// Rendering headers and metadata is most of the cost of a cached Check;
+	// a cached principal is the same pointer on every hit, so the response
+	// is rendered once per principal and shared read-only (gRPC marshals it
+	// concurrently, which protobuf allows).
+	resp := p.Memo(rt, func() any { return s.allowed(rt, p) })
+	return resp.(*authv3.CheckResponse), nil
 }
 
 func (s *Server) validationFailed(ctx context.Context, rt *route, err error) (*authv3.CheckResponse, error) {
@@ -215,8 +231,15 @@ func (s *Server) validationFailed(ctx context.Context, rt *route, err error) (*a
 }
 
 func (s *Server) invalidToken(rt *route, desc string) *authv3.CheckResponse {
-	return s.denied(http.StatusUnauthorized, codes.Unauthenticated,
+	if r, ok := rt.invalid.Load(desc); ok {
+		return r.(*authv3.CheckResponse)
+	}
+	r := s.denied(http.StatusUnauthorized, codes.Unauthenticated,
 		challenge(rt, "invalid_token", desc, nil), "invalid_token", desc)
+	if rt.invalidCount.Add(1) <= maxInvalidResponses {
+		rt.invalid.Store(desc, r)
+	}
+	return r
 }
 
 // route picks the resource a request belongs to: by context extension when

@@ -8,6 +8,7 @@ package validators
 import (
 	"errors"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,6 +25,25 @@ type Principal struct {
 	// Claims is the token's claim set as unpadded base64url JSON, the form in
 	// which it is forwarded upstream. For a JWT it is the payload segment.
 	Claims string
+
+	memo atomic.Pointer[memo]
+}
+
+type memo struct {
+	key, value any
+}
+
+// Memo returns the value that compute derives from p for key, computing it
+// on first use. It lets a consumer keep one expensive, immutable rendering
+// of a cached principal (authz keeps its allow response here). One key is
+// kept; the first key wins, and other keys are computed on every call.
+func (p *Principal) Memo(key any, compute func() any) any {
+	if m := p.memo.Load(); m != nil && m.key == key {
+		return m.value
+	}
+	v := compute()
+	p.memo.CompareAndSwap(nil, &memo{key: key, value: v})
+	return v
 }
 
 // HasScopes reports whether p was granted every scope in want.
