@@ -94,11 +94,11 @@ type route struct {
 	*Resource
 	metadataURL  string
 	challenge    string // 401 without credentials
-	noCredential *authv3.CheckResponse
+	noCredential *prepared
 	// invalid holds the 401 invalid_token responses by description: the
 	// descriptions are a small fixed set, and a flood of bad tokens should
 	// not render the same denial again and again.
-	invalid      sync.Map // string -> *authv3.CheckResponse
+	invalid      sync.Map // string -> *prepared
 	invalidCount atomic.Int32
 }
 
@@ -143,8 +143,8 @@ func NewServer(cfg Config) (*Server, error) {
 		}
 		rt := &route{Resource: r, metadataURL: mdURL}
 		rt.challenge = challenge(rt, "", "", scopeHint(r))
-		rt.noCredential = s.denied(http.StatusUnauthorized, codes.Unauthenticated, rt.challenge,
-			"invalid_request", "Bearer token required")
+		rt.noCredential = prepare(s.denied(http.StatusUnauthorized, codes.Unauthenticated, rt.challenge,
+			"invalid_request", "Bearer token required"))
 		if _, dup := s.byName[r.Name]; dup {
 			return nil, fmt.Errorf("authz: resource name %q used twice", r.Name)
 		}
@@ -169,27 +169,51 @@ const ContextExtensionResource = "mcp_resource"
 
 // Check decides one request. It never allows because something failed.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	r, err := s.check(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return r.message(), nil
+}
+
+// result is a decision: a response rendered for this request, or a
+// prepared one shared with others.
+type result struct {
+	msg      *authv3.CheckResponse
+	prepared *prepared
+}
+
+func (r result) message() *authv3.CheckResponse {
+	if r.prepared != nil {
+		return r.prepared.msg
+	}
+	return r.msg
+}
+
+func rendered(msg *authv3.CheckResponse) (result, error) { return result{msg: msg}, nil }
+
+func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (result, error) {
 	attrs := req.GetAttributes()
 	h := attrs.GetRequest().GetHttp()
 	if h == nil {
-		return s.denied(http.StatusBadRequest, codes.InvalidArgument, "", "invalid_request", "No HTTP request attributes"), nil
+		return rendered(s.denied(http.StatusBadRequest, codes.InvalidArgument, "", "invalid_request", "No HTTP request attributes"))
 	}
 	rt := s.route(attrs.GetContextExtensions(), h)
 	if rt == nil {
 		s.log.DebugContext(ctx, "deny: no protected resource matches", "host", h.GetHost(), "path", pathOnly(requestPath(h)))
-		return s.denied(http.StatusForbidden, codes.PermissionDenied, "", "access_denied", "No protected resource matches this request"), nil
+		return rendered(s.denied(http.StatusForbidden, codes.PermissionDenied, "", "access_denied", "No protected resource matches this request"))
 	}
 
 	cred := extractCredentials(h)
 	switch cred.kind {
 	case credNone:
-		return rt.noCredential, nil
+		return result{prepared: rt.noCredential}, nil
 	case credInvalid:
-		return s.denied(http.StatusBadRequest, codes.InvalidArgument,
-			challenge(rt, "invalid_request", cred.reason, nil), "invalid_request", cred.reason), nil
+		return rendered(s.denied(http.StatusBadRequest, codes.InvalidArgument,
+			challenge(rt, "invalid_request", cred.reason, nil), "invalid_request", cred.reason))
 	}
 	if len(cred.token) > s.cfg.MaxTokenBytes {
-		return s.invalidToken(rt, validators.DescTooLarge), nil
+		return result{prepared: s.invalidToken(rt, validators.DescTooLarge)}, nil
 	}
 
 	p, err := rt.Validator.Validate(ctx, cred.token)
@@ -197,23 +221,23 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		return s.validationFailed(ctx, rt, err)
 	}
 	if !p.HasScopes(rt.RequiredScopes) {
-		return s.denied(http.StatusForbidden, codes.PermissionDenied,
+		return rendered(s.denied(http.StatusForbidden, codes.PermissionDenied,
 			challenge(rt, "insufficient_scope", "", rt.RequiredScopes),
-			"insufficient_scope", "Insufficient scope"), nil
+			"insufficient_scope", "Insufficient scope"))
 	}
 	// Rendering headers and metadata is most of the cost of a cached Check;
 	// a cached principal is the same pointer on every hit, so the response
 	// is rendered once per principal and shared read-only (gRPC marshals it
 	// concurrently, which protobuf allows).
-	resp := p.Memo(rt, func() any { return s.allowed(rt, p) })
-	return resp.(*authv3.CheckResponse), nil
+	resp := p.Memo(rt, func() any { return prepare(s.allowed(rt, p)) })
+	return result{prepared: resp.(*prepared)}, nil
 }
 
-func (s *Server) validationFailed(ctx context.Context, rt *route, err error) (*authv3.CheckResponse, error) {
+func (s *Server) validationFailed(ctx context.Context, rt *route, err error) (result, error) {
 	var verr *validators.Error
 	if errors.As(err, &verr) && errors.Is(verr.Kind, validators.ErrInvalidToken) {
 		s.log.DebugContext(ctx, "deny: invalid token", "resource", rt.Name, "reason", verr.Description, "cause", verr.Err)
-		return s.invalidToken(rt, verr.Description), nil
+		return result{prepared: s.invalidToken(rt, verr.Description)}, nil
 	}
 	// Unavailable, or an error no validator should return: either way the
 	// token may be fine, so never 401, and never allow.
@@ -223,19 +247,19 @@ func (s *Server) validationFailed(ctx context.Context, rt *route, err error) (*a
 	}
 	s.log.WarnContext(ctx, "cannot validate token", "resource", rt.Name, "error", err)
 	if s.cfg.Unavailable == UnavailableGRPC {
-		return nil, status.Error(codes.Unavailable, desc)
+		return result{}, status.Error(codes.Unavailable, desc)
 	}
 	resp := s.denied(http.StatusServiceUnavailable, codes.Unavailable, "", "temporarily_unavailable", desc)
 	resp.GetDeniedResponse().Headers = append(resp.GetDeniedResponse().Headers, header("retry-after", s.retryAfter))
-	return resp, nil
+	return rendered(resp)
 }
 
-func (s *Server) invalidToken(rt *route, desc string) *authv3.CheckResponse {
+func (s *Server) invalidToken(rt *route, desc string) *prepared {
 	if r, ok := rt.invalid.Load(desc); ok {
-		return r.(*authv3.CheckResponse)
+		return r.(*prepared)
 	}
-	r := s.denied(http.StatusUnauthorized, codes.Unauthenticated,
-		challenge(rt, "invalid_token", desc, nil), "invalid_token", desc)
+	r := prepare(s.denied(http.StatusUnauthorized, codes.Unauthenticated,
+		challenge(rt, "invalid_token", desc, nil), "invalid_token", desc))
 	if rt.invalidCount.Add(1) <= maxInvalidResponses {
 		rt.invalid.Store(desc, r)
 	}

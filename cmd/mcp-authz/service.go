@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -260,10 +261,16 @@ func (s *service) serveReady(w http.ResponseWriter, _ *http.Request) {
 // NOT_SERVING first so Envoy stops routing new checks here.
 func (s *service) serve(ctx context.Context) error {
 	gs := grpc.NewServer(
+		// Reused workers keep their grown stacks: without them every Check
+		// starts a fresh goroutine whose stack is grown again, which costs
+		// more than the cached Check itself.
+		grpc.NumStreamWorkers(uint32(64*runtime.GOMAXPROCS(0))),
+		grpc.SharedWriteBuffer(true),
+		authz.Codec(),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute}),
 	)
-	authv3.RegisterAuthorizationServer(gs, s.authz)
+	s.authz.Register(gs)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(gs, s.health)
 	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Loopback load run: mcp-authz (cached valid JWT, via `mcp-authz dev`) against
+# the ceiling, a trivial always-allow Check server, alternating so that both
+# see the same machine state. Prints requests/s, p50, p99 and server CPU per
+# Check. Usage: scripts/loadrun.sh [rounds] [seconds] [concurrency]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-3}
+secs=${2:-10}
+conc=${3:-50}
+bin=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$bin"' EXIT
+
+go build -o "$bin/mcp-authz" ./cmd/mcp-authz
+go build -o "$bin/loadcheck" ./tools/loadcheck
+
+"$bin/mcp-authz" dev --grpc-addr 127.0.0.1:19191 --http-addr 127.0.0.1:19192 >"$bin/dev.out" 2>"$bin/dev.err" &
+authz_pid=$!
+"$bin/loadcheck" allow-server --addr 127.0.0.1:19193 >"$bin/allow.out" &
+allow_pid=$!
+for _ in $(seq 100); do
+  grep -q '^eyJ' "$bin/dev.out" 2>/dev/null && grep -q LISTENING "$bin/allow.out" 2>/dev/null && break
+  sleep 0.1
+done
+token=$(grep -m1 '^eyJ' "$bin/dev.out")
+
+echo "machine: $(nproc) cores, $(go version | cut -d' ' -f3), concurrency $conc, ${secs}s per run, 2 gRPC connections"
+for r in $(seq "$rounds"); do
+  "$bin/loadcheck" run -addr 127.0.0.1:19193 -c "$conc" -d "${secs}s" -pid "$allow_pid" -label "allow[$r]"
+  "$bin/loadcheck" run -addr 127.0.0.1:19191 -c "$conc" -d "${secs}s" -pid "$authz_pid" -token "$token" -label "mcp-authz[$r]"
+done

@@ -1,0 +1,229 @@
+// Command loadcheck is the load client for mcp-authz's benchmarks: it drives
+// envoy.service.auth.v3.Authorization/Check over real gRPC on loopback and
+// reports throughput, latency percentiles and the server's CPU per Check.
+// It also runs the ceiling: a trivial always-allow Check server.
+//
+//	loadcheck allow-server [-addr 127.0.0.1:0]
+//	loadcheck run -addr HOST:PORT [-token T] [-c 50] [-d 10s] [-conns 2] [-pid PID]
+//
+// Only loopback targets are accepted.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: loadcheck allow-server|run [flags]")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "allow-server":
+		err = allowServer(os.Args[2:])
+	case "run":
+		err = run(os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown command %q", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadcheck:", err)
+		os.Exit(1)
+	}
+}
+
+type allowAll struct{ authv3.UnimplementedAuthorizationServer }
+
+func (allowAll) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return &authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(codes.OK)}}, nil
+}
+
+func allowServer(args []string) error {
+	fs := flag.NewFlagSet("allow-server", flag.ExitOnError)
+	addr := fs.String("addr", "127.0.0.1:0", "listen address (loopback)")
+	_ = fs.Parse(args)
+	if err := loopback(*addr); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	gs := grpc.NewServer()
+	authv3.RegisterAuthorizationServer(gs, allowAll{})
+	fmt.Printf("LISTENING %s\n", ln.Addr())
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() { <-ctx.Done(); gs.Stop() }()
+	return gs.Serve(ln)
+}
+
+func loopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("%s is not a loopback address", addr)
+	}
+	return nil
+}
+
+// cpuTicks returns utime+stime of pid in clock ticks.
+func cpuTicks(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which is parenthesised and may hold spaces.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, errors.New("unparseable /proc stat")
+	}
+	f := strings.Fields(s[i+2:])
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return ut + st, nil
+}
+
+// clockTick is USER_HZ, 100 on Linux for every architecture Go supports here.
+const clockTick = 10 * time.Millisecond
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("run", flag.ExitOnError)
+	addr := fs.String("addr", "", "mcp-authz (or allow-server) gRPC address")
+	token := fs.String("token", "", "bearer token sent with every Check")
+	conc := fs.Int("c", 50, "concurrent callers")
+	dur := fs.Duration("d", 10*time.Second, "measured duration")
+	warm := fs.Duration("warmup", time.Second, "unmeasured warm-up")
+	conns := fs.Int("conns", 2, "gRPC connections (Envoy keeps one per worker)")
+	pid := fs.Int("pid", 0, "server process to measure CPU of")
+	label := fs.String("label", "", "label printed with the result")
+	_ = fs.Parse(args)
+	if err := loopback(*addr); err != nil {
+		return err
+	}
+	if *dur > 5*time.Minute || *conc > 1000 {
+		return errors.New("runs are bounded: at most 5m and 1000 callers")
+	}
+	clients := make([]authv3.AuthorizationClient, *conns)
+	for i := range clients {
+		cc, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return err
+		}
+		defer cc.Close()
+		clients[i] = authv3.NewAuthorizationClient(cc)
+	}
+	headers := map[string]string{
+		":authority": "mcp.example.com", ":path": "/mcp", ":method": "POST", ":scheme": "https",
+		"content-type": "application/json", "accept": "application/json, text/event-stream",
+		"mcp-protocol-version": "2025-06-18", "user-agent": "loadcheck", "x-request-id": "00000000-0000-0000-0000-000000000000",
+	}
+	if *token != "" {
+		headers["authorization"] = "Bearer " + *token
+	}
+	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+		Http: &authv3.AttributeContext_HttpRequest{Method: "POST", Host: "mcp.example.com", Path: "/mcp", Scheme: "https", Protocol: "HTTP/2", Headers: headers},
+	}}}
+
+	var measuring atomic.Bool
+	var errs, denied atomic.Int64
+	var firstErr atomic.Value
+	lat := make([][]time.Duration, *conc)
+	ctx, cancel := context.WithTimeout(context.Background(), *warm+*dur)
+	defer cancel()
+	var wg sync.WaitGroup
+	for w := range *conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := clients[w%len(clients)]
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				resp, err := c.Check(ctx, req)
+				d := time.Since(t0)
+				if !measuring.Load() {
+					continue
+				}
+				switch {
+				case err != nil:
+					// The run's deadline ends calls in flight; those are not errors.
+					if c := status.Code(err); ctx.Err() == nil && c != codes.DeadlineExceeded && c != codes.Canceled {
+						errs.Add(1)
+						firstErr.CompareAndSwap(nil, err.Error())
+					}
+					continue
+				case resp.GetStatus().GetCode() != int32(codes.OK):
+					denied.Add(1)
+				}
+				lat[w] = append(lat[w], d)
+			}
+		}()
+	}
+	time.Sleep(*warm)
+	var t0 int64
+	if *pid > 0 {
+		var err error
+		if t0, err = cpuTicks(*pid); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	measuring.Store(true)
+	wg.Wait()
+	elapsed := time.Since(start)
+	var t1 int64
+	if *pid > 0 {
+		var err error
+		if t1, err = cpuTicks(*pid); err != nil {
+			return err
+		}
+	}
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	slices.Sort(all)
+	n := len(all)
+	if n == 0 {
+		return errors.New("no successful checks")
+	}
+	pct := func(p float64) time.Duration { return all[min(n-1, int(float64(n)*p))] }
+	fmt.Printf("%-14s checks=%d rps=%.0f p50=%v p99=%v denied=%d errors=%d", *label, n, float64(n)/elapsed.Seconds(),
+		pct(0.50).Round(time.Microsecond), pct(0.99).Round(time.Microsecond), denied.Load(), errs.Load())
+	if *pid > 0 {
+		cpu := time.Duration(t1-t0) * clockTick
+		fmt.Printf(" server_cpu=%v cpu_per_check=%.1fµs", cpu, float64(cpu.Microseconds())/float64(n))
+	}
+	fmt.Println()
+	if e := firstErr.Load(); e != nil {
+		fmt.Printf("%-14s first error: %s\n", *label, e)
+	}
+	return nil
+}
