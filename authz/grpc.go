@@ -15,7 +15,7 @@ import (
 // request. Marshalling the identity headers and metadata costs more than
 // deciding a cached Check.
 type prepared struct {
-	msg *authv3.CheckResponse
+	msg  *authv3.CheckResponse
 	wire []byte
 }
 
@@ -77,4 +77,3 @@ func (c preparedCodec) Marshal(v any) (mem.BufferSlice, error) {
 }
 
 func (c preparedCodec) Name() string { return "proto" }
-

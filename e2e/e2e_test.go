@@ -352,4 +352,3 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatal("no exit within 10s of SIGTERM")
 	}
 }
-

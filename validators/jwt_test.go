@@ -381,7 +381,9 @@ func TestFingerprintChangesWithPolicy(t *testing.T) {
 	variants := []func(c *JWTConfig){
 		func(c *JWTConfig) { c.Audiences = []string{"https://b.example/mcp"} },
 		func(c *JWTConfig) { c.Leeway = 0 },
-		func(c *JWTConfig) { c.Issuers = []IssuerConfig{{Issuer: "https://as.example", JWKSURI: "https://other.example/jwks"}} },
+		func(c *JWTConfig) {
+			c.Issuers = []IssuerConfig{{Issuer: "https://as.example", JWKSURI: "https://other.example/jwks"}}
+		},
 		func(c *JWTConfig) {
 			c.Issuers = []IssuerConfig{{Issuer: "https://as.example", JWKSURI: "https://as.example/jwks", Algorithms: []string{"ES256"}}}
 		},

@@ -147,9 +147,9 @@ func TestSlowJWKSDoesNotHoldChecks(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	v, err := NewJWT(ctx, JWTConfig{
-		Issuers:     []IssuerConfig{{Issuer: iss.URL, JWKSURI: srv.URL}},
-		Audiences:   []string{testAudience},
-		Client:      srv.Client(),
+		Issuers:            []IssuerConfig{{Issuer: iss.URL, JWKSURI: srv.URL}},
+		Audiences:          []string{testAudience},
+		Client:             srv.Client(),
 		RefreshWait:        20 * time.Millisecond,
 		MinRefreshInterval: 10 * time.Millisecond,
 	})

@@ -182,4 +182,3 @@ func printDecision(w io.Writer, resp *authv3.CheckResponse) int {
 	}
 	return 1
 }
-

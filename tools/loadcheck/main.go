@@ -53,7 +53,9 @@ func main() {
 	}
 }
 
-type allowAll struct{ authv3.UnimplementedAuthorizationServer }
+type allowAll struct {
+	authv3.UnimplementedAuthorizationServer
+}
 
 func (allowAll) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	return &authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(codes.OK)}}, nil
