@@ -176,3 +176,33 @@ func TestExampleConfigLoads(t *testing.T) {
 		t.Fatal("example has no resource")
 	}
 }
+
+// TestShippedConfigsLoad keeps the configuration files under deploy/ valid.
+func TestShippedConfigsLoad(t *testing.T) {
+	if _, err := LoadConfig("../../deploy/envoy/mcp-authz.yaml", envFunc(map[string]string{
+		"OAUTH_AUTHORIZATION_SERVER": "https://auth.example.com",
+	})); err != nil {
+		t.Errorf("deploy/envoy/mcp-authz.yaml: %v", err)
+	}
+	raw, err := os.ReadFile("../../deploy/kubernetes/mcp-authz.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The ConfigMap's config.yaml block, de-indented.
+	_, block, ok := strings.Cut(string(raw), "config.yaml: |\n")
+	if !ok {
+		t.Fatal("no config.yaml in the ConfigMap")
+	}
+	block, _, _ = strings.Cut(block, "---")
+	var lines []string
+	for _, l := range strings.Split(block, "\n") {
+		lines = append(lines, strings.TrimPrefix(l, "    "))
+	}
+	path := filepath.Join(t.TempDir(), "k8s.yaml")
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadConfig(path, envFunc(nil)); err != nil {
+		t.Errorf("deploy/kubernetes ConfigMap: %v", err)
+	}
+}
