@@ -2,6 +2,8 @@ package authz
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
@@ -10,23 +12,25 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// prepared is a CheckResponse marshalled once and sent many times: the
-// response to a cached principal, or a denial that does not depend on the
-// request. Marshalling the identity headers and metadata costs more than
-// deciding a cached Check.
+// prepared is a CheckResponse that is sent many times: the response to a
+// cached principal, or a denial that does not depend on the request. From
+// its second use on it goes on the wire pre-marshalled; marshalling the
+// identity headers and metadata costs more than deciding a cached Check.
 type prepared struct {
 	msg  *authv3.CheckResponse
+	uses atomic.Int64
+	once sync.Once
 	wire []byte
 }
 
-func prepare(msg *authv3.CheckResponse) *prepared {
-	wire, err := proto.Marshal(msg)
-	if err != nil {
-		// Every field is set by this package; a failure is a bug. Keep
-		// serving through the ordinary codec rather than fail the Check.
-		return &prepared{msg: msg}
-	}
-	return &prepared{msg: msg, wire: wire}
+func prepare(msg *authv3.CheckResponse) *prepared { return &prepared{msg: msg} }
+
+// encoded returns the wire form, marshalled once. Nil means marshalling
+// failed, which for messages built by this package is a bug; the ordinary
+// codec then takes over rather than failing the Check.
+func (p *prepared) encoded() []byte {
+	p.once.Do(func() { p.wire, _ = proto.Marshal(p.msg) })
+	return p.wire
 }
 
 // Register registers s on gs as envoy.service.auth.v3.Authorization. With a
@@ -54,8 +58,10 @@ func (s *Server) handleCheck(_ any, ctx context.Context, dec func(any) error, in
 	if err != nil {
 		return nil, err
 	}
-	if r.prepared != nil && r.prepared.wire != nil {
-		return r.prepared, nil
+	// A response used once (a token seen once) is marshalled by the codec
+	// as usual; only reuse pays for keeping the bytes.
+	if p := r.prepared; p != nil && p.uses.Add(1) > 1 && p.encoded() != nil {
+		return p, nil
 	}
 	return r.message(), nil
 }
@@ -71,7 +77,7 @@ type preparedCodec struct{ encoding.CodecV2 }
 func (c preparedCodec) Marshal(v any) (mem.BufferSlice, error) {
 	if p, ok := v.(*prepared); ok {
 		// SliceBuffer.Free is a no-op: gRPC never recycles the shared bytes.
-		return mem.BufferSlice{mem.SliceBuffer(p.wire)}, nil
+		return mem.BufferSlice{mem.SliceBuffer(p.encoded())}, nil
 	}
 	return c.CodecV2.Marshal(v)
 }
