@@ -2,7 +2,8 @@
 # Loopback load run: mcp-authz (cached valid JWT, via `mcp-authz dev`) against
 # the ceiling, a trivial always-allow Check server, alternating so that both
 # see the same machine state. Prints requests/s, p50, p99 and server CPU per
-# Check. Usage: scripts/loadrun.sh [rounds] [seconds] [concurrency]
+# Check. Both servers receive the same request, bearer token included.
+# Usage: scripts/loadrun.sh [rounds] [seconds] [concurrency]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -26,6 +27,6 @@ token=$(grep -m1 '^eyJ' "$bin/dev.out")
 
 echo "machine: $(nproc) cores, $(go version | cut -d' ' -f3), concurrency $conc, ${secs}s per run, 2 gRPC connections"
 for r in $(seq "$rounds"); do
-  "$bin/loadcheck" run -addr 127.0.0.1:19193 -c "$conc" -d "${secs}s" -pid "$allow_pid" -label "allow[$r]"
+  "$bin/loadcheck" run -addr 127.0.0.1:19193 -c "$conc" -d "${secs}s" -pid "$allow_pid" -token "$token" -label "allow[$r]"
   "$bin/loadcheck" run -addr 127.0.0.1:19191 -c "$conc" -d "${secs}s" -pid "$authz_pid" -token "$token" -label "mcp-authz[$r]"
 done
