@@ -3,12 +3,13 @@
 # the ceiling, a trivial always-allow Check server, alternating so that both
 # see the same machine state. Prints requests/s, p50, p99 and server CPU per
 # Check. Both servers receive the same request, bearer token included.
-# Usage: scripts/loadrun.sh [rounds] [seconds] [concurrency]
+# Usage: scripts/loadrun.sh [rounds] [seconds] [concurrency] [status|full]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 secs=${2:-10}
 conc=${3:-50}
+decode=${4:-status}   # status: read only the decision; full: unmarshal every response
 bin=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$bin"' EXIT
 
@@ -27,6 +28,6 @@ token=$(grep -m1 '^eyJ' "$bin/dev.out")
 
 echo "machine: $(nproc) cores, $(go version | cut -d' ' -f3), concurrency $conc, ${secs}s per run, 2 gRPC connections"
 for r in $(seq "$rounds"); do
-  "$bin/loadcheck" run -addr 127.0.0.1:19193 -c "$conc" -d "${secs}s" -pid "$allow_pid" -token "$token" -label "allow[$r]"
-  "$bin/loadcheck" run -addr 127.0.0.1:19191 -c "$conc" -d "${secs}s" -pid "$authz_pid" -token "$token" -label "mcp-authz[$r]"
+  "$bin/loadcheck" run -addr 127.0.0.1:19193 -c "$conc" -d "${secs}s" -pid "$allow_pid" -token "$token" -decode "$decode" -label "allow[$r]"
+  "$bin/loadcheck" run -addr 127.0.0.1:19191 -c "$conc" -d "${secs}s" -pid "$authz_pid" -token "$token" -decode "$decode" -label "mcp-authz[$r]"
 done

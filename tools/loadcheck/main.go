@@ -30,7 +30,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 )
 
 func main() {
@@ -126,6 +129,7 @@ func run(args []string) error {
 	conns := fs.Int("conns", 2, "gRPC connections (Envoy keeps one per worker)")
 	pid := fs.Int("pid", 0, "server process to measure CPU of")
 	label := fs.String("label", "", "label printed with the result")
+	decode := fs.String("decode", "status", "response decoding: status (read only the gRPC status code, the way a C++ Envoy pays little for it) or full (unmarshal the whole CheckResponse)")
 	_ = fs.Parse(args)
 	if err := loopback(*addr); err != nil {
 		return err
@@ -133,14 +137,17 @@ func run(args []string) error {
 	if *dur > 5*time.Minute || *conc > 1000 {
 		return errors.New("runs are bounded: at most 5m and 1000 callers")
 	}
-	clients := make([]authv3.AuthorizationClient, *conns)
-	for i := range clients {
+	if *decode != "status" && *decode != "full" {
+		return fmt.Errorf("-decode must be status or full")
+	}
+	ccs := make([]*grpc.ClientConn, *conns)
+	for i := range ccs {
 		cc, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			return err
 		}
 		defer cc.Close()
-		clients[i] = authv3.NewAuthorizationClient(cc)
+		ccs[i] = cc
 	}
 	headers := map[string]string{
 		":authority": "mcp.example.com", ":path": "/mcp", ":method": "POST", ":scheme": "https",
@@ -165,10 +172,22 @@ func run(args []string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := clients[w%len(clients)]
+			cc := ccs[w%len(ccs)]
+			full := authv3.NewAuthorizationClient(cc)
 			for ctx.Err() == nil {
 				t0 := time.Now()
-				resp, err := c.Check(ctx, req)
+				var code int32
+				var err error
+				if *decode == "full" {
+					var resp *authv3.CheckResponse
+					if resp, err = full.Check(ctx, req); err == nil {
+						code = resp.GetStatus().GetCode()
+					}
+				} else {
+					var raw statusOnly
+					err = cc.Invoke(ctx, authv3.Authorization_Check_FullMethodName, req, &raw, grpc.ForceCodecV2(statusCodec{}))
+					code = raw.code
+				}
 				d := time.Since(t0)
 				if !measuring.Load() {
 					continue
@@ -181,7 +200,7 @@ func run(args []string) error {
 						firstErr.CompareAndSwap(nil, err.Error())
 					}
 					continue
-				case resp.GetStatus().GetCode() != int32(codes.OK):
+				case code != int32(codes.OK):
 					denied.Add(1)
 				}
 				lat[w] = append(lat[w], d)
@@ -217,7 +236,7 @@ func run(args []string) error {
 		return errors.New("no successful checks")
 	}
 	pct := func(p float64) time.Duration { return all[min(n-1, int(float64(n)*p))] }
-	fmt.Printf("%-14s checks=%d rps=%.0f p50=%v p99=%v denied=%d errors=%d", *label, n, float64(n)/elapsed.Seconds(),
+	fmt.Printf("%-14s decode=%s checks=%d rps=%.0f p50=%v p99=%v denied=%d errors=%d", *label, *decode, n, float64(n)/elapsed.Seconds(),
 		pct(0.50).Round(time.Microsecond), pct(0.99).Round(time.Microsecond), denied.Load(), errs.Load())
 	if *pid > 0 {
 		cpu := time.Duration(t1-t0) * clockTick
@@ -228,4 +247,76 @@ func run(args []string) error {
 		fmt.Printf("%-14s first error: %s\n", *label, e)
 	}
 	return nil
+}
+
+// statusOnly receives a CheckResponse of which only status.code is read.
+type statusOnly struct{ code int32 }
+
+// statusCodec marshals requests as protobuf and reads only field 1
+// (google.rpc.Status) field 1 (code) of the response: the decision, without
+// paying to decode headers and metadata the load client does not use.
+type statusCodec struct{}
+
+func (statusCodec) Name() string { return "proto" }
+
+func (statusCodec) Marshal(v any) (mem.BufferSlice, error) {
+	b, err := proto.Marshal(v.(proto.Message))
+	if err != nil {
+		return nil, err
+	}
+	return mem.BufferSlice{mem.SliceBuffer(b)}, nil
+}
+
+func (statusCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	out := v.(*statusOnly)
+	b := data.Materialize()
+	status, err := field(b, 1)
+	if err != nil || status == nil {
+		return err // an absent status is code 0, OK
+	}
+	for len(status) > 0 {
+		num, typ, n := protowire.ConsumeTag(status)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		status = status[n:]
+		if num == 1 && typ == protowire.VarintType {
+			c, n := protowire.ConsumeVarint(status)
+			if n < 0 {
+				return protowire.ParseError(n)
+			}
+			out.code = int32(c)
+			return nil
+		}
+		n = protowire.ConsumeFieldValue(num, typ, status)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		status = status[n:]
+	}
+	return nil
+}
+
+// field returns the bytes of the first length-delimited field num of b.
+func field(b []byte, num protowire.Number) ([]byte, error) {
+	for len(b) > 0 {
+		n2, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+		if n2 == num && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, protowire.ParseError(n)
+			}
+			return v, nil
+		}
+		n = protowire.ConsumeFieldValue(n2, typ, b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+	}
+	return nil, nil
 }
