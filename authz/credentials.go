@@ -3,9 +3,6 @@ package authz
 import (
 	"net/url"
 	"strings"
-
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 )
 
 // credentialKind classifies what a request presented.
@@ -27,61 +24,23 @@ type credentials struct {
 
 const queryTokenParam = "access_token"
 
-// extractCredentials finds the bearer token of an Envoy HTTP request. Only
-// the Authorization header authenticates (bearer_methods_supported is
+// extractCredentials finds the bearer token of a request. Only the
+// Authorization header authenticates (bearer_methods_supported is
 // ["header"]); a query-string token never does, and alongside a header
 // token it makes the request ambiguous.
-func extractCredentials(h *authv3.AttributeContext_HttpRequest) credentials {
-	authz, n := authorizationHeader(h)
+func extractCredentials(in *checkInput) credentials {
 	var c credentials
-	switch {
-	case n > 1:
+	switch len(in.authorization) {
+	case 0:
+	case 1:
+		c = parseAuthorization(in.authorization[0])
+	default:
 		c = credentials{kind: credInvalid, reason: "Multiple Authorization headers"}
-	case n == 1:
-		c = parseAuthorization(authz)
 	}
-	if c.kind == credBearer && hasQueryToken(requestPath(h)) {
+	if c.kind == credBearer && hasQueryToken(in.path) {
 		return credentials{kind: credInvalid, reason: "Token in both the Authorization header and the query string"}
 	}
 	return c
-}
-
-// authorizationHeader returns the Authorization value and how many
-// Authorization headers the request carried. With Envoy's default encoding,
-// repeated headers arrive joined by ","; with encode_raw_headers they arrive
-// as separate entries.
-func authorizationHeader(h *authv3.AttributeContext_HttpRequest) (string, int) {
-	if hm := h.GetHeaderMap(); hm != nil && len(hm.GetHeaders()) > 0 {
-		var value string
-		n := 0
-		for _, hv := range hm.GetHeaders() {
-			if strings.EqualFold(hv.GetKey(), "authorization") {
-				n++
-				value = headerValue(hv)
-			}
-		}
-		return value, n
-	}
-	v, ok := h.GetHeaders()["authorization"]
-	if !ok {
-		return "", 0
-	}
-	return v, 1
-}
-
-func headerValue(hv *corev3.HeaderValue) string {
-	if raw := hv.GetRawValue(); len(raw) > 0 {
-		return string(raw)
-	}
-	return hv.GetValue()
-}
-
-// requestPath returns the request target, including the query string.
-func requestPath(h *authv3.AttributeContext_HttpRequest) string {
-	if p := h.GetPath(); p != "" {
-		return p
-	}
-	return h.GetHeaders()[":path"]
 }
 
 // parseAuthorization reads one Authorization header value (RFC 7235, RFC 6750 §2.1).

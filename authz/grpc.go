@@ -33,9 +33,9 @@ func (p *prepared) encoded() []byte {
 	return p.wire
 }
 
-// Register registers s on gs as envoy.service.auth.v3.Authorization. With a
-// server built with the ServerOption from Codec, prepared responses go on
-// the wire without being marshalled again.
+// Register registers s on gs as envoy.service.auth.v3.Authorization. gs must
+// be built with the ServerOption from Codec: requests are read straight from
+// the wire and prepared responses go out without being marshalled again.
 func (s *Server) Register(gs *grpc.Server) {
 	desc := authv3.Authorization_ServiceDesc
 	desc.Methods = []grpc.MethodDesc{{MethodName: "Check", Handler: s.handleCheck}}
@@ -43,18 +43,22 @@ func (s *Server) Register(gs *grpc.Server) {
 }
 
 func (s *Server) handleCheck(_ any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
-	in := new(authv3.CheckRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
 	if interceptor != nil {
 		// Interceptors expect the generated message types.
+		req := new(authv3.CheckRequest)
+		if err := dec(req); err != nil {
+			return nil, err
+		}
 		info := &grpc.UnaryServerInfo{Server: s, FullMethod: authv3.Authorization_Check_FullMethodName}
-		return interceptor(ctx, in, info, func(ctx context.Context, req any) (any, error) {
+		return interceptor(ctx, req, info, func(ctx context.Context, req any) (any, error) {
 			return s.Check(ctx, req.(*authv3.CheckRequest))
 		})
 	}
-	r, err := s.check(ctx, in)
+	var in checkInput
+	if err := dec(&in); err != nil {
+		return nil, err
+	}
+	r, err := s.check(ctx, &in)
 	if err != nil {
 		return nil, err
 	}
@@ -66,8 +70,9 @@ func (s *Server) handleCheck(_ any, ctx context.Context, dec func(any) error, in
 	return r.message(), nil
 }
 
-// Codec returns the server option that sends prepared responses as they
-// are and marshals everything else with the standard protobuf codec.
+// Codec returns the server option that reads Check requests with
+// parseCheckInput, sends prepared responses as they are, and handles every
+// other message with the standard protobuf codec.
 func Codec() grpc.ServerOption {
 	return grpc.ForceServerCodecV2(preparedCodec{encoding.GetCodecV2("proto")})
 }
@@ -80,6 +85,21 @@ func (c preparedCodec) Marshal(v any) (mem.BufferSlice, error) {
 		return mem.BufferSlice{mem.SliceBuffer(p.encoded())}, nil
 	}
 	return c.CodecV2.Marshal(v)
+}
+
+func (c preparedCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	in, ok := v.(*checkInput)
+	if !ok {
+		return c.CodecV2.Unmarshal(data, v)
+	}
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	defer buf.Free() // parseCheckInput copies what it keeps
+	parsed, err := parseCheckInput(buf.ReadOnlyData())
+	if err != nil {
+		return err
+	}
+	*in = parsed
+	return nil
 }
 
 func (c preparedCodec) Name() string { return "proto" }

@@ -169,7 +169,8 @@ const ContextExtensionResource = "mcp_resource"
 
 // Check decides one request. It never allows because something failed.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	r, err := s.check(ctx, req)
+	in := inputFromProto(req)
+	r, err := s.check(ctx, &in)
 	if err != nil {
 		return nil, err
 	}
@@ -192,19 +193,17 @@ func (r result) message() *authv3.CheckResponse {
 
 func rendered(msg *authv3.CheckResponse) (result, error) { return result{msg: msg}, nil }
 
-func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (result, error) {
-	attrs := req.GetAttributes()
-	h := attrs.GetRequest().GetHttp()
-	if h == nil {
+func (s *Server) check(ctx context.Context, in *checkInput) (result, error) {
+	if !in.hasHTTP {
 		return rendered(s.denied(http.StatusBadRequest, codes.InvalidArgument, "", "invalid_request", "No HTTP request attributes"))
 	}
-	rt := s.route(attrs.GetContextExtensions(), h)
+	rt := s.route(in)
 	if rt == nil {
-		s.log.DebugContext(ctx, "deny: no protected resource matches", "host", h.GetHost(), "path", pathOnly(requestPath(h)))
+		s.log.DebugContext(ctx, "deny: no protected resource matches", "host", in.host, "path", pathOnly(in.path))
 		return rendered(s.denied(http.StatusForbidden, codes.PermissionDenied, "", "access_denied", "No protected resource matches this request"))
 	}
 
-	cred := extractCredentials(h)
+	cred := extractCredentials(in)
 	switch cred.kind {
 	case credNone:
 		return result{prepared: rt.noCredential}, nil
@@ -268,15 +267,15 @@ func (s *Server) invalidToken(rt *route, desc string) *prepared {
 
 // route picks the resource a request belongs to: by context extension when
 // Envoy sends one, else by host and longest path prefix.
-func (s *Server) route(ext map[string]string, h *authv3.AttributeContext_HttpRequest) *route {
-	if name, ok := ext[ContextExtensionResource]; ok {
-		return s.byName[name] // an unknown name matches nothing: fail closed
+func (s *Server) route(in *checkInput) *route {
+	if in.hasResource {
+		return s.byName[in.resource] // an unknown name matches nothing: fail closed
 	}
 	if len(s.resources) == 1 && len(s.resources[0].Hosts) == 0 && s.resources[0].PathPrefix == "" {
 		return s.resources[0]
 	}
-	host := hostOnly(h.GetHost())
-	path := pathOnly(requestPath(h))
+	host := hostOnly(in.host)
+	path := pathOnly(in.path)
 	var best *route
 	for _, rt := range s.resources {
 		if len(rt.Hosts) > 0 && !slices.ContainsFunc(rt.Hosts, func(x string) bool { return strings.EqualFold(x, host) }) {
