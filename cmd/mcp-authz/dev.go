@@ -1,16 +1,13 @@
 package main
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/mcp-authz/mcp-authz/internal/devissuer"
 )
@@ -69,27 +66,14 @@ func devCmd(args []string, getenv func(string) string, stdout, stderr io.Writer)
 		fmt.Fprintf(stderr, "mcp-authz dev: config: %v\n", err)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	log, closeLog, _ := newLogger(cfg.Log, stderr)
-	defer closeLog()
-	svc, err := newService(ctx, cfg, log)
-	if err != nil {
-		fmt.Fprintf(stderr, "mcp-authz dev: %v\n", err)
-		return 1
-	}
-	if err := svc.listen(); err != nil {
-		fmt.Fprintf(stderr, "mcp-authz dev: %v\n", err)
-		return 1
-	}
-	token, err := iss.Issue(devissuer.TokenRequest{Subject: "dev-user", ClientID: clientID})
-	if err != nil {
-		fmt.Fprintf(stderr, "mcp-authz dev: %v\n", err)
-		return 1
-	}
-	self := selfCommand()
-	grpcTarget := svc.grpcLn.Addr().String()
-	fmt.Fprintf(stdout, `mcp-authz dev: everything below runs on loopback and ends with this process.
+	return runService(cfg, stderr, "mcp-authz dev", func(svc *service) error {
+		token, err := iss.Issue(devissuer.TokenRequest{Subject: "dev-user", ClientID: clientID})
+		if err != nil {
+			return err
+		}
+		self := selfCommand()
+		grpcTarget := svc.grpcLn.Addr().String()
+		fmt.Fprintf(stdout, `mcp-authz dev: everything below runs on loopback and ends with this process.
 
   ext_authz (gRPC)    %s
   protected resource  %s   (requires scope mcp:read)
@@ -108,16 +92,13 @@ New tokens:
   curl -s -u %s:%s -d grant_type=client_credentials -d resource=%s %s
 
 `, grpcTarget, resource, svc.httpLn.Addr(), iss.URL, clientID, clientSecret,
-		strings.Join(scopes, " "), token,
-		svc.httpLn.Addr(),
-		self, grpcTarget, resource,
-		self, grpcTarget, resource, token,
-		clientID, clientSecret, resource, iss.TokenURL())
-	if err := svc.serve(ctx); err != nil {
-		log.Error("server failed", "error", err)
-		return 1
-	}
-	return 0
+			strings.Join(scopes, " "), token,
+			svc.httpLn.Addr(),
+			self, grpcTarget, resource,
+			self, grpcTarget, resource, token,
+			clientID, clientSecret, resource, iss.TokenURL())
+		return nil
+	})
 }
 
 func envOr(getenv func(string) string, name, def string) string {

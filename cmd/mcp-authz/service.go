@@ -42,21 +42,29 @@ func serveCmd(args []string, getenv func(string) string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mcp-authz: config: %v\n", err)
 		return 2
 	}
+	return runService(cfg, stderr, "mcp-authz", nil)
+}
+
+// runService builds the service for cfg, binds its listeners, calls ready
+// (if any), and serves until SIGINT or SIGTERM. name prefixes error lines.
+func runService(cfg *Config, stderr io.Writer, name string, ready func(*service) error) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log, closeLog, err := newLogger(cfg.Log, stderr)
 	if err != nil {
-		fmt.Fprintf(stderr, "mcp-authz: log: %v\n", err)
+		fmt.Fprintf(stderr, "%s: log: %v\n", name, err)
 		return 2
 	}
 	defer closeLog()
 	svc, err := newService(ctx, cfg, log)
-	if err != nil {
-		fmt.Fprintf(stderr, "mcp-authz: %v\n", err)
-		return 1
+	if err == nil {
+		err = svc.listen()
 	}
-	if err := svc.listen(); err != nil {
-		fmt.Fprintf(stderr, "mcp-authz: %v\n", err)
+	if err == nil && ready != nil {
+		err = ready(svc)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 1
 	}
 	if err := svc.serve(ctx); err != nil {
