@@ -127,6 +127,7 @@ const (
 	DescNoExpiry     = "Token has no expiry"
 	DescUnknownKey   = "Token signing key not found"
 	DescTooLarge     = "Token too large"
+	DescInactive     = "Token is not active"
 )
 
 // splitScopes splits an RFC 6749 scope string.
