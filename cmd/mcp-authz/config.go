@@ -72,19 +72,39 @@ type JWKSConfig struct {
 
 // ResourceConfig is one protected MCP resource.
 type ResourceConfig struct {
-	Name                  string         `yaml:"name"`
-	Resource              string         `yaml:"resource"`
-	ResourceName          string         `yaml:"resource_name"`
-	ResourceDocumentation string         `yaml:"resource_documentation"`
-	AuthorizationServers  []string       `yaml:"authorization_servers"`
-	ScopesSupported       []string       `yaml:"scopes_supported"`
-	RequiredScopes        []string       `yaml:"required_scopes"`
-	Audiences             []string       `yaml:"audiences"`
-	Hosts                 []string       `yaml:"hosts"`
-	PathPrefix            string         `yaml:"path_prefix"`
-	Validation            string         `yaml:"validation"`
-	Leeway                *Duration      `yaml:"leeway"`
-	Issuers               []IssuerConfig `yaml:"issuers"`
+	Name                  string               `yaml:"name"`
+	Resource              string               `yaml:"resource"`
+	ResourceName          string               `yaml:"resource_name"`
+	ResourceDocumentation string               `yaml:"resource_documentation"`
+	AuthorizationServers  []string             `yaml:"authorization_servers"`
+	ScopesSupported       []string             `yaml:"scopes_supported"`
+	RequiredScopes        []string             `yaml:"required_scopes"`
+	Audiences             []string             `yaml:"audiences"`
+	Hosts                 []string             `yaml:"hosts"`
+	PathPrefix            string               `yaml:"path_prefix"`
+	Validation            string               `yaml:"validation"`
+	Leeway                *Duration            `yaml:"leeway"`
+	Issuers               []IssuerConfig       `yaml:"issuers"`
+	Introspection         *IntrospectionConfig `yaml:"introspection"`
+}
+
+// IntrospectionConfig configures RFC 7662 introspection for a resource.
+type IntrospectionConfig struct {
+	// Endpoint; discovered from Issuer when empty.
+	Endpoint string `yaml:"endpoint"`
+	// Issuer is checked against the response's iss, and is where the
+	// endpoint is discovered. Default: the first authorization server.
+	Issuer           string `yaml:"issuer"`
+	ClientID         string `yaml:"client_id"`
+	ClientSecret     string `yaml:"client_secret"`
+	ClientSecretFile string `yaml:"client_secret_file"`
+	// AuthMethod: client_secret_basic (default) or client_secret_post.
+	AuthMethod string   `yaml:"auth_method"`
+	Timeout    Duration `yaml:"timeout"`
+	// CacheTTL caps how long an active verdict is cached (never past exp).
+	CacheTTL Duration `yaml:"cache_ttl"`
+	// AllowMissingAudience accepts answers without aud.
+	AllowMissingAudience bool `yaml:"allow_missing_audience"`
 }
 
 // IssuerConfig is one trusted JWT issuer of a resource.
@@ -162,16 +182,21 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 // envFields names the environment variable of each single-resource field,
 // for errors about fields the environment configures but left unset.
 var envFields = map[string]string{
-	"resources[0].resource":              "OAUTH_RESOURCE",
-	"resources[0].authorization_servers": "OAUTH_AUTHORIZATION_SERVER",
-	"resources[0].audiences":             "OAUTH_AUDIENCE",
-	"resources[0].scopes_supported":      "OAUTH_SCOPES_SUPPORTED",
-	"resources[0].required_scopes":       "OAUTH_REQUIRED_SCOPES",
-	"resources[0].validation":            "OAUTH_VALIDATION",
-	"resources[0].issuers":               "OAUTH_ISSUER",
-	"resources[0].issuers[0].issuer":     "OAUTH_ISSUER",
-	"resources[0].issuers[0].jwks_uri":   "OAUTH_JWKS_URI",
-	"resources[0].issuers[0].algorithms": "OAUTH_ALGORITHMS",
+	"resources[0].resource":                         "OAUTH_RESOURCE",
+	"resources[0].authorization_servers":            "OAUTH_AUTHORIZATION_SERVER",
+	"resources[0].audiences":                        "OAUTH_AUDIENCE",
+	"resources[0].scopes_supported":                 "OAUTH_SCOPES_SUPPORTED",
+	"resources[0].required_scopes":                  "OAUTH_REQUIRED_SCOPES",
+	"resources[0].validation":                       "OAUTH_VALIDATION",
+	"resources[0].issuers":                          "OAUTH_ISSUER",
+	"resources[0].issuers[0].issuer":                "OAUTH_ISSUER",
+	"resources[0].issuers[0].jwks_uri":              "OAUTH_JWKS_URI",
+	"resources[0].issuers[0].algorithms":            "OAUTH_ALGORITHMS",
+	"resources[0].introspection":                    "OAUTH_INTROSPECTION_ENDPOINT",
+	"resources[0].introspection.endpoint":           "OAUTH_INTROSPECTION_ENDPOINT",
+	"resources[0].introspection.client_id":          "OAUTH_CLIENT_ID",
+	"resources[0].introspection.client_secret":      "OAUTH_CLIENT_SECRET",
+	"resources[0].introspection.client_secret_file": "OAUTH_CLIENT_SECRET_FILE",
 }
 
 // fieldError names a field by its environment variable when it came from
@@ -242,15 +267,10 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	if _, ok := set("REDIS_URL"); ok {
 		return errors.New("REDIS_URL: the Redis cache tier is not available in this version; unset it to use the in-process cache")
 	}
-	for _, name := range []string{"OAUTH_INTROSPECTION_ENDPOINT", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_INTROSPECTION_CACHE_TTL"} {
-		if _, ok := set(name); ok {
-			return fmt.Errorf("%s: token introspection is not available in this version; configure JWT validation (OAUTH_JWKS_URI or OAUTH_ISSUER)", name)
-		}
-	}
-
 	names := []string{"OAUTH_RESOURCE", "OAUTH_AUTHORIZATION_SERVER", "OAUTH_JWKS_URI", "OAUTH_AUDIENCE",
 		"OAUTH_ISSUER", "OAUTH_ALGORITHMS", "OAUTH_VALIDATION", "OAUTH_JWKS_CACHE_TTL",
-		"OAUTH_SCOPES_SUPPORTED", "OAUTH_REQUIRED_SCOPES"}
+		"OAUTH_SCOPES_SUPPORTED", "OAUTH_REQUIRED_SCOPES", "OAUTH_INTROSPECTION_ENDPOINT", "OAUTH_CLIENT_ID",
+		"OAUTH_CLIENT_SECRET", "OAUTH_CLIENT_SECRET_FILE", "OAUTH_INTROSPECTION_CACHE_TTL"}
 	used := false
 	for _, n := range names {
 		if _, ok := set(n); ok {
@@ -288,6 +308,9 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	if v, ok := set("OAUTH_VALIDATION"); ok {
 		r.Validation, c.origin[p+"validation"] = strings.TrimSpace(v), "OAUTH_VALIDATION"
 	}
+	if err := c.applyIntrospectionEnv(r, set); err != nil {
+		return err
+	}
 	_, hasIss := set("OAUTH_ISSUER")
 	_, hasJWKS := set("OAUTH_JWKS_URI")
 	_, hasAlgs := set("OAUTH_ALGORITHMS")
@@ -317,6 +340,43 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 			}
 			is.JWKSCacheTTL, c.origin[ip+"jwks_cache_ttl"] = d, "OAUTH_JWKS_CACHE_TTL"
 		}
+	}
+	return nil
+}
+
+func (c *Config) applyIntrospectionEnv(r *ResourceConfig, set func(string) (string, bool)) error {
+	const p = "resources[0].introspection."
+	used := false
+	for _, n := range []string{"OAUTH_INTROSPECTION_ENDPOINT", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_CLIENT_SECRET_FILE", "OAUTH_INTROSPECTION_CACHE_TTL"} {
+		if _, ok := set(n); ok {
+			used = true
+		}
+	}
+	if !used {
+		return nil
+	}
+	if r.Introspection == nil {
+		r.Introspection = &IntrospectionConfig{}
+	}
+	in := r.Introspection
+	if v, ok := set("OAUTH_INTROSPECTION_ENDPOINT"); ok {
+		in.Endpoint, c.origin[p+"endpoint"] = strings.TrimSpace(v), "OAUTH_INTROSPECTION_ENDPOINT"
+	}
+	if v, ok := set("OAUTH_CLIENT_ID"); ok {
+		in.ClientID, c.origin[p+"client_id"] = strings.TrimSpace(v), "OAUTH_CLIENT_ID"
+	}
+	if v, ok := set("OAUTH_CLIENT_SECRET"); ok {
+		in.ClientSecret, c.origin[p+"client_secret"] = v, "OAUTH_CLIENT_SECRET"
+	}
+	if v, ok := set("OAUTH_CLIENT_SECRET_FILE"); ok {
+		in.ClientSecretFile, c.origin[p+"client_secret_file"] = strings.TrimSpace(v), "OAUTH_CLIENT_SECRET_FILE"
+	}
+	if v, ok := set("OAUTH_INTROSPECTION_CACHE_TTL"); ok {
+		d, err := ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("OAUTH_INTROSPECTION_CACHE_TTL: %w", err)
+		}
+		in.CacheTTL, c.origin[p+"cache_ttl"] = d, "OAUTH_INTROSPECTION_CACHE_TTL"
 	}
 	return nil
 }
@@ -370,7 +430,21 @@ func (c *Config) applyDefaults() {
 			r.Name = r.Resource
 		}
 		if r.Validation == "" {
-			r.Validation = "jwt"
+			r.Validation = inferValidation(r)
+		}
+		if in := r.Introspection; in != nil {
+			if in.Issuer == "" && len(r.AuthorizationServers) > 0 {
+				in.Issuer = r.AuthorizationServers[0]
+			}
+			if in.AuthMethod == "" {
+				in.AuthMethod = "client_secret_basic"
+			}
+			if in.Timeout == 0 {
+				in.Timeout = Duration(150 * time.Millisecond)
+			}
+			if in.CacheTTL == 0 {
+				in.CacheTTL = Duration(5 * time.Minute)
+			}
 		}
 		if len(r.Audiences) == 0 && r.Resource != "" {
 			r.Audiences = []string{r.Resource}
@@ -380,7 +454,9 @@ func (c *Config) applyDefaults() {
 			r.Leeway = &d
 		}
 		// The seed named the issuer only as the authorization server.
-		if len(r.Issuers) == 0 && len(r.AuthorizationServers) > 0 {
+		if r.Validation == "introspection" {
+			// No JWT issuers: nothing to fetch keys for.
+		} else if len(r.Issuers) == 0 && len(r.AuthorizationServers) > 0 {
 			r.Issuers = []IssuerConfig{{Issuer: r.AuthorizationServers[0]}}
 		} else if len(r.Issuers) == 1 && r.Issuers[0].Issuer == "" && len(r.AuthorizationServers) > 0 {
 			r.Issuers[0].Issuer = r.AuthorizationServers[0]
@@ -395,6 +471,21 @@ func (c *Config) applyDefaults() {
 			}
 		}
 	}
+}
+
+// inferValidation picks the strategy the settings imply: introspection
+// when only introspection is configured, auto when JWT issuers are also
+// named explicitly, jwt otherwise.
+func inferValidation(r *ResourceConfig) string {
+	if r.Introspection == nil || r.Introspection.Endpoint == "" && r.Introspection.ClientID == "" {
+		return "jwt"
+	}
+	for _, is := range r.Issuers {
+		if is.JWKSURI != "" {
+			return "auto"
+		}
+	}
+	return "introspection"
 }
 
 func (c *Config) validate() error {
@@ -483,7 +574,12 @@ func (c *Config) validateResource(i int) error {
 	switch r.Validation {
 	case "jwt":
 	case "introspection", "auto":
-		return c.fieldError(p+"validation", "%q is not available in this version (use jwt)", r.Validation)
+		if err := c.validateIntrospection(i); err != nil {
+			return err
+		}
+		if r.Validation == "introspection" {
+			return nil // no JWT issuers to check
+		}
 	default:
 		return c.fieldError(p+"validation", "%q is not one of jwt, introspection, auto", r.Validation)
 	}
@@ -517,6 +613,54 @@ func (c *Config) validateResource(i int) error {
 		if is.JWKSCacheTTL.D() < time.Second {
 			return c.fieldError(ip+"jwks_cache_ttl", "%v is shorter than 1s", is.JWKSCacheTTL.D())
 		}
+	}
+	return nil
+}
+
+func (c *Config) validateIntrospection(i int) error {
+	r := &c.Resources[i]
+	p := fmt.Sprintf("resources[%d].introspection.", i)
+	in := r.Introspection
+	if in == nil {
+		return c.fieldError(fmt.Sprintf("resources[%d].introspection", i), "required for validation %q (OAUTH_INTROSPECTION_ENDPOINT, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET)", r.Validation)
+	}
+	if in.Endpoint != "" {
+		if err := validators.CheckOutboundURL(in.Endpoint); err != nil {
+			return c.fieldError(p+"endpoint", "%v", err)
+		}
+	} else if in.Issuer == "" {
+		return c.fieldError(p+"endpoint", "required (or an issuer to discover it from)")
+	}
+	if in.Issuer != "" {
+		if err := validators.CheckOutboundURL(in.Issuer); err != nil {
+			return c.fieldError(p+"issuer", "%v", err)
+		}
+	}
+	if in.ClientID == "" {
+		return c.fieldError(p+"client_id", "required: introspection authenticates this service to the authorization server")
+	}
+	switch {
+	case in.ClientSecret != "" && in.ClientSecretFile != "":
+		return c.fieldError(p+"client_secret_file", "set either client_secret or client_secret_file, not both")
+	case in.ClientSecretFile != "":
+		b, err := os.ReadFile(in.ClientSecretFile)
+		if err != nil {
+			return c.fieldError(p+"client_secret_file", "%v", err)
+		}
+		in.ClientSecret = strings.TrimRight(string(b), "\r\n")
+		if in.ClientSecret == "" {
+			return c.fieldError(p+"client_secret_file", "%s is empty", in.ClientSecretFile)
+		}
+	case in.ClientSecret == "":
+		return c.fieldError(p+"client_secret", "required (or client_secret_file)")
+	}
+	switch in.AuthMethod {
+	case "client_secret_basic", "client_secret_post":
+	default:
+		return c.fieldError(p+"auth_method", "%q is not one of client_secret_basic, client_secret_post", in.AuthMethod)
+	}
+	if in.Timeout.D() > 10*time.Second {
+		return c.fieldError(p+"timeout", "%v is longer than 10s; keep it under Envoy's ext_authz timeout", in.Timeout.D())
 	}
 	return nil
 }

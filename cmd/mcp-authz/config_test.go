@@ -106,7 +106,12 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"bad ttl", map[string]string{"OAUTH_JWKS_CACHE_TTL": "often"}, "", "OAUTH_JWKS_CACHE_TTL"},
 		{"tiny ttl", map[string]string{"OAUTH_JWKS_CACHE_TTL": "10"}, "", "OAUTH_JWKS_CACHE_TTL"},
 		{"validation mode", map[string]string{"OAUTH_VALIDATION": "magic"}, "", "OAUTH_VALIDATION"},
-		{"introspection not yet", map[string]string{"OAUTH_INTROSPECTION_ENDPOINT": "https://a.example/introspect"}, "", "OAUTH_INTROSPECTION_ENDPOINT"},
+		{"introspection without client id", map[string]string{"OAUTH_INTROSPECTION_ENDPOINT": "https://a.example/introspect"}, "", "OAUTH_CLIENT_ID"},
+		{"introspection without secret", map[string]string{"OAUTH_INTROSPECTION_ENDPOINT": "https://a.example/introspect", "OAUTH_CLIENT_ID": "rs"}, "", "OAUTH_CLIENT_SECRET"},
+		{"introspection over http", map[string]string{"OAUTH_INTROSPECTION_ENDPOINT": "http://a.example/introspect", "OAUTH_CLIENT_ID": "rs", "OAUTH_CLIENT_SECRET": "x"}, "", "OAUTH_INTROSPECTION_ENDPOINT"},
+		{"introspection secret file missing", map[string]string{"OAUTH_INTROSPECTION_ENDPOINT": "https://a.example/introspect", "OAUTH_CLIENT_ID": "rs", "OAUTH_CLIENT_SECRET_FILE": "/nonexistent/secret"}, "", "OAUTH_CLIENT_SECRET_FILE"},
+		{"introspection bad cache ttl", map[string]string{"OAUTH_INTROSPECTION_CACHE_TTL": "later"}, "", "OAUTH_INTROSPECTION_CACHE_TTL"},
+		{"introspection mode without settings", map[string]string{"OAUTH_VALIDATION": "introspection"}, "", "OAUTH_INTROSPECTION_ENDPOINT"},
 		{"redis not yet", map[string]string{"REDIS_URL": "redis://127.0.0.1:6379"}, "", "REDIS_URL"},
 		{"bad bool", map[string]string{"MCP_DEBUG_CONSOLE": "yes please"}, "", "MCP_DEBUG_CONSOLE"},
 		{"bad grpc addr", map[string]string{"MCP_AUTHZ_GRPC_ADDR": "9191"}, "", "MCP_AUTHZ_GRPC_ADDR"},
@@ -204,5 +209,47 @@ func TestShippedConfigsLoad(t *testing.T) {
 	}
 	if _, err := LoadConfig(path, envFunc(nil)); err != nil {
 		t.Errorf("deploy/kubernetes ConfigMap: %v", err)
+	}
+}
+
+func TestIntrospectionConfigFromEnvironment(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name       string
+		env        map[string]string
+		validation string
+	}{
+		{"only introspection: inferred", map[string]string{"OAUTH_INTROSPECTION_ENDPOINT": "https://auth.example.com/introspect", "OAUTH_CLIENT_ID": "rs", "OAUTH_CLIENT_SECRET": "x"}, "introspection"},
+		{"introspection and JWKS: auto", map[string]string{"OAUTH_INTROSPECTION_ENDPOINT": "https://auth.example.com/introspect", "OAUTH_CLIENT_ID": "rs", "OAUTH_CLIENT_SECRET": "x", "OAUTH_JWKS_URI": "https://auth.example.com/jwks"}, "auto"},
+		{"explicit auto", map[string]string{"OAUTH_VALIDATION": "auto", "OAUTH_CLIENT_ID": "rs", "OAUTH_CLIENT_SECRET_FILE": secret}, "auto"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := seedEnv()
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			cfg, err := LoadConfig("", envFunc(env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := cfg.Resources[0]
+			if r.Validation != tt.validation {
+				t.Fatalf("validation %q, want %q", r.Validation, tt.validation)
+			}
+			in := r.Introspection
+			if in.Issuer != "https://auth.example.com" || in.CacheTTL.D() != 5*time.Minute || in.AuthMethod != "client_secret_basic" {
+				t.Fatalf("defaults %+v", in)
+			}
+			if tt.env["OAUTH_CLIENT_SECRET_FILE"] != "" && in.ClientSecret != "from-file" {
+				t.Fatalf("secret from file: %q", in.ClientSecret)
+			}
+			if (tt.validation == "introspection") != (len(r.Issuers) == 0) {
+				t.Fatalf("issuers %+v for %s", r.Issuers, tt.validation)
+			}
+		})
 	}
 }

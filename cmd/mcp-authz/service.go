@@ -121,7 +121,7 @@ func outboundClient() *http.Client {
 			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			TLSHandshakeTimeout:   5 * time.Second,
 			ResponseHeaderTimeout: 10 * time.Second,
-			MaxIdleConnsPerHost:   16,
+			MaxIdleConnsPerHost:   64, // introspection under load reuses connections
 			IdleConnTimeout:       90 * time.Second,
 			ForceAttemptHTTP2:     true,
 		},
@@ -144,34 +144,13 @@ func newService(ctx context.Context, cfg *Config, log *slog.Logger) (*service, e
 	var resources []*authz.Resource
 	var docs []metadata.Document
 	for _, rc := range cfg.Resources {
-		issuers := make([]validators.IssuerConfig, 0, len(rc.Issuers))
-		for _, ic := range rc.Issuers {
-			issuers = append(issuers, validators.IssuerConfig{
-				Issuer:       ic.Issuer,
-				JWKSURI:      ic.JWKSURI,
-				Algorithms:   ic.Algorithms,
-				RequireATJWT: ic.RequireATJWT,
-				JWKSCacheTTL: ic.JWKSCacheTTL.D(),
-			})
-		}
-		jv, err := validators.NewJWT(ctx, validators.JWTConfig{
-			Issuers:            issuers,
-			Audiences:          rc.Audiences,
-			Leeway:             rc.Leeway.D(),
-			Client:             client,
-			RefreshWait:        cfg.JWKS.RefreshWait.D(),
-			MinRefreshInterval: cfg.JWKS.MinRefreshInterval.D(),
-			Logger:             log,
-		})
+		v, ttl, err := s.newValidator(ctx, rc, client)
 		if err != nil {
 			return nil, fmt.Errorf("resource %q: %w", rc.Name, err)
 		}
-		for iss, ks := range jv.KeySets() {
-			s.keySets[iss] = ks
-		}
-		cached, err := cache.New(jv, store, cache.Options{
-			Policy:      jv.Fingerprint(),
-			TTL:         cfg.Cache.TTL.D(),
+		cached, err := cache.New(v, store, cache.Options{
+			Policy:      v.Fingerprint(),
+			TTL:         ttl,
 			NegativeTTL: cfg.Cache.NegativeTTL.D(),
 		})
 		if err != nil {
@@ -216,6 +195,70 @@ func newService(ctx context.Context, cfg *Config, log *slog.Logger) (*service, e
 		return nil, err
 	}
 	return s, nil
+}
+
+// policyValidator is a validator whose verdicts can be cached.
+type policyValidator interface {
+	authz.Validator
+	Fingerprint() string
+}
+
+// newValidator builds a resource's validation strategy and the TTL that
+// caps its cached verdicts.
+func (s *service) newValidator(ctx context.Context, rc ResourceConfig, client *http.Client) (policyValidator, time.Duration, error) {
+	var jv *validators.JWT
+	if rc.Validation == "jwt" || rc.Validation == "auto" {
+		issuers := make([]validators.IssuerConfig, 0, len(rc.Issuers))
+		for _, ic := range rc.Issuers {
+			issuers = append(issuers, validators.IssuerConfig{
+				Issuer:       ic.Issuer,
+				JWKSURI:      ic.JWKSURI,
+				Algorithms:   ic.Algorithms,
+				RequireATJWT: ic.RequireATJWT,
+				JWKSCacheTTL: ic.JWKSCacheTTL.D(),
+			})
+		}
+		var err error
+		jv, err = validators.NewJWT(ctx, validators.JWTConfig{
+			Issuers:            issuers,
+			Audiences:          rc.Audiences,
+			Leeway:             rc.Leeway.D(),
+			Client:             client,
+			RefreshWait:        s.cfg.JWKS.RefreshWait.D(),
+			MinRefreshInterval: s.cfg.JWKS.MinRefreshInterval.D(),
+			Logger:             s.log,
+		})
+		if err != nil {
+			return nil, 0, err
+		}
+		for iss, ks := range jv.KeySets() {
+			s.keySets[iss] = ks
+		}
+		if rc.Validation == "jwt" {
+			return jv, s.cfg.Cache.TTL.D(), nil
+		}
+	}
+	in := rc.Introspection
+	iv, err := validators.NewIntrospection(validators.IntrospectionConfig{
+		Endpoint:             in.Endpoint,
+		Issuer:               in.Issuer,
+		ClientID:             in.ClientID,
+		ClientSecret:         in.ClientSecret,
+		AuthMethod:           in.AuthMethod,
+		Audiences:            rc.Audiences,
+		AllowMissingAudience: in.AllowMissingAudience,
+		Leeway:               rc.Leeway.D(),
+		Timeout:              in.Timeout.D(),
+		Client:               client,
+		Logger:               s.log,
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	if jv != nil {
+		return validators.NewAuto(jv, iv), in.CacheTTL.D(), nil
+	}
+	return iv, in.CacheTTL.D(), nil
 }
 
 // listen binds both listeners, so that a port conflict fails start-up

@@ -25,10 +25,12 @@ let jwksRequests = 0;
 
 // Which algorithm signs a client's tokens: one client per algorithm.
 const clientAlg = { 'rs-client': 'RS256', 'es-client': 'ES256' };
+// mcp-authz's own client, used to call the introspection endpoint.
+const resourceServerClient = 'mcp-authz';
 
 function makeProvider(issuer) {
   const provider = new Provider(issuer, {
-    clients: Object.keys(clientAlg).map((id) => ({
+    clients: [...Object.keys(clientAlg), resourceServerClient].map((id) => ({
       client_id: id,
       client_secret: `${id}-secret`,
       grant_types: ['client_credentials'],
@@ -51,8 +53,11 @@ function makeProvider(issuer) {
           scope: 'mcp:read mcp:write mcp:admin',
           audience: resourceIndicator,
           accessTokenTTL: 3600,
-          accessTokenFormat: 'jwt',
-          jwt: { sign: { alg: clientAlg[client.clientId] || 'RS256' } },
+          // Resource indicators containing /opaque get opaque tokens, which
+          // only introspection can judge.
+          ...(resourceIndicator.includes('/opaque')
+            ? { accessTokenFormat: 'opaque' }
+            : { accessTokenFormat: 'jwt', jwt: { sign: { alg: clientAlg[client.clientId] || 'RS256' } } }),
         }),
       },
     },
