@@ -45,6 +45,13 @@ type IssuerConfig struct {
 	RequireATJWT bool
 	// JWKSCacheTTL is the JWKS refresh interval; zero means 15 minutes.
 	JWKSCacheTTL time.Duration
+	// ClientIDs, when set, accept a token without aud whose client_id is
+	// listed (AWS Cognito access tokens carry no aud). A token with an aud
+	// is still held to the audience.
+	ClientIDs []string
+	// RequireTokenUse, when set, must equal the token_use claim (Cognito:
+	// "access", so ID tokens are refused).
+	RequireTokenUse string
 }
 
 // JWTConfig configures a JWT validator. The zero value of every optional
@@ -218,7 +225,15 @@ func (v *JWT) Validate(ctx context.Context, token string) (*Principal, error) {
 	if err := iss.validator.Validate(&c); err != nil {
 		return nil, claimsError(err)
 	}
-	if !audienceMatches(c.Audience, v.audiences) {
+	if iss.cfg.RequireTokenUse != "" && c.TokenUse != iss.cfg.RequireTokenUse {
+		return nil, invalid(DescType, fmt.Errorf("expected token_use %q", iss.cfg.RequireTokenUse))
+	}
+	switch {
+	case len(c.Audience) == 0 && len(iss.cfg.ClientIDs) > 0:
+		if !slices.Contains(iss.cfg.ClientIDs, c.ClientID) {
+			return nil, invalid(DescAudience, errors.New("no aud, and client_id is not an accepted client"))
+		}
+	case !audienceMatches(c.Audience, v.audiences):
 		return nil, invalid(DescAudience, fmt.Errorf("expected audience %q", v.audiences))
 	}
 
@@ -307,7 +322,10 @@ type accessClaims struct {
 	Scope    scopeClaim `json:"scope"`
 	Scp      scopeClaim `json:"scp"`
 	ClientID string     `json:"client_id"`
-	Azp      string     `json:"azp"`
+	Azp      string     `json:"azp"`   // OIDC, Auth0, Azure AD v2
+	Cid      string     `json:"cid"`   // Okta
+	AppID    string     `json:"appid"` // Azure AD v1
+	TokenUse string     `json:"token_use"`
 }
 
 func (c *accessClaims) scopes() []string {
@@ -318,10 +336,12 @@ func (c *accessClaims) scopes() []string {
 }
 
 func (c *accessClaims) clientID() string {
-	if c.ClientID != "" {
-		return c.ClientID
+	for _, id := range []string{c.ClientID, c.Azp, c.Cid, c.AppID} {
+		if id != "" {
+			return id
+		}
 	}
-	return c.Azp
+	return ""
 }
 
 // scopeClaim accepts a space-separated string (RFC 9068 scope, Azure AD scp)
@@ -365,7 +385,10 @@ func jwtFingerprint(cfg JWTConfig) string {
 			algs = DefaultAlgorithms
 		}
 		slices.Sort(algs)
-		fmt.Fprintf(h, "iss=%s\x00jwks=%s\x00algs=%s\x00atjwt=%t\x00", i.Issuer, i.JWKSURI, strings.Join(algs, ","), i.RequireATJWT)
+		clients := slices.Clone(i.ClientIDs)
+		slices.Sort(clients)
+		fmt.Fprintf(h, "iss=%s\x00jwks=%s\x00algs=%s\x00atjwt=%t\x00clients=%s\x00use=%s\x00", i.Issuer, i.JWKSURI,
+			strings.Join(algs, ","), i.RequireATJWT, strings.Join(clients, ","), i.RequireTokenUse)
 	}
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }

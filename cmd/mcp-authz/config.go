@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -114,6 +116,14 @@ type IssuerConfig struct {
 	Algorithms   []string `yaml:"algorithms"`
 	RequireATJWT bool     `yaml:"require_at_jwt"`
 	JWKSCacheTTL Duration `yaml:"jwks_cache_ttl"`
+	// Preset fills in a provider's conventions: auth0, okta, cognito,
+	// azure (v2 issuer) or azure-v1 (sts.windows.net issuer).
+	Preset string `yaml:"preset"`
+	// ClientIDs accept tokens without aud whose client_id is listed
+	// (required by the cognito preset).
+	ClientIDs []string `yaml:"client_ids"`
+	// RequireTokenUse must equal the token_use claim (cognito: access).
+	RequireTokenUse string `yaml:"require_token_use"`
 }
 
 // Duration accepts Go syntax ("15m") or a bare number of milliseconds, as
@@ -192,6 +202,8 @@ var envFields = map[string]string{
 	"resources[0].issuers[0].issuer":                "OAUTH_ISSUER",
 	"resources[0].issuers[0].jwks_uri":              "OAUTH_JWKS_URI",
 	"resources[0].issuers[0].algorithms":            "OAUTH_ALGORITHMS",
+	"resources[0].issuers[0].preset":                "OAUTH_PROVIDER",
+	"resources[0].issuers[0].client_ids":            "OAUTH_ALLOWED_CLIENT_IDS",
 	"resources[0].introspection":                    "OAUTH_INTROSPECTION_ENDPOINT",
 	"resources[0].introspection.endpoint":           "OAUTH_INTROSPECTION_ENDPOINT",
 	"resources[0].introspection.client_id":          "OAUTH_CLIENT_ID",
@@ -269,7 +281,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	}
 	names := []string{"OAUTH_RESOURCE", "OAUTH_AUTHORIZATION_SERVER", "OAUTH_JWKS_URI", "OAUTH_AUDIENCE",
 		"OAUTH_ISSUER", "OAUTH_ALGORITHMS", "OAUTH_VALIDATION", "OAUTH_JWKS_CACHE_TTL",
-		"OAUTH_SCOPES_SUPPORTED", "OAUTH_REQUIRED_SCOPES", "OAUTH_INTROSPECTION_ENDPOINT", "OAUTH_CLIENT_ID",
+		"OAUTH_SCOPES_SUPPORTED", "OAUTH_REQUIRED_SCOPES", "OAUTH_INTROSPECTION_ENDPOINT", "OAUTH_PROVIDER", "OAUTH_ALLOWED_CLIENT_IDS", "OAUTH_CLIENT_ID",
 		"OAUTH_CLIENT_SECRET", "OAUTH_CLIENT_SECRET_FILE", "OAUTH_INTROSPECTION_CACHE_TTL"}
 	used := false
 	for _, n := range names {
@@ -315,7 +327,9 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	_, hasJWKS := set("OAUTH_JWKS_URI")
 	_, hasAlgs := set("OAUTH_ALGORITHMS")
 	_, hasTTL := set("OAUTH_JWKS_CACHE_TTL")
-	if hasIss || hasJWKS || hasAlgs || hasTTL {
+	_, hasPreset := set("OAUTH_PROVIDER")
+	_, hasClients := set("OAUTH_ALLOWED_CLIENT_IDS")
+	if hasIss || hasJWKS || hasAlgs || hasTTL || hasPreset || hasClients {
 		if len(r.Issuers) > 1 {
 			return errors.New("OAUTH_ISSUER: environment variables configure a single issuer, but --config defines several; set them in the file instead")
 		}
@@ -332,6 +346,12 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		}
 		if v, ok := set("OAUTH_ALGORITHMS"); ok {
 			is.Algorithms, c.origin[ip+"algorithms"] = splitList(v), "OAUTH_ALGORITHMS"
+		}
+		if v, ok := set("OAUTH_PROVIDER"); ok {
+			is.Preset, c.origin[ip+"preset"] = strings.TrimSpace(v), "OAUTH_PROVIDER"
+		}
+		if v, ok := set("OAUTH_ALLOWED_CLIENT_IDS"); ok {
+			is.ClientIDs, c.origin[ip+"client_ids"] = splitList(v), "OAUTH_ALLOWED_CLIENT_IDS"
 		}
 		if v, ok := set("OAUTH_JWKS_CACHE_TTL"); ok {
 			d, err := ParseDuration(v)
@@ -446,7 +466,8 @@ func (c *Config) applyDefaults() {
 				in.CacheTTL = Duration(5 * time.Minute)
 			}
 		}
-		if len(r.Audiences) == 0 && r.Resource != "" {
+		explicitAudience := len(r.Audiences) > 0
+		if !explicitAudience && r.Resource != "" {
 			r.Audiences = []string{r.Resource}
 		}
 		if r.Leeway == nil {
@@ -463,6 +484,7 @@ func (c *Config) applyDefaults() {
 		}
 		for j := range r.Issuers {
 			is := &r.Issuers[j]
+			applyPreset(r, is, explicitAudience)
 			if len(is.Algorithms) == 0 {
 				is.Algorithms = append([]string(nil), validators.DefaultAlgorithms...)
 			}
@@ -470,6 +492,59 @@ func (c *Config) applyDefaults() {
 				is.JWKSCacheTTL = Duration(15 * time.Minute)
 			}
 		}
+	}
+}
+
+// azureIssuer matches the two Azure AD issuer forms and captures the tenant.
+var (
+	azureV2Issuer = regexp.MustCompile(`^https://login\.microsoftonline\.com/([^/]+)/v2\.0$`)
+	azureV1Issuer = regexp.MustCompile(`^https://sts\.windows\.net/([^/]+)/$`)
+)
+
+// applyPreset fills in what a provider's documentation prescribes, where
+// the configuration left it open. validateResource reports a preset whose
+// issuer does not have the provider's shape.
+func applyPreset(r *ResourceConfig, is *IssuerConfig, explicitAudience bool) {
+	defaultJWKS := func(uri string) {
+		if is.JWKSURI == "" {
+			is.JWKSURI = uri
+		}
+	}
+	defaultAlgs := func() {
+		if len(is.Algorithms) == 0 {
+			is.Algorithms = []string{"RS256"}
+		}
+	}
+	switch is.Preset {
+	case "auth0":
+		// Auth0's iss ends with a slash; the tenant URL is often written without.
+		if is.Issuer != "" && !strings.HasSuffix(is.Issuer, "/") {
+			is.Issuer += "/"
+		}
+		defaultJWKS(is.Issuer + ".well-known/jwks.json")
+		defaultAlgs()
+	case "okta":
+		defaultJWKS(strings.TrimSuffix(is.Issuer, "/") + "/v1/keys")
+		defaultAlgs()
+		if !explicitAudience && !slices.Contains(r.Audiences, "api://default") {
+			r.Audiences = append(r.Audiences, "api://default")
+		}
+	case "cognito":
+		defaultJWKS(strings.TrimSuffix(is.Issuer, "/") + "/.well-known/jwks.json")
+		defaultAlgs()
+		if is.RequireTokenUse == "" {
+			is.RequireTokenUse = "access"
+		}
+	case "azure":
+		if m := azureV2Issuer.FindStringSubmatch(is.Issuer); m != nil {
+			defaultJWKS("https://login.microsoftonline.com/" + m[1] + "/discovery/v2.0/keys")
+		}
+		defaultAlgs()
+	case "azure-v1":
+		if m := azureV1Issuer.FindStringSubmatch(is.Issuer); m != nil {
+			defaultJWKS("https://login.microsoftonline.com/" + m[1] + "/discovery/keys")
+		}
+		defaultAlgs()
 	}
 }
 
@@ -612,6 +687,23 @@ func (c *Config) validateResource(i int) error {
 		}
 		if is.JWKSCacheTTL.D() < time.Second {
 			return c.fieldError(ip+"jwks_cache_ttl", "%v is shorter than 1s", is.JWKSCacheTTL.D())
+		}
+		switch is.Preset {
+		case "", "auth0", "okta":
+		case "cognito":
+			if len(is.ClientIDs) == 0 {
+				return c.fieldError(ip+"client_ids", "required with preset cognito: Cognito access tokens carry no aud, so list the app client ids to accept")
+			}
+		case "azure":
+			if !azureV2Issuer.MatchString(is.Issuer) {
+				return c.fieldError(ip+"issuer", "%q is not an Azure AD v2 issuer (https://login.microsoftonline.com/TENANT/v2.0)", is.Issuer)
+			}
+		case "azure-v1":
+			if !azureV1Issuer.MatchString(is.Issuer) {
+				return c.fieldError(ip+"issuer", "%q is not an Azure AD v1 issuer (https://sts.windows.net/TENANT/)", is.Issuer)
+			}
+		default:
+			return c.fieldError(ip+"preset", "%q is not one of auth0, okta, cognito, azure, azure-v1", is.Preset)
 		}
 	}
 	return nil

@@ -253,3 +253,60 @@ func TestIntrospectionConfigFromEnvironment(t *testing.T) {
 		})
 	}
 }
+
+func TestProviderPresets(t *testing.T) {
+	tests := []struct {
+		name      string
+		env       map[string]string
+		issuer    string
+		jwks      string
+		audiences string
+		tokenUse  string
+	}{
+		{"auth0 adds the issuer's trailing slash",
+			map[string]string{"OAUTH_PROVIDER": "auth0", "OAUTH_AUTHORIZATION_SERVER": "https://tenant.us.auth0.com"},
+			"https://tenant.us.auth0.com/", "https://tenant.us.auth0.com/.well-known/jwks.json", "https://mcp.example.com/mcp", ""},
+		{"okta accepts api://default",
+			map[string]string{"OAUTH_PROVIDER": "okta", "OAUTH_AUTHORIZATION_SERVER": "https://org.okta.com/oauth2/default"},
+			"https://org.okta.com/oauth2/default", "https://org.okta.com/oauth2/default/v1/keys", "https://mcp.example.com/mcp api://default", ""},
+		{"okta with an explicit audience keeps it",
+			map[string]string{"OAUTH_PROVIDER": "okta", "OAUTH_AUTHORIZATION_SERVER": "https://org.okta.com/oauth2/aus1", "OAUTH_AUDIENCE": "api://mcp"},
+			"https://org.okta.com/oauth2/aus1", "https://org.okta.com/oauth2/aus1/v1/keys", "api://mcp", ""},
+		{"cognito requires token_use access",
+			map[string]string{"OAUTH_PROVIDER": "cognito", "OAUTH_AUTHORIZATION_SERVER": "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Abc", "OAUTH_ALLOWED_CLIENT_IDS": "client1,client2"},
+			"https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Abc", "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Abc/.well-known/jwks.json", "https://mcp.example.com/mcp", "access"},
+		{"azure v2 keys",
+			map[string]string{"OAUTH_PROVIDER": "azure", "OAUTH_AUTHORIZATION_SERVER": "https://login.microsoftonline.com/tenant-1/v2.0", "OAUTH_AUDIENCE": "api://app,6e74172b-be56-4843-9ff4-e66a39bb12e3"},
+			"https://login.microsoftonline.com/tenant-1/v2.0", "https://login.microsoftonline.com/tenant-1/discovery/v2.0/keys", "api://app 6e74172b-be56-4843-9ff4-e66a39bb12e3", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := seedEnv()
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			cfg, err := LoadConfig("", envFunc(env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := cfg.Resources[0]
+			is := r.Issuers[0]
+			if is.Issuer != tt.issuer || is.JWKSURI != tt.jwks || strings.Join(r.Audiences, " ") != tt.audiences || is.RequireTokenUse != tt.tokenUse {
+				t.Fatalf("issuer %q jwks %q audiences %v token_use %q", is.Issuer, is.JWKSURI, r.Audiences, is.RequireTokenUse)
+			}
+		})
+	}
+	for name, env := range map[string]map[string]string{
+		"OAUTH_ALLOWED_CLIENT_IDS": {"OAUTH_PROVIDER": "cognito"},
+		"OAUTH_ISSUER":             {"OAUTH_PROVIDER": "azure", "OAUTH_AUTHORIZATION_SERVER": "https://login.example.com/t/v2.0"},
+		"OAUTH_PROVIDER":           {"OAUTH_PROVIDER": "keycloak"},
+	} {
+		e := seedEnv()
+		for k, v := range env {
+			e[k] = v
+		}
+		if _, err := LoadConfig("", envFunc(e)); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("want an error naming %s, got %v", name, err)
+		}
+	}
+}

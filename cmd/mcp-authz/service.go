@@ -211,11 +211,13 @@ func (s *service) newValidator(ctx context.Context, rc ResourceConfig, client *h
 		issuers := make([]validators.IssuerConfig, 0, len(rc.Issuers))
 		for _, ic := range rc.Issuers {
 			issuers = append(issuers, validators.IssuerConfig{
-				Issuer:       ic.Issuer,
-				JWKSURI:      ic.JWKSURI,
-				Algorithms:   ic.Algorithms,
-				RequireATJWT: ic.RequireATJWT,
-				JWKSCacheTTL: ic.JWKSCacheTTL.D(),
+				Issuer:          ic.Issuer,
+				JWKSURI:         ic.JWKSURI,
+				Algorithms:      ic.Algorithms,
+				RequireATJWT:    ic.RequireATJWT,
+				JWKSCacheTTL:    ic.JWKSCacheTTL.D(),
+				ClientIDs:       ic.ClientIDs,
+				RequireTokenUse: ic.RequireTokenUse,
 			})
 		}
 		var err error
