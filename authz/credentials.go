@@ -43,6 +43,47 @@ func extractCredentials(in *checkInput) credentials {
 	return c
 }
 
+// extractAPIKey finds the API key of a request to an API-key resource:
+// X-API-Key, or Authorization: ApiKey KEY. Never the query string.
+func extractAPIKey(in *checkInput) credentials {
+	var fromAuth string
+	switch len(in.authorization) {
+	case 0:
+	case 1:
+		v := strings.Trim(in.authorization[0], " \t")
+		if scheme, key, ok := strings.Cut(v, " "); ok && strings.EqualFold(scheme, "ApiKey") {
+			fromAuth = strings.TrimLeft(key, " ")
+			if fromAuth == "" {
+				return credentials{kind: credInvalid, reason: "API key missing"}
+			}
+		}
+	default:
+		return credentials{kind: credInvalid, reason: "Multiple Authorization headers"}
+	}
+	var fromHeader string
+	switch len(in.apiKey) {
+	case 0:
+	case 1:
+		fromHeader = strings.Trim(in.apiKey[0], " \t")
+	default:
+		return credentials{kind: credInvalid, reason: "Multiple X-API-Key headers"}
+	}
+	key := fromAuth
+	switch {
+	case fromAuth != "" && fromHeader != "":
+		return credentials{kind: credInvalid, reason: "API key in both X-API-Key and Authorization"}
+	case fromHeader != "":
+		key = fromHeader
+	case key == "":
+		return credentials{kind: credNone}
+	}
+	// Envoy joins repeated headers with ","; keys never contain one.
+	if strings.ContainsAny(key, ", \t") {
+		return credentials{kind: credInvalid, reason: "Malformed API key"}
+	}
+	return credentials{kind: credBearer, token: key}
+}
+
 // parseAuthorization reads one Authorization header value (RFC 7235, RFC 6750 §2.1).
 func parseAuthorization(v string) credentials {
 	v = strings.Trim(v, " \t")

@@ -20,6 +20,8 @@ type checkInput struct {
 	// encode_raw_headers one per header line, at most two kept: a second
 	// one already makes the request ambiguous.
 	authorization []string
+	// apiKey holds the X-API-Key values, kept the same way.
+	apiKey []string
 	// resource is the mcp_resource context extension, if sent.
 	resource    string
 	hasResource bool
@@ -35,19 +37,30 @@ func inputFromProto(req *authv3.CheckRequest) checkInput {
 	}
 	if hm := h.GetHeaderMap(); len(hm.GetHeaders()) > 0 {
 		for _, hv := range hm.GetHeaders() {
-			if strings.EqualFold(hv.GetKey(), "authorization") {
-				v := hv.GetValue()
-				if raw := hv.GetRawValue(); len(raw) > 0 {
-					v = string(raw)
-				}
+			v := hv.GetValue()
+			if raw := hv.GetRawValue(); len(raw) > 0 {
+				v = string(raw)
+			}
+			switch {
+			case strings.EqualFold(hv.GetKey(), "authorization"):
 				in.authorization = appendAuthorization(in.authorization, v)
+			case strings.EqualFold(hv.GetKey(), apiKeyHeader):
+				in.apiKey = appendAuthorization(in.apiKey, v)
 			}
 		}
-	} else if v, ok := h.GetHeaders()["authorization"]; ok {
+		return in
+	}
+	if v, ok := h.GetHeaders()["authorization"]; ok {
 		in.authorization = []string{v}
+	}
+	if v, ok := h.GetHeaders()[apiKeyHeader]; ok {
+		in.apiKey = []string{v}
 	}
 	return in
 }
+
+// apiKeyHeader carries API keys (lower-cased, as Envoy sends names).
+const apiKeyHeader = "x-api-key"
 
 func appendAuthorization(list []string, v string) []string {
 	if len(list) >= 2 {
@@ -91,10 +104,16 @@ func parseCheckInput(b []byte) (checkInput, error) {
 	if in.path == "" {
 		in.path = p.pathHeader
 	}
-	if p.rawHeaders {
-		in.authorization = p.rawAuthorization
-	} else if p.hasAuthHeader {
-		in.authorization = []string{p.authHeader}
+	switch {
+	case p.rawHeaders:
+		in.authorization, in.apiKey = p.rawAuthorization, p.rawAPIKey
+	default:
+		if p.hasAuthHeader {
+			in.authorization = []string{p.authHeader}
+		}
+		if p.hasAPIKeyHeader {
+			in.apiKey = []string{p.apiKeyHeader}
+		}
 	}
 	return in, nil
 }
@@ -104,8 +123,11 @@ type inputParser struct {
 	pathHeader       string
 	authHeader       string
 	hasAuthHeader    bool
+	apiKeyHeader     string
+	hasAPIKeyHeader  bool
 	rawHeaders       bool // header_map had entries: the headers map is ignored
 	rawAuthorization []string
+	rawAPIKey        []string
 }
 
 // walk calls field for every field of the message b.
@@ -179,6 +201,8 @@ func (p *inputParser) http(num protowire.Number, _ protowire.Type, v []byte) err
 			p.authHeader, p.hasAuthHeader = string(value), true
 		case ":path":
 			p.pathHeader = string(value)
+		case apiKeyHeader:
+			p.apiKeyHeader, p.hasAPIKeyHeader = string(value), true
 		}
 	case fHTTPPath:
 		if !utf8.Valid(v) {
@@ -219,13 +243,15 @@ func (p *inputParser) headerMap(num protowire.Number, _ protowire.Type, v []byte
 	if !utf8.Valid(key) || !utf8.Valid(value) {
 		return errMalformed
 	}
-	if !strings.EqualFold(string(key), "authorization") {
-		return nil
-	}
 	if len(raw) > 0 {
 		value = raw
 	}
-	p.rawAuthorization = appendAuthorization(p.rawAuthorization, string(value))
+	switch {
+	case strings.EqualFold(string(key), "authorization"):
+		p.rawAuthorization = appendAuthorization(p.rawAuthorization, string(value))
+	case strings.EqualFold(string(key), apiKeyHeader):
+		p.rawAPIKey = appendAuthorization(p.rawAPIKey, string(value))
+	}
 	return nil
 }
 

@@ -21,6 +21,7 @@ func checkRequests() map[string]*authv3.CheckRequest {
 		{Key: "Authorization", RawValue: []byte("Bearer one")},
 		{Key: "authorization", Value: "Bearer two"},
 		{Key: "authorization", RawValue: []byte("Bearer three")},
+		{Key: "X-Api-Key", Value: "k1"},
 	}}
 	emptyMap := envoyRequest("/mcp", map[string]string{"authorization": "Bearer abc"})
 	emptyMap.Attributes.Request.Http.HeaderMap = &corev3.HeaderMap{}
@@ -45,6 +46,7 @@ func checkRequests() map[string]*authv3.CheckRequest {
 		"body and source":       withBody,
 		"authorization cased":   envoyRequest("/mcp", map[string]string{"Authorization": "Bearer abc"}),
 		"several authorization": envoyRequest("/mcp", map[string]string{"authorization": "Bearer a,Bearer b"}),
+		"api key":               envoyRequest("/mcp", map[string]string{"x-api-key": "k1"}),
 	}
 }
 

@@ -41,6 +41,9 @@ func newIdentityHeaders(prefix string) identityHeaders {
 // challenge renders a WWW-Authenticate value (RFC 6750 §3, RFC 9728 §5.1).
 // Without an error code it is the discovery challenge.
 func challenge(rt *route, code, desc string, scopes []string) string {
+	if rt.APIKeys {
+		return apiKeyChallenge(code, desc, scopes)
+	}
 	var b strings.Builder
 	b.WriteString("Bearer ")
 	if code == "" {
@@ -62,6 +65,29 @@ func challenge(rt *route, code, desc string, scopes []string) string {
 	}
 	b.WriteString(", ")
 	param(&b, "resource_metadata", rt.metadataURL)
+	return b.String()
+}
+
+// apiKeyChallenge names the header a client must send; there is no
+// metadata to discover for a static key.
+func apiKeyChallenge(code, desc string, scopes []string) string {
+	var b strings.Builder
+	b.WriteString(`ApiKey header="X-API-Key"`)
+	if code == "invalid_token" {
+		code = "invalid_key"
+	}
+	if code != "" {
+		b.WriteString(", ")
+		param(&b, "error", code)
+	}
+	if desc != "" {
+		b.WriteString(", ")
+		param(&b, "error_description", desc)
+	}
+	if len(scopes) > 0 {
+		b.WriteString(", ")
+		param(&b, "scope", strings.Join(scopes, " "))
+	}
 	return b.String()
 }
 

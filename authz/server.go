@@ -45,7 +45,10 @@ type Resource struct {
 	// extension (Istio CUSTOM providers). Empty Hosts matches any host.
 	Hosts      []string
 	PathPrefix string
-	Validator  Validator
+	// APIKeys makes the resource take static API keys (X-API-Key or
+	// Authorization: ApiKey) instead of bearer tokens; Validator checks them.
+	APIKeys   bool
+	Validator Validator
 }
 
 // UnavailableMode says how a failed dependency is reported to Envoy.
@@ -203,7 +206,12 @@ func (s *Server) check(ctx context.Context, in *checkInput) (result, error) {
 		return rendered(s.denied(http.StatusForbidden, codes.PermissionDenied, "", "access_denied", "No protected resource matches this request"))
 	}
 
-	cred := extractCredentials(in)
+	var cred credentials
+	if rt.APIKeys {
+		cred = extractAPIKey(in)
+	} else {
+		cred = extractCredentials(in)
+	}
 	switch cred.kind {
 	case credNone:
 		return result{prepared: rt.noCredential}, nil

@@ -376,3 +376,35 @@ func TestNoHTTPAttributes(t *testing.T) {
 		t.Fatalf("empty CheckRequest: %v %d", d.grpc, d.http)
 	}
 }
+
+func TestAPIKeyResource(t *testing.T) {
+	s, fv := newTestServer(t, func(_ *Config, r *Resource) { r.APIKeys = true })
+	tests := []struct {
+		name    string
+		path    string
+		headers map[string]string
+		http    int
+		www     string
+	}{
+		{"no key", "/mcp", nil, 401, `ApiKey header="X-API-Key", scope="mcp:read"`},
+		{"bearer token is not a key", "/mcp", map[string]string{"authorization": "Bearer good"}, 401, `ApiKey header="X-API-Key", scope="mcp:read"`},
+		{"key in the query string only", "/mcp?api_key=good", nil, 401, `ApiKey header="X-API-Key", scope="mcp:read"`},
+		{"X-API-Key", "/mcp", map[string]string{"x-api-key": "good"}, 0, ""},
+		{"Authorization: ApiKey", "/mcp", map[string]string{"authorization": "apikey good"}, 0, ""},
+		{"unknown key", "/mcp", map[string]string{"x-api-key": "nope"}, 401, `ApiKey header="X-API-Key", error="invalid_key", error_description="Invalid token signature"`},
+		{"both places", "/mcp", map[string]string{"x-api-key": "good", "authorization": "ApiKey good"}, 400, `ApiKey header="X-API-Key", error="invalid_request", error_description="API key in both X-API-Key and Authorization"`},
+		{"two X-API-Key headers joined", "/mcp", map[string]string{"x-api-key": "good,good"}, 400, `ApiKey header="X-API-Key", error="invalid_request", error_description="Malformed API key"`},
+		{"missing scope", "/mcp", map[string]string{"x-api-key": "readonly"}, 403, `ApiKey header="X-API-Key", error="insufficient_scope", scope="mcp:read"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := decide(t, s, envoyRequest(tt.path, tt.headers))
+			if d.http != tt.http || d.headers["www-authenticate"] != tt.www {
+				t.Fatalf("got %d %q", d.http, d.headers["www-authenticate"])
+			}
+		})
+	}
+	if fv.calls.Load() == 0 {
+		t.Fatal("validator never called")
+	}
+}

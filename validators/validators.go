@@ -128,6 +128,7 @@ const (
 	DescUnknownKey   = "Token signing key not found"
 	DescTooLarge     = "Token too large"
 	DescInactive     = "Token is not active"
+	DescAPIKey       = "Invalid API key"
 )
 
 // splitScopes splits an RFC 6749 scope string.

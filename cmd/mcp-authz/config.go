@@ -88,6 +88,35 @@ type ResourceConfig struct {
 	Leeway                *Duration            `yaml:"leeway"`
 	Issuers               []IssuerConfig       `yaml:"issuers"`
 	Introspection         *IntrospectionConfig `yaml:"introspection"`
+	APIKeys               *APIKeysConfig       `yaml:"api_keys"`
+	HMAC                  *HMACConfig          `yaml:"hmac"`
+}
+
+// APIKeysConfig lists the static API keys of a resource (validation: apikey).
+type APIKeysConfig struct {
+	Keys []APIKeyConfig `yaml:"keys"`
+	// File holds more keys, one per line: NAME SHA256-HEX [SCOPE ...].
+	File string `yaml:"file"`
+}
+
+// APIKeyConfig is one key: its SHA-256 digest, or the key itself, which is
+// hashed at load and not kept.
+type APIKeyConfig struct {
+	Name   string   `yaml:"name"`
+	SHA256 string   `yaml:"sha256"`
+	Key    string   `yaml:"key"`
+	Scopes []string `yaml:"scopes"`
+}
+
+// HMACConfig configures shared-secret JWTs (validation: hmac), for
+// migration from the seed's JWTAuthProvider.
+type HMACConfig struct {
+	Secret             string   `yaml:"secret"`
+	SecretFile         string   `yaml:"secret_file"`
+	Algorithms         []string `yaml:"algorithms"`
+	Issuer             string   `yaml:"issuer"`
+	Audiences          []string `yaml:"audiences"`
+	AllowMissingExpiry bool     `yaml:"allow_missing_expiry"`
 }
 
 // IntrospectionConfig configures RFC 7662 introspection for a resource.
@@ -209,6 +238,9 @@ var envFields = map[string]string{
 	"resources[0].introspection.client_id":          "OAUTH_CLIENT_ID",
 	"resources[0].introspection.client_secret":      "OAUTH_CLIENT_SECRET",
 	"resources[0].introspection.client_secret_file": "OAUTH_CLIENT_SECRET_FILE",
+	"resources[0].api_keys.file":                    "MCP_API_KEYS_FILE",
+	"resources[0].hmac.secret":                      "MCP_JWT_SECRET",
+	"resources[0].hmac.secret_file":                 "MCP_JWT_SECRET_FILE",
 }
 
 // fieldError names a field by its environment variable when it came from
@@ -282,7 +314,8 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	names := []string{"OAUTH_RESOURCE", "OAUTH_AUTHORIZATION_SERVER", "OAUTH_JWKS_URI", "OAUTH_AUDIENCE",
 		"OAUTH_ISSUER", "OAUTH_ALGORITHMS", "OAUTH_VALIDATION", "OAUTH_JWKS_CACHE_TTL",
 		"OAUTH_SCOPES_SUPPORTED", "OAUTH_REQUIRED_SCOPES", "OAUTH_INTROSPECTION_ENDPOINT", "OAUTH_PROVIDER", "OAUTH_ALLOWED_CLIENT_IDS", "OAUTH_CLIENT_ID",
-		"OAUTH_CLIENT_SECRET", "OAUTH_CLIENT_SECRET_FILE", "OAUTH_INTROSPECTION_CACHE_TTL"}
+		"OAUTH_CLIENT_SECRET", "OAUTH_CLIENT_SECRET_FILE", "OAUTH_INTROSPECTION_CACHE_TTL",
+		"MCP_API_KEYS_FILE", "MCP_JWT_SECRET", "MCP_JWT_SECRET_FILE"}
 	used := false
 	for _, n := range names {
 		if _, ok := set(n); ok {
@@ -322,6 +355,24 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	}
 	if err := c.applyIntrospectionEnv(r, set); err != nil {
 		return err
+	}
+	if v, ok := set("MCP_API_KEYS_FILE"); ok {
+		if r.APIKeys == nil {
+			r.APIKeys = &APIKeysConfig{}
+		}
+		r.APIKeys.File, c.origin[p+"api_keys.file"] = strings.TrimSpace(v), "MCP_API_KEYS_FILE"
+	}
+	if v, ok := set("MCP_JWT_SECRET_FILE"); ok {
+		if r.HMAC == nil {
+			r.HMAC = &HMACConfig{}
+		}
+		r.HMAC.SecretFile, c.origin[p+"hmac.secret_file"] = strings.TrimSpace(v), "MCP_JWT_SECRET_FILE"
+	}
+	if v, ok := set("MCP_JWT_SECRET"); ok {
+		if r.HMAC == nil {
+			r.HMAC = &HMACConfig{}
+		}
+		r.HMAC.Secret, c.origin[p+"hmac.secret"] = v, "MCP_JWT_SECRET"
 	}
 	_, hasIss := set("OAUTH_ISSUER")
 	_, hasJWKS := set("OAUTH_JWKS_URI")
@@ -475,7 +526,7 @@ func (c *Config) applyDefaults() {
 			r.Leeway = &d
 		}
 		// The seed named the issuer only as the authorization server.
-		if r.Validation == "introspection" {
+		if r.Validation != "jwt" && r.Validation != "auto" {
 			// No JWT issuers: nothing to fetch keys for.
 		} else if len(r.Issuers) == 0 && len(r.AuthorizationServers) > 0 {
 			r.Issuers = []IssuerConfig{{Issuer: r.AuthorizationServers[0]}}
@@ -552,6 +603,12 @@ func applyPreset(r *ResourceConfig, is *IssuerConfig, explicitAudience bool) {
 // when only introspection is configured, auto when JWT issuers are also
 // named explicitly, jwt otherwise.
 func inferValidation(r *ResourceConfig) string {
+	switch {
+	case r.APIKeys != nil:
+		return "apikey"
+	case r.HMAC != nil:
+		return "hmac"
+	}
 	if r.Introspection == nil || r.Introspection.Endpoint == "" && r.Introspection.ClientID == "" {
 		return "jwt"
 	}
@@ -620,6 +677,12 @@ func (c *Config) validateResource(i int) error {
 	if u.Scheme != "https" && !validators.IsLoopbackHost(u.Hostname()) {
 		return c.fieldError(p+"resource", "%q must be an https URL (http only for loopback hosts)", r.Resource)
 	}
+	switch r.Validation {
+	case "apikey":
+		return c.validateAPIKeys(i)
+	case "hmac":
+		return c.validateHMAC(i)
+	}
 	if len(r.AuthorizationServers) == 0 {
 		return c.fieldError(p+"authorization_servers", "at least one authorization server URL is required")
 	}
@@ -656,7 +719,7 @@ func (c *Config) validateResource(i int) error {
 			return nil // no JWT issuers to check
 		}
 	default:
-		return c.fieldError(p+"validation", "%q is not one of jwt, introspection, auto", r.Validation)
+		return c.fieldError(p+"validation", "%q is not one of jwt, introspection, auto, apikey, hmac", r.Validation)
 	}
 	if r.Leeway.D() > 10*time.Minute {
 		return c.fieldError(p+"leeway", "%v is more than 10m", r.Leeway.D())
@@ -753,6 +816,100 @@ func (c *Config) validateIntrospection(i int) error {
 	}
 	if in.Timeout.D() > 10*time.Second {
 		return c.fieldError(p+"timeout", "%v is longer than 10s; keep it under Envoy's ext_authz timeout", in.Timeout.D())
+	}
+	return nil
+}
+
+func (c *Config) validateAPIKeys(i int) error {
+	r := &c.Resources[i]
+	p := fmt.Sprintf("resources[%d].api_keys", i)
+	if r.APIKeys == nil {
+		return c.fieldError(p, "required for validation apikey (MCP_API_KEYS_FILE)")
+	}
+	for j, k := range r.APIKeys.Keys {
+		kp := fmt.Sprintf("%s.keys[%d]", p, j)
+		switch {
+		case k.Name == "":
+			return c.fieldError(kp+".name", "required")
+		case (k.SHA256 == "") == (k.Key == ""):
+			return c.fieldError(kp, "set exactly one of sha256 and key")
+		case k.SHA256 != "":
+			if _, err := validators.ParseAPIKeyDigest(k.SHA256); err != nil {
+				return c.fieldError(kp+".sha256", "%v", err)
+			}
+		}
+	}
+	if r.APIKeys.File != "" {
+		if _, err := c.apiKeysFromFile(r.APIKeys.File); err != nil {
+			return c.fieldError(p+".file", "%v", err)
+		}
+	} else if len(r.APIKeys.Keys) == 0 {
+		return c.fieldError(p, "no keys (keys or file)")
+	}
+	return nil
+}
+
+func (c *Config) apiKeysFromFile(path string) ([]validators.APIKey, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	keys, err := validators.ParseAPIKeyFile(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return keys, nil
+}
+
+// apiKeys returns every configured key as a digest; plaintext keys from
+// the file are hashed here and not kept.
+func (r *ResourceConfig) apiKeys(c *Config) ([]validators.APIKey, error) {
+	var keys []validators.APIKey
+	for _, k := range r.APIKeys.Keys {
+		d := validators.HashAPIKey(k.Key)
+		if k.SHA256 != "" {
+			var err error
+			if d, err = validators.ParseAPIKeyDigest(k.SHA256); err != nil {
+				return nil, err
+			}
+		}
+		keys = append(keys, validators.APIKey{Name: k.Name, SHA256: d, Scopes: k.Scopes})
+	}
+	if r.APIKeys.File != "" {
+		more, err := c.apiKeysFromFile(r.APIKeys.File)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, more...)
+	}
+	return keys, nil
+}
+
+func (c *Config) validateHMAC(i int) error {
+	r := &c.Resources[i]
+	p := fmt.Sprintf("resources[%d].hmac", i)
+	h := r.HMAC
+	if h == nil {
+		return c.fieldError(p, "required for validation hmac (MCP_JWT_SECRET or MCP_JWT_SECRET_FILE)")
+	}
+	switch {
+	case h.Secret != "" && h.SecretFile != "":
+		return c.fieldError(p+".secret_file", "set either secret or secret_file, not both")
+	case h.SecretFile != "":
+		b, err := os.ReadFile(h.SecretFile)
+		if err != nil {
+			return c.fieldError(p+".secret_file", "%v", err)
+		}
+		h.Secret = strings.TrimRight(string(b), "\r\n")
+	}
+	if len(h.Secret) < 32 {
+		return c.fieldError(p+".secret", "must be at least 32 bytes")
+	}
+	for _, a := range h.Algorithms {
+		if a != "HS256" && a != "HS384" && a != "HS512" {
+			return c.fieldError(p+".algorithms", "%q is not one of HS256, HS384, HS512", a)
+		}
 	}
 	return nil
 }

@@ -310,3 +310,31 @@ func TestProviderPresets(t *testing.T) {
 		}
 	}
 }
+
+func TestLegacyValidationConfig(t *testing.T) {
+	dir := t.TempDir()
+	keys := filepath.Join(dir, "keys")
+	if err := os.WriteFile(keys, []byte("ci 2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b mcp:read\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(dir, "bad")
+	if err := os.WriteFile(bad, []byte("ci nothex\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig("", envFunc(map[string]string{"OAUTH_RESOURCE": "https://m.example/mcp", "MCP_API_KEYS_FILE": keys}))
+	if err != nil || cfg.Resources[0].Validation != "apikey" {
+		t.Fatalf("api keys: %v", err)
+	}
+	cfg, err = LoadConfig("", envFunc(map[string]string{"OAUTH_RESOURCE": "https://m.example/mcp", "MCP_JWT_SECRET": strings.Repeat("s", 32)}))
+	if err != nil || cfg.Resources[0].Validation != "hmac" {
+		t.Fatalf("hmac: %v", err)
+	}
+	for want, env := range map[string]map[string]string{
+		"MCP_API_KEYS_FILE": {"OAUTH_RESOURCE": "https://m.example/mcp", "MCP_API_KEYS_FILE": bad},
+		"MCP_JWT_SECRET":    {"OAUTH_RESOURCE": "https://m.example/mcp", "MCP_JWT_SECRET": "short"},
+	} {
+		if _, err := LoadConfig("", envFunc(env)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("want an error naming %s, got %v", want, err)
+		}
+	}
+}

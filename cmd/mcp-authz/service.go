@@ -163,6 +163,7 @@ func newService(ctx context.Context, cfg *Config, log *slog.Logger) (*service, e
 			RequiredScopes:  rc.RequiredScopes,
 			Hosts:           rc.Hosts,
 			PathPrefix:      rc.PathPrefix,
+			APIKeys:         rc.Validation == "apikey",
 			Validator:       cached,
 		})
 		docs = append(docs, metadata.Document{
@@ -206,6 +207,26 @@ type policyValidator interface {
 // newValidator builds a resource's validation strategy and the TTL that
 // caps its cached verdicts.
 func (s *service) newValidator(ctx context.Context, rc ResourceConfig, client *http.Client) (policyValidator, time.Duration, error) {
+	switch rc.Validation {
+	case "apikey":
+		keys, err := rc.apiKeys(s.cfg)
+		if err != nil {
+			return nil, 0, err
+		}
+		v, err := validators.NewAPIKeys(keys)
+		return v, s.cfg.Cache.TTL.D(), err
+	case "hmac":
+		h := rc.HMAC
+		v, err := validators.NewHMAC(validators.HMACConfig{
+			Secret:             []byte(h.Secret),
+			Algorithms:         h.Algorithms,
+			Issuer:             h.Issuer,
+			Audiences:          h.Audiences,
+			AllowMissingExpiry: h.AllowMissingExpiry,
+			Leeway:             rc.Leeway.D(),
+		})
+		return v, s.cfg.Cache.TTL.D(), err
+	}
 	var jv *validators.JWT
 	if rc.Validation == "jwt" || rc.Validation == "auto" {
 		issuers := make([]validators.IssuerConfig, 0, len(rc.Issuers))
