@@ -13,12 +13,18 @@ import (
 // everything else: many authorization servers issue both kinds.
 type Auto struct {
 	jwt           *JWT
-	introspection *Introspection
+	introspection introspector
 	fingerprint   string
 }
 
-// NewAuto combines a JWT and an introspection validator.
-func NewAuto(jwt *JWT, introspection *Introspection) *Auto {
+// introspector is an *Introspection or a *FirstActive.
+type introspector interface {
+	Validate(ctx context.Context, token string) (*Principal, error)
+	Fingerprint() string
+}
+
+// NewAuto combines a JWT validator and introspection.
+func NewAuto(jwt *JWT, introspection introspector) *Auto {
 	h := sha256.Sum256([]byte("auto\x00" + jwt.Fingerprint() + "\x00" + introspection.Fingerprint()))
 	return &Auto{jwt: jwt, introspection: introspection, fingerprint: hex.EncodeToString(h[:16])}
 }

@@ -122,6 +122,13 @@ func (v *Introspection) Validate(ctx context.Context, token string) (*Principal,
 	}
 	body, err := v.call(ctx, endpoint, token)
 	if err != nil {
+		if v.cfg.Endpoint == "" {
+			// The endpoint came from discovery: look again next time, in
+			// case the server moved it.
+			v.mu.Lock()
+			v.endpoint = ""
+			v.mu.Unlock()
+		}
 		return nil, err
 	}
 	resp, err := ParseIntrospection(body)

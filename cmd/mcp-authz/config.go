@@ -153,6 +153,9 @@ type IssuerConfig struct {
 	ClientIDs []string `yaml:"client_ids"`
 	// RequireTokenUse must equal the token_use claim (cognito: access).
 	RequireTokenUse string `yaml:"require_token_use"`
+	// Introspection, for opaque tokens from this issuer (validation
+	// introspection or auto).
+	Introspection *IntrospectionConfig `yaml:"introspection"`
 }
 
 // Duration accepts Go syntax ("15m") or a bare number of milliseconds, as
@@ -503,19 +506,11 @@ func (c *Config) applyDefaults() {
 		if r.Validation == "" {
 			r.Validation = inferValidation(r)
 		}
-		if in := r.Introspection; in != nil {
-			if in.Issuer == "" && len(r.AuthorizationServers) > 0 {
-				in.Issuer = r.AuthorizationServers[0]
-			}
-			if in.AuthMethod == "" {
-				in.AuthMethod = "client_secret_basic"
-			}
-			if in.Timeout == 0 {
-				in.Timeout = Duration(150 * time.Millisecond)
-			}
-			if in.CacheTTL == 0 {
-				in.CacheTTL = Duration(5 * time.Minute)
-			}
+		if len(r.AuthorizationServers) > 0 {
+			introspectionDefaults(r.Introspection, r.AuthorizationServers[0])
+		}
+		for j := range r.Issuers {
+			introspectionDefaults(r.Issuers[j].Introspection, r.Issuers[j].Issuer)
 		}
 		explicitAudience := len(r.Audiences) > 0
 		if !explicitAudience && r.Resource != "" {
@@ -544,6 +539,38 @@ func (c *Config) applyDefaults() {
 			}
 		}
 	}
+}
+
+func introspectionDefaults(in *IntrospectionConfig, issuer string) {
+	if in == nil {
+		return
+	}
+	if in.Issuer == "" {
+		in.Issuer = issuer
+	}
+	if in.AuthMethod == "" {
+		in.AuthMethod = "client_secret_basic"
+	}
+	if in.Timeout == 0 {
+		in.Timeout = Duration(150 * time.Millisecond)
+	}
+	if in.CacheTTL == 0 {
+		in.CacheTTL = Duration(5 * time.Minute)
+	}
+}
+
+// introspections lists a resource's introspection settings in the order
+// they are tried, with the field path of each.
+func (r *ResourceConfig) introspections(i int) (list []*IntrospectionConfig, paths []string) {
+	if r.Introspection != nil {
+		list, paths = append(list, r.Introspection), append(paths, fmt.Sprintf("resources[%d].introspection", i))
+	}
+	for j := range r.Issuers {
+		if in := r.Issuers[j].Introspection; in != nil {
+			list, paths = append(list, in), append(paths, fmt.Sprintf("resources[%d].issuers[%d].introspection", i, j))
+		}
+	}
+	return list, paths
 }
 
 // azureIssuer matches the two Azure AD issuer forms and captures the tenant.
@@ -609,7 +636,7 @@ func inferValidation(r *ResourceConfig) string {
 	case r.HMAC != nil:
 		return "hmac"
 	}
-	if r.Introspection == nil || r.Introspection.Endpoint == "" && r.Introspection.ClientID == "" {
+	if list, _ := r.introspections(0); len(list) == 0 {
 		return "jwt"
 	}
 	for _, is := range r.Issuers {
@@ -774,11 +801,19 @@ func (c *Config) validateResource(i int) error {
 
 func (c *Config) validateIntrospection(i int) error {
 	r := &c.Resources[i]
-	p := fmt.Sprintf("resources[%d].introspection.", i)
-	in := r.Introspection
-	if in == nil {
+	list, paths := r.introspections(i)
+	if len(list) == 0 {
 		return c.fieldError(fmt.Sprintf("resources[%d].introspection", i), "required for validation %q (OAUTH_INTROSPECTION_ENDPOINT, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET)", r.Validation)
 	}
+	for k, in := range list {
+		if err := c.validateIntrospectionConfig(paths[k]+".", in); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Config) validateIntrospectionConfig(p string, in *IntrospectionConfig) error {
 	if in.Endpoint != "" {
 		if err := validators.CheckOutboundURL(in.Endpoint); err != nil {
 			return c.fieldError(p+"endpoint", "%v", err)

@@ -261,27 +261,44 @@ func (s *service) newValidator(ctx context.Context, rc ResourceConfig, client *h
 			return jv, s.cfg.Cache.TTL.D(), nil
 		}
 	}
-	in := rc.Introspection
-	iv, err := validators.NewIntrospection(validators.IntrospectionConfig{
-		Endpoint:             in.Endpoint,
-		Issuer:               in.Issuer,
-		ClientID:             in.ClientID,
-		ClientSecret:         in.ClientSecret,
-		AuthMethod:           in.AuthMethod,
-		Audiences:            rc.Audiences,
-		AllowMissingAudience: in.AllowMissingAudience,
-		Leeway:               rc.Leeway.D(),
-		Timeout:              in.Timeout.D(),
-		Client:               client,
-		Logger:               s.log,
-	})
-	if err != nil {
-		return nil, 0, err
+	var servers []*validators.Introspection
+	ttl := s.cfg.Cache.TTL.D()
+	list, _ := rc.introspections(0)
+	for k, in := range list {
+		iv, err := validators.NewIntrospection(validators.IntrospectionConfig{
+			Endpoint:             in.Endpoint,
+			Issuer:               in.Issuer,
+			ClientID:             in.ClientID,
+			ClientSecret:         in.ClientSecret,
+			AuthMethod:           in.AuthMethod,
+			Audiences:            rc.Audiences,
+			AllowMissingAudience: in.AllowMissingAudience,
+			Leeway:               rc.Leeway.D(),
+			Timeout:              in.Timeout.D(),
+			Client:               client,
+			Logger:               s.log,
+		})
+		if err != nil {
+			return nil, 0, err
+		}
+		servers = append(servers, iv)
+		// Revocation shows within the shortest cache TTL of any server.
+		if k == 0 || in.CacheTTL.D() < ttl {
+			ttl = in.CacheTTL.D()
+		}
+	}
+	var intro policyValidator = servers[0]
+	if len(servers) > 1 {
+		multi, err := validators.NewFirstActive(servers...)
+		if err != nil {
+			return nil, 0, err
+		}
+		intro = multi
 	}
 	if jv != nil {
-		return validators.NewAuto(jv, iv), in.CacheTTL.D(), nil
+		return validators.NewAuto(jv, intro), ttl, nil
 	}
-	return iv, in.CacheTTL.D(), nil
+	return intro, ttl, nil
 }
 
 // listen binds both listeners, so that a port conflict fails start-up
