@@ -2,7 +2,9 @@ package authz_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -157,4 +159,25 @@ func BenchmarkValidate(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkCheckIntrospectionCached is a Check whose opaque token's
+// introspection verdict is in the in-process cache.
+func BenchmarkCheckIntrospectionCached(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"active":true,"scope":"mcp:read","client_id":"c1","sub":"u1","aud":%q,"exp":%d}`, benchResource, time.Now().Add(time.Hour).Unix())
+	}))
+	b.Cleanup(srv.Close)
+	iv, err := validators.NewIntrospection(validators.IntrospectionConfig{Endpoint: srv.URL, ClientID: "rs", ClientSecret: "s",
+		Audiences: []string{benchResource}, Client: srv.Client(), Timeout: time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	store, _ := cache.NewMemory(cache.MemoryOptions{})
+	cv, _ := cache.New(iv, store, cache.Options{Policy: iv.Fingerprint()})
+	s, err := authz.NewServer(authz.Config{Resources: []*authz.Resource{{URI: benchResource, RequiredScopes: []string{"mcp:read"}, Validator: cv}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	runCheck(b, s, checkRequest("Bearer 7YI_CVttVPAmTS87t6ixdurt_P_dsACW2ucW7X1bcyu"), codes.OK)
 }
