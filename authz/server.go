@@ -103,6 +103,29 @@ type route struct {
 	// not render the same denial again and again.
 	invalid      sync.Map // string -> *prepared
 	invalidCount atomic.Int32
+	// unavailableLog keeps an outage from logging once per request.
+	unavailableLog logLimiter
+}
+
+// logLimiter passes one event per interval and counts the rest.
+type logLimiter struct {
+	next       atomic.Int64 // unix nanoseconds before which events are suppressed
+	suppressed atomic.Int64
+}
+
+// unavailableLogEvery is how often an ongoing dependency failure is logged
+// per resource.
+const unavailableLogEvery = 10 * time.Second
+
+// allow reports whether to log now, and how many events were suppressed
+// since the last one logged.
+func (l *logLimiter) allow(now time.Time) (bool, int64) {
+	next := l.next.Load()
+	if now.UnixNano() < next || !l.next.CompareAndSwap(next, now.Add(unavailableLogEvery).UnixNano()) {
+		l.suppressed.Add(1)
+		return false, 0
+	}
+	return true, l.suppressed.Swap(0)
 }
 
 // maxInvalidResponses bounds route.invalid, whatever descriptions a
@@ -252,7 +275,10 @@ func (s *Server) validationFailed(ctx context.Context, rt *route, err error) (re
 	if verr != nil {
 		desc = verr.Description
 	}
-	s.log.WarnContext(ctx, "cannot validate token", "resource", rt.Name, "error", err)
+	if ok, suppressed := rt.unavailableLog.allow(time.Now()); ok {
+		s.log.WarnContext(ctx, "cannot validate token: answering unavailable", "resource", rt.Name, "error", err,
+			"suppressed_since_last", suppressed)
+	}
 	if s.cfg.Unavailable == UnavailableGRPC {
 		return result{}, status.Error(codes.Unavailable, desc)
 	}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -407,4 +409,37 @@ func TestAPIKeyResource(t *testing.T) {
 	if fv.calls.Load() == 0 {
 		t.Fatal("validator never called")
 	}
+}
+
+func TestUnavailableIsLoggedOncePerInterval(t *testing.T) {
+	var buf syncBuffer
+	s, _ := newTestServer(t, func(c *Config, _ *Resource) {
+		c.Logger = slog.New(slog.NewTextHandler(&buf, nil))
+	})
+	for range 100 {
+		decide(t, s, envoyRequest("/mcp", map[string]string{"authorization": "Bearer down"}))
+	}
+	if n := strings.Count(buf.String(), "cannot validate token"); n != 1 {
+		t.Fatalf("an outage logged %d lines for 100 checks, want 1:\n%s", n, buf.String())
+	}
+	if strings.Contains(buf.String(), "Bearer down") || strings.Contains(buf.String(), `"down"`) {
+		t.Fatal("the token reached the log")
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
