@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/mcp-authz/mcp-authz/metadata"
@@ -30,6 +32,7 @@ type Config struct {
 	IdentityHeaders IdentityConfig    `yaml:"identity_headers"`
 	MaxTokenBytes   int               `yaml:"max_token_bytes"`
 	JWKS            JWKSConfig        `yaml:"jwks"`
+	Redis           *RedisConfig      `yaml:"redis"`
 	Resources       []ResourceConfig  `yaml:"resources"`
 
 	// envResource is set when the environment configures the resource.
@@ -64,6 +67,28 @@ type CacheConfig struct {
 type IdentityConfig struct {
 	Prefix             string `yaml:"prefix"`
 	StripAuthorization bool   `yaml:"strip_authorization"`
+}
+
+// RedisConfig enables the shared verdict cache tier. Without it the
+// in-process cache is the only tier.
+type RedisConfig struct {
+	// URL: redis://[user:password@]host:port/db, or rediss:// for TLS.
+	URL string `yaml:"url"`
+	// Addresses, for Sentinel (with MasterName) or Cluster (several
+	// addresses, no MasterName), instead of URL.
+	Addresses    []string `yaml:"addresses"`
+	MasterName   string   `yaml:"master_name"`
+	Username     string   `yaml:"username"`
+	Password     string   `yaml:"password"`
+	PasswordFile string   `yaml:"password_file"`
+	DB           int      `yaml:"db"`
+	TLS          bool     `yaml:"tls"`
+	// Prefix starts every key. Default "mcp-authz".
+	Prefix string `yaml:"prefix"`
+	// Timeout bounds each cache call. Default 10ms.
+	Timeout Duration `yaml:"timeout"`
+	// L1TTL caps how long a replica keeps a verdict in process. Default 30s.
+	L1TTL Duration `yaml:"l1_ttl"`
 }
 
 // JWKSConfig tunes unknown-kid refreshes for every issuer.
@@ -311,8 +336,11 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		}
 		c.IdentityHeaders.StripAuthorization = b
 	}
-	if _, ok := set("REDIS_URL"); ok {
-		return errors.New("REDIS_URL: the Redis cache tier is not available in this version; unset it to use the in-process cache")
+	if v, ok := set("REDIS_URL"); ok {
+		if c.Redis == nil {
+			c.Redis = &RedisConfig{}
+		}
+		c.Redis.URL, c.origin["redis.url"] = strings.TrimSpace(v), "REDIS_URL"
 	}
 	names := []string{"OAUTH_RESOURCE", "OAUTH_AUTHORIZATION_SERVER", "OAUTH_JWKS_URI", "OAUTH_AUDIENCE",
 		"OAUTH_ISSUER", "OAUTH_ALGORITHMS", "OAUTH_VALIDATION", "OAUTH_JWKS_CACHE_TTL",
@@ -491,6 +519,17 @@ func (c *Config) applyDefaults() {
 	}
 	if c.MaxTokenBytes == 0 {
 		c.MaxTokenBytes = 16 << 10
+	}
+	if r := c.Redis; r != nil {
+		if r.Prefix == "" {
+			r.Prefix = "mcp-authz"
+		}
+		if r.Timeout == 0 {
+			r.Timeout = Duration(10 * time.Millisecond)
+		}
+		if r.L1TTL == 0 {
+			r.L1TTL = Duration(30 * time.Second)
+		}
 	}
 	if c.JWKS.RefreshWait == 0 {
 		c.JWKS.RefreshWait = Duration(50 * time.Millisecond)
@@ -673,6 +712,9 @@ func (c *Config) validate() error {
 	}
 	if p := c.IdentityHeaders.Prefix; strings.ContainsAny(p, " :\t\r\n") || strings.HasPrefix(p, "x-envoy") {
 		return c.fieldError("identity_headers.prefix", "%q is not a usable header name prefix", p)
+	}
+	if err := c.validateRedis(); err != nil {
+		return err
 	}
 	if len(c.Resources) == 0 {
 		return errors.New("resources: no protected resource configured (set OAUTH_RESOURCE and OAUTH_AUTHORIZATION_SERVER, or resources in --config; `mcp-authz dev` runs a self-contained setup)")
@@ -947,4 +989,71 @@ func (c *Config) validateHMAC(i int) error {
 		}
 	}
 	return nil
+}
+
+func (c *Config) validateRedis() error {
+	r := c.Redis
+	if r == nil {
+		return nil
+	}
+	switch {
+	case r.URL != "" && len(r.Addresses) > 0:
+		return c.fieldError("redis.addresses", "set either url or addresses, not both")
+	case r.URL == "" && len(r.Addresses) == 0:
+		return c.fieldError("redis.url", "required (redis://host:port/db), or addresses for Sentinel/Cluster")
+	case r.URL != "":
+		if _, err := redis.ParseURL(r.URL); err != nil {
+			return c.fieldError("redis.url", "%v", err)
+		}
+	}
+	for _, a := range r.Addresses {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return c.fieldError("redis.addresses", "%q is not host:port", a)
+		}
+	}
+	if r.Password != "" && r.PasswordFile != "" {
+		return c.fieldError("redis.password_file", "set either password or password_file, not both")
+	}
+	if r.PasswordFile != "" {
+		b, err := os.ReadFile(r.PasswordFile)
+		if err != nil {
+			return c.fieldError("redis.password_file", "%v", err)
+		}
+		r.Password = strings.TrimRight(string(b), "\r\n")
+	}
+	if r.Timeout.D() > time.Second {
+		return c.fieldError("redis.timeout", "%v is more than 1s; a cache is never worth waiting for", r.Timeout.D())
+	}
+	if strings.ContainsAny(r.Prefix, " :") {
+		return c.fieldError("redis.prefix", "%q must not contain spaces or colons", r.Prefix)
+	}
+	return nil
+}
+
+// universalOptions builds the go-redis options for r.
+func (r *RedisConfig) universalOptions() (*redis.UniversalOptions, error) {
+	o := &redis.UniversalOptions{
+		Addrs:      r.Addresses,
+		MasterName: r.MasterName,
+		Username:   r.Username,
+		Password:   r.Password,
+		DB:         r.DB,
+		// Calls are bounded by the cache timeout through their context;
+		// a retry would only exceed it.
+		ContextTimeoutEnabled: true,
+		MaxRetries:            -1,
+		DialTimeout:           time.Second,
+	}
+	if r.TLS {
+		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if r.URL != "" {
+		u, err := redis.ParseURL(r.URL)
+		if err != nil {
+			return nil, err
+		}
+		o.Addrs = []string{u.Addr}
+		o.Username, o.Password, o.DB, o.TLSConfig = u.Username, u.Password, u.DB, u.TLSConfig
+	}
+	return o, nil
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 func envFunc(m map[string]string) func(string) string {
@@ -112,7 +114,8 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"introspection secret file missing", map[string]string{"OAUTH_INTROSPECTION_ENDPOINT": "https://a.example/introspect", "OAUTH_CLIENT_ID": "rs", "OAUTH_CLIENT_SECRET_FILE": "/nonexistent/secret"}, "", "OAUTH_CLIENT_SECRET_FILE"},
 		{"introspection bad cache ttl", map[string]string{"OAUTH_INTROSPECTION_CACHE_TTL": "later"}, "", "OAUTH_INTROSPECTION_CACHE_TTL"},
 		{"introspection mode without settings", map[string]string{"OAUTH_VALIDATION": "introspection"}, "", "OAUTH_INTROSPECTION_ENDPOINT"},
-		{"redis not yet", map[string]string{"REDIS_URL": "redis://127.0.0.1:6379"}, "", "REDIS_URL"},
+		{"redis url scheme", map[string]string{"REDIS_URL": "http://127.0.0.1:6379"}, "", "REDIS_URL"},
+		{"redis url and addresses", map[string]string{"REDIS_URL": "redis://127.0.0.1:6379"}, "redis: {addresses: [127.0.0.1:7000]}\nresources: [{resource: https://m.example/mcp, authorization_servers: [https://a.example]}]\n", "redis.addresses"},
 		{"bad bool", map[string]string{"MCP_DEBUG_CONSOLE": "yes please"}, "", "MCP_DEBUG_CONSOLE"},
 		{"bad grpc addr", map[string]string{"MCP_AUTHZ_GRPC_ADDR": "9191"}, "", "MCP_AUTHZ_GRPC_ADDR"},
 		{"bad unavailable mode", map[string]string{"MCP_AUTHZ_UNAVAILABLE_MODE": "teapot"}, "", "MCP_AUTHZ_UNAVAILABLE_MODE"},
@@ -336,5 +339,49 @@ func TestLegacyValidationConfig(t *testing.T) {
 		if _, err := LoadConfig("", envFunc(env)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("want an error naming %s, got %v", want, err)
 		}
+	}
+}
+
+func TestRedisConfig(t *testing.T) {
+	env := seedEnv()
+	env["REDIS_URL"] = "rediss://user:pa55@cache.internal:6380/3"
+	cfg, err := LoadConfig("", envFunc(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := cfg.Redis.universalOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.Addrs) != 1 || o.Addrs[0] != "cache.internal:6380" || o.Username != "user" || o.Password != "pa55" || o.DB != 3 || o.TLSConfig == nil {
+		t.Fatalf("options %+v", o)
+	}
+	if !o.ContextTimeoutEnabled || o.MaxRetries != -1 {
+		t.Fatal("cache calls must be bounded by their context")
+	}
+	if cfg.Redis.Timeout.D() != 10*time.Millisecond || cfg.Redis.L1TTL.D() != 30*time.Second || cfg.Redis.Prefix != "mcp-authz" {
+		t.Fatalf("defaults %+v", cfg.Redis)
+	}
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	yaml := "redis: {addresses: [10.0.0.1:26379, 10.0.0.2:26379], master_name: mymaster, password: x}\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err = LoadConfig(path, envFunc(seedEnv()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, _ = cfg.Redis.universalOptions()
+	if o.MasterName != "mymaster" || len(o.Addrs) != 2 {
+		t.Fatalf("sentinel options %+v", o)
+	}
+	// go-redis picks Sentinel with a master name, Cluster with several
+	// addresses and none.
+	if _, ok := redis.NewUniversalClient(o).(*redis.Client); !ok {
+		t.Error("master_name does not give a Sentinel-backed client")
+	}
+	o.MasterName = ""
+	if _, ok := redis.NewUniversalClient(o).(*redis.ClusterClient); !ok {
+		t.Error("several addresses do not give a Cluster client")
 	}
 }

@@ -24,6 +24,8 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/mcp-authz/mcp-authz/authz"
 	"github.com/mcp-authz/mcp-authz/cache"
 	"github.com/mcp-authz/mcp-authz/metadata"
@@ -135,9 +137,29 @@ func outboundClient() *http.Client {
 }
 
 func newService(ctx context.Context, cfg *Config, log *slog.Logger) (*service, error) {
-	store, err := cache.NewMemory(cache.MemoryOptions{MaxBytes: cfg.Cache.MaxBytes})
+	memory, err := cache.NewMemory(cache.MemoryOptions{MaxBytes: cfg.Cache.MaxBytes})
 	if err != nil {
 		return nil, err
+	}
+	var store cache.Store = memory
+	if rc := cfg.Redis; rc != nil {
+		opts, err := rc.universalOptions()
+		if err != nil {
+			return nil, fmt.Errorf("redis: %w", err)
+		}
+		client := redis.NewUniversalClient(opts)
+		context.AfterFunc(ctx, func() { _ = client.Close() })
+		l2, err := cache.NewRedis(cache.RedisOptions{Client: client, Prefix: rc.Prefix, Timeout: rc.Timeout.D(), Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		store = &cache.Tiered{L1: memory, L2: l2, L1TTL: rc.L1TTL.D()}
+		// Redis is never required: report, do not fail.
+		pingCtx, cancel := context.WithTimeout(ctx, time.Second)
+		if err := client.Ping(pingCtx).Err(); err != nil {
+			log.Warn("redis cache tier not reachable at start-up; using the in-process cache until it is", "error", err)
+		}
+		cancel()
 	}
 	client := outboundClient()
 	s := &service{cfg: cfg, log: log, keySets: map[string]*validators.RemoteKeySet{}}

@@ -1,0 +1,172 @@
+package cache
+
+import (
+	"context"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mcp-authz/mcp-authz/internal/redistest"
+	cachev1 "github.com/mcp-authz/mcp-authz/proto/mcpauthz/cache/v1"
+	"github.com/mcp-authz/mcp-authz/validators"
+)
+
+func newRedisStore(t *testing.T, srv *redistest.Server) (*Redis, redis.UniversalClient) {
+	t.Helper()
+	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr}, MaxRetries: -1, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { client.Close() })
+	r, err := NewRedis(RedisOptions{Client: client, Timeout: 50 * time.Millisecond, Backoff: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, client
+}
+
+func TestRedisRoundTrip(t *testing.T) {
+	srv := redistest.Start(t)
+	r, client := newRedisStore(t, srv)
+	ctx := context.Background()
+	exp := time.Now().Add(time.Hour).Truncate(time.Second)
+	p := &validators.Principal{Subject: "s", ClientID: "c", Issuer: "i", Scopes: []string{"a", "b"}, Audience: []string{"x"}, ExpiresAt: exp, Claims: "e30"}
+	token := "eyJhbGciOiJSUzI1NiJ9.secret-token-body.sig"
+	k := NewKey("policy1", token)
+	r.Set(ctx, k, Entry{Principal: p}, time.Minute)
+	got, ok := r.Get(ctx, k)
+	if !ok || got.Principal.Subject != "s" || got.Principal.ClientID != "c" || strings.Join(got.Principal.Scopes, " ") != "a b" ||
+		!got.Principal.ExpiresAt.Equal(exp) || got.Principal.Claims != "e30" || got.Principal.Audience[0] != "x" {
+		t.Fatalf("got %+v %v", got.Principal, ok)
+	}
+	neg := NewKey("policy1", "bad-token")
+	r.Set(ctx, neg, Entry{Err: &validators.Error{Kind: validators.ErrInvalidToken, Description: validators.DescExpired}}, time.Minute)
+	if e, ok := r.Get(ctx, neg); !ok || e.Err == nil || e.Err.Description != validators.DescExpired {
+		t.Fatalf("negative entry %+v %v", e, ok)
+	}
+
+	// Every key and value: the key shape, the TTL, and no raw token anywhere.
+	keyShape := regexp.MustCompile(`^mcp-authz:v1:policy1:[0-9a-f]{64}$`)
+	var n int
+	iter := client.Scan(ctx, 0, "*", 100).Iterator()
+	for iter.Next(ctx) {
+		n++
+		key := iter.Val()
+		if !keyShape.MatchString(key) {
+			t.Errorf("key %q", key)
+		}
+		val, _ := client.Get(ctx, key).Bytes()
+		for _, secret := range []string{token, "secret-token-body", "bad-token"} {
+			if strings.Contains(key, secret) || strings.Contains(string(val), secret) {
+				t.Errorf("raw token in Redis: %q", key)
+			}
+		}
+		if ttl := client.PTTL(ctx, key).Val(); ttl <= 0 || ttl > time.Minute {
+			t.Errorf("TTL %v on %s", ttl, key)
+		}
+	}
+	if n != 2 {
+		t.Fatalf("%d keys, want 2", n)
+	}
+}
+
+func TestRedisForeignSchemaIsAMiss(t *testing.T) {
+	srv := redistest.Start(t)
+	r, client := newRedisStore(t, srv)
+	k := NewKey("p", "tok")
+	b, _ := proto.Marshal(&cachev1.Verdict{SchemaVersion: 2, Active: true, Subject: "s", CachedUntilMs: time.Now().Add(time.Hour).UnixMilli()})
+	client.Set(context.Background(), r.redisKey(k), b, time.Minute)
+	if _, ok := r.Get(context.Background(), k); ok {
+		t.Fatal("a verdict of another schema version was used")
+	}
+	client.Set(context.Background(), r.redisKey(k), []byte("garbage"), time.Minute)
+	if _, ok := r.Get(context.Background(), k); ok {
+		t.Fatal("garbage was used")
+	}
+}
+
+// TestTwoReplicasShareVerdicts: two caching validators with their own L1
+// and one Redis validate a token once between them.
+func TestTwoReplicasShareVerdicts(t *testing.T) {
+	srv := redistest.Start(t)
+	inner := &countingValidator{answer: validFor(time.Hour)}
+	replica := func() *Validator {
+		r, _ := newRedisStore(t, srv)
+		v, err := New(inner, &Tiered{L1: newMemory(t), L2: r}, Options{Policy: "p"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	a, b := replica(), replica()
+	if _, err := a.Validate(context.Background(), "tok"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Validate(context.Background(), "tok"); err != nil {
+		t.Fatal(err)
+	}
+	if inner.calls.Load() != 1 {
+		t.Fatalf("a check via A then via B cost %d validations, want 1", inner.calls.Load())
+	}
+	// And B now answers from its own L1.
+	if _, err := b.Validate(context.Background(), "tok"); err != nil || b.Stats().Hits != 2 {
+		t.Fatalf("stats %+v %v", b.Stats(), err)
+	}
+}
+
+// TestRedisOutage: errors are misses, the breaker skips the tier while
+// Redis is down, and the tier is used again after a restart.
+func TestRedisOutage(t *testing.T) {
+	srv := redistest.Start(t)
+	r, _ := newRedisStore(t, srv)
+	inner := &countingValidator{answer: validFor(time.Hour)}
+	v, _ := New(inner, r, Options{Policy: "p"}) // L2 only, to see every call
+	ctx := context.Background()
+	if _, err := v.Validate(ctx, "tok"); err != nil {
+		t.Fatal(err)
+	}
+	srv.Kill()
+	for i := range 50 {
+		if _, err := v.Validate(ctx, "tok"); err != nil {
+			t.Fatalf("check %d failed while Redis is down: %v", i, err)
+		}
+	}
+	st := r.Stats()
+	if st.Errors == 0 || st.Skipped == 0 || st.Errors > 10 {
+		t.Fatalf("breaker did not engage: %+v", st)
+	}
+	srv.Restart()
+	deadline := time.Now().Add(5 * time.Second)
+	for r.Stats().Sets < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("tier never used again: %+v", r.Stats())
+		}
+		_, _ = v.Validate(ctx, "tok")
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRedisPaused: a server that stops answering makes cache calls give up
+// after the timeout, not hang.
+func TestRedisPaused(t *testing.T) {
+	srv := redistest.Start(t)
+	r, _ := newRedisStore(t, srv)
+	k := NewKey("p", "tok")
+	r.Set(context.Background(), k, Entry{Principal: &validators.Principal{Subject: "s"}}, time.Minute)
+	srv.Pause()
+	defer srv.Resume()
+	done := make(chan bool)
+	go func() {
+		_, ok := r.Get(context.Background(), k)
+		done <- ok
+	}()
+	select {
+	case ok := <-done:
+		if ok {
+			t.Fatal("a paused Redis answered")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Get hung on a paused Redis")
+	}
+}

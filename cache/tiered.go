@@ -1,0 +1,44 @@
+package cache
+
+import (
+	"context"
+	"time"
+)
+
+// Tiered puts an in-process L1 in front of a shared L2 (Redis): a verdict
+// found in L2 is copied into L1, and every verdict is written to both.
+type Tiered struct {
+	L1 *Memory
+	L2 Store
+	// L1TTL caps how long L1 keeps a verdict, so that a purge in L2 reaches
+	// every replica within it. Zero means 30 s.
+	L1TTL time.Duration
+}
+
+func (t *Tiered) l1TTL() time.Duration {
+	if t.L1TTL <= 0 {
+		return 30 * time.Second
+	}
+	return t.L1TTL
+}
+
+// Get implements Store.
+func (t *Tiered) Get(ctx context.Context, k Key) (Entry, bool) {
+	if e, ok := t.L1.Get(ctx, k); ok {
+		return e, true
+	}
+	e, ok := t.L2.Get(ctx, k)
+	if !ok {
+		return Entry{}, false
+	}
+	if ttl := min(time.Until(e.until), t.l1TTL()); ttl > 0 {
+		t.L1.Set(ctx, k, e, ttl)
+	}
+	return e, true
+}
+
+// Set implements Store.
+func (t *Tiered) Set(ctx context.Context, k Key, e Entry, ttl time.Duration) {
+	t.L1.Set(ctx, k, e, min(ttl, t.l1TTL()))
+	t.L2.Set(ctx, k, e, ttl)
+}
