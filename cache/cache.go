@@ -51,6 +51,27 @@ type Store interface {
 	Set(ctx context.Context, key Key, e Entry, ttl time.Duration)
 }
 
+// Locker is a store shared by a fleet that can elect one replica to
+// validate a fresh token (the Redis tier).
+type Locker interface {
+	// Lock takes the lock on k if it is free; release gives it back.
+	Lock(ctx context.Context, k Key, ttl time.Duration) (state LockState, release func())
+	// Shared reads the fleet's verdict for k.
+	Shared(ctx context.Context, k Key) (Entry, bool)
+}
+
+// LockState is the outcome of Locker.Lock.
+type LockState int
+
+const (
+	// LockUnknown: the store could not say; validate without waiting.
+	LockUnknown LockState = iota
+	// LockHeld: this caller validates, then releases.
+	LockHeld
+	// LockBusy: another replica is validating; wait for its verdict.
+	LockBusy
+)
+
 // Inner is the validator being cached.
 type Inner interface {
 	Validate(ctx context.Context, token string) (*validators.Principal, error)
@@ -67,13 +88,23 @@ type Options struct {
 	// authorization server from replays of bad tokens. Zero means 5 seconds;
 	// negative disables negative caching.
 	NegativeTTL time.Duration
+	// LockWait is how long a replica waits for another replica's verdict on
+	// a fresh token before validating itself; it applies only with a
+	// Locker store. Zero means 100 ms; keep it under Envoy's ext_authz
+	// timeout. LockTTL bounds how long a lock is held. Zero means 2 s.
+	LockWait, LockTTL time.Duration
 	// Now overrides the clock, for tests.
 	Now func() time.Time
 }
 
+// lockPoll is how often a waiting replica looks for the verdict.
+const lockPoll = 5 * time.Millisecond
+
 // Stats are cumulative counters of a caching Validator.
 type Stats struct {
 	Hits, NegativeHits, Misses, Collapsed int64
+	// FromFleet counts misses answered by another replica's verdict.
+	FromFleet int64
 }
 
 // Validator caches the verdicts of an inner validator.
@@ -83,7 +114,7 @@ type Validator struct {
 	opts  Options
 	group singleflight.Group
 
-	hits, negHits, misses, collapsed atomic.Int64
+	hits, negHits, misses, collapsed, fromFleet atomic.Int64
 }
 
 // New wraps inner with store.
@@ -103,28 +134,56 @@ func New(inner Inner, store Store, opts Options) (*Validator, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.LockWait <= 0 {
+		opts.LockWait = 100 * time.Millisecond
+	}
+	if opts.LockTTL <= 0 {
+		opts.LockTTL = 2 * time.Second
+	}
 	return &Validator{inner: inner, store: store, opts: opts}, nil
 }
 
 // Stats returns the counters.
 func (v *Validator) Stats() Stats {
-	return Stats{Hits: v.hits.Load(), NegativeHits: v.negHits.Load(), Misses: v.misses.Load(), Collapsed: v.collapsed.Load()}
+	return Stats{Hits: v.hits.Load(), NegativeHits: v.negHits.Load(), Misses: v.misses.Load(), Collapsed: v.collapsed.Load(),
+		FromFleet: v.fromFleet.Load()}
+}
+
+// awaitShared polls the fleet's store for the verdict another replica is
+// producing, up to LockWait.
+func (v *Validator) awaitShared(ctx context.Context, l Locker, key Key) (Entry, bool) {
+	deadline := time.Now().Add(v.opts.LockWait)
+	t := time.NewTicker(lockPoll)
+	defer t.Stop()
+	for time.Now().Before(deadline) {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return Entry{}, false
+		}
+		if e, ok := l.Shared(ctx, key); ok {
+			v.fromFleet.Add(1)
+			return e, true
+		}
+	}
+	return Entry{}, false
 }
 
 // Validate answers from the store when it can, and otherwise validates once
 // for all concurrent callers of the same token.
 func (v *Validator) Validate(ctx context.Context, token string) (*validators.Principal, error) {
 	key := NewKey(v.opts.Policy, token)
-	if e, ok := v.store.Get(ctx, key); ok {
-		if e.Err != nil {
-			v.negHits.Add(1)
-			return nil, e.Err
-		}
-		// exp is checked again on every hit: a store may keep an entry a
-		// little past its TTL.
-		if e.Principal != nil && (e.Principal.ExpiresAt.IsZero() || v.opts.Now().Before(e.Principal.ExpiresAt)) {
-			v.hits.Add(1)
-			return e.Principal, nil
+	// A shared tier is read once per fresh token by the singleflight
+	// leader below, not by every concurrent caller.
+	get := v.store.Get
+	if l, ok := v.store.(interface {
+		Local(context.Context, Key) (Entry, bool)
+	}); ok {
+		get = l.Local
+	}
+	if e, ok := get(ctx, key); ok {
+		if p, err, usable := v.use(e); usable {
+			return p, err
 		}
 	}
 	v.misses.Add(1)
@@ -148,7 +207,41 @@ func (v *Validator) Validate(ctx context.Context, token string) (*validators.Pri
 	}
 }
 
+// use turns a stored entry into the verdict, re-checking exp: a store may
+// keep an entry a little past its TTL.
+func (v *Validator) use(e Entry) (*validators.Principal, error, bool) {
+	if e.Err != nil {
+		v.negHits.Add(1)
+		return nil, e.Err, true
+	}
+	if e.Principal != nil && (e.Principal.ExpiresAt.IsZero() || v.opts.Now().Before(e.Principal.ExpiresAt)) {
+		v.hits.Add(1)
+		return e.Principal, nil, true
+	}
+	return nil, nil, false
+}
+
 func (v *Validator) validate(ctx context.Context, key Key, token string) (*validators.Principal, error) {
+	if l, ok := v.store.(Locker); ok {
+		if e, ok := l.Shared(ctx, key); ok {
+			if p, err, usable := v.use(e); usable {
+				return p, err
+			}
+		}
+		switch state, release := l.Lock(ctx, key, v.opts.LockTTL); state {
+		case LockHeld:
+			defer release()
+		case LockBusy:
+			e, ok := v.awaitShared(ctx, l, key)
+			if !ok {
+				break // the holder is slow or failed: validate ourselves
+			}
+			if e.Err != nil {
+				return nil, e.Err
+			}
+			return e.Principal, nil
+		}
+	}
 	p, err := v.inner.Validate(ctx, token)
 	if err != nil {
 		var verr *validators.Error

@@ -2,6 +2,8 @@ package cache
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"sync"
@@ -41,6 +43,9 @@ type RedisOptions struct {
 // RedisStats are cumulative counters of the Redis tier.
 type RedisStats struct {
 	Hits, Misses, Errors, Skipped, Sets int64
+	// LockWaits counts validations that found another replica holding the
+	// lock and waited for its verdict.
+	LockWaits int64
 }
 
 // Redis stores verdicts in Redis as cachev1.Verdict messages. It is never
@@ -51,7 +56,7 @@ type Redis struct {
 	opts    RedisOptions
 	breaker breaker
 
-	hits, misses, errs, skipped, sets atomic.Int64
+	hits, misses, errs, skipped, sets, lockWaits atomic.Int64
 }
 
 // NewRedis returns a Redis store.
@@ -83,7 +88,8 @@ func NewRedis(opts RedisOptions) (*Redis, error) {
 
 // Stats returns the counters.
 func (r *Redis) Stats() RedisStats {
-	return RedisStats{Hits: r.hits.Load(), Misses: r.misses.Load(), Errors: r.errs.Load(), Skipped: r.skipped.Load(), Sets: r.sets.Load()}
+	return RedisStats{Hits: r.hits.Load(), Misses: r.misses.Load(), Errors: r.errs.Load(), Skipped: r.skipped.Load(),
+		Sets: r.sets.Load(), LockWaits: r.lockWaits.Load()}
 }
 
 // redisKey is "<prefix>:v<schema>:<policy>:<sha256 hex>".
@@ -227,4 +233,39 @@ func (b *breaker) failure(now time.Time, err error) {
 	b.openUntil.Store(now.Add(b.backoff).UnixNano())
 	b.failures.Store(0)
 	b.log.Warn("redis cache tier failing: skipping it", "for", b.backoff, "error", err)
+}
+
+// releaseScript deletes a lock only if this caller still holds it.
+var releaseScript = redis.NewScript(`if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end`)
+
+// Lock tries to take the fleet-wide lock on validating k, so that one
+// replica validates a fresh token while the others wait for its verdict.
+// When Redis cannot say, the caller validates itself: the lock only saves
+// calls, it never decides.
+func (r *Redis) Lock(ctx context.Context, k Key, ttl time.Duration) (LockState, func()) {
+	none := func() {}
+	if !r.breaker.allow(time.Now()) {
+		return LockUnknown, none
+	}
+	var id [16]byte
+	_, _ = rand.Read(id[:])
+	owner := hex.EncodeToString(id[:])
+	lockKey := r.redisKey(k) + ":lock"
+	cctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
+	defer cancel()
+	ok, err := r.opts.Client.SetNX(cctx, lockKey, owner, ttl).Result()
+	if err != nil {
+		r.errs.Add(1)
+		r.breaker.failure(time.Now(), err)
+		return LockUnknown, none
+	}
+	if !ok {
+		r.lockWaits.Add(1)
+		return LockBusy, none
+	}
+	return LockHeld, func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.Timeout)
+		defer cancel()
+		_ = releaseScript.Run(rctx, r.opts.Client, []string{lockKey}, owner).Err()
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -168,5 +169,58 @@ func TestRedisPaused(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Get hung on a paused Redis")
+	}
+}
+
+// TestFleetStampede: a burst of checks of one fresh token across replicas
+// makes one validation in total; the other replica waits for the verdict.
+func TestFleetStampede(t *testing.T) {
+	srv := redistest.Start(t)
+	inner := &countingValidator{delay: 50 * time.Millisecond, answer: validFor(time.Hour)}
+	var replicas []*Validator
+	for range 3 {
+		r, _ := newRedisStore(t, srv)
+		r.opts.Timeout = time.Second // the race detector slows first connections
+		v, err := New(inner, &Tiered{L1: newMemory(t), L2: r}, Options{Policy: "p", LockWait: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		replicas = append(replicas, v)
+	}
+	var wg sync.WaitGroup
+	for i := range 300 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := replicas[i%3].Validate(context.Background(), "fresh"); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := inner.calls.Load(); n != 1 {
+		t.Fatalf("300 concurrent checks on 3 replicas cost %d validations, want 1", n)
+	}
+	fromFleet := int64(0)
+	for _, r := range replicas {
+		fromFleet += r.Stats().FromFleet
+	}
+	if fromFleet != 2 {
+		t.Errorf("%d replicas waited for the fleet's verdict, want 2", fromFleet)
+	}
+}
+
+// TestLockFailsOpen: with Redis down, every replica validates itself.
+func TestLockFailsOpen(t *testing.T) {
+	srv := redistest.Start(t)
+	r, _ := newRedisStore(t, srv)
+	srv.Kill()
+	inner := &countingValidator{answer: validFor(time.Hour)}
+	v, _ := New(inner, &Tiered{L1: newMemory(t), L2: r}, Options{Policy: "p"})
+	if _, err := v.Validate(context.Background(), "tok"); err != nil {
+		t.Fatal(err)
+	}
+	if inner.calls.Load() != 1 {
+		t.Fatal("no validation with Redis down")
 	}
 }

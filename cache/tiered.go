@@ -42,3 +42,28 @@ func (t *Tiered) Set(ctx context.Context, k Key, e Entry, ttl time.Duration) {
 	t.L1.Set(ctx, k, e, min(ttl, t.l1TTL()))
 	t.L2.Set(ctx, k, e, ttl)
 }
+
+// Local reads L1 alone.
+func (t *Tiered) Local(ctx context.Context, k Key) (Entry, bool) { return t.L1.Get(ctx, k) }
+
+// Lock delegates the fleet-wide validation lock to L2, when it has one.
+func (t *Tiered) Lock(ctx context.Context, k Key, ttl time.Duration) (LockState, func()) {
+	if l, ok := t.L2.(interface {
+		Lock(context.Context, Key, time.Duration) (LockState, func())
+	}); ok {
+		return l.Lock(ctx, k, ttl)
+	}
+	return LockUnknown, func() {}
+}
+
+// Shared reads L2 alone: where a waiting replica looks for the verdict
+// another replica is producing.
+func (t *Tiered) Shared(ctx context.Context, k Key) (Entry, bool) {
+	e, ok := t.L2.Get(ctx, k)
+	if ok {
+		if ttl := min(time.Until(e.until), t.l1TTL()); ttl > 0 {
+			t.L1.Set(ctx, k, e, ttl)
+		}
+	}
+	return e, ok
+}

@@ -50,6 +50,29 @@ func TestFleetSharesRedis(t *testing.T) {
 		}
 	}
 
+	t.Run("200 concurrent checks of a fresh token over A and B: one call", func(t *testing.T) {
+		fresh := token(t, "rs-client", "mcp:read", opaqueResource)
+		before := calls.Load()
+		var wg sync.WaitGroup
+		var denied atomic.Int64
+		for i := range 200 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if ok, _ := allowed(t, []*authzProc{a, b}[i%2], fresh); !ok {
+					denied.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		if denied.Load() != 0 {
+			t.Fatalf("%d denied", denied.Load())
+		}
+		if got := calls.Load() - before; got != 1 {
+			t.Fatalf("200 concurrent checks over two replicas cost %d introspection calls, want 1", got)
+		}
+	})
+
 	t.Run("another policy does not reuse the verdict", func(t *testing.T) {
 		other := introspectionEnv(proxy)
 		other["REDIS_URL"] = rs.URL()
