@@ -30,6 +30,9 @@ func NewKey(policy, token string) Key {
 	return Key{Policy: policy, Token: sha256.Sum256([]byte(token))}
 }
 
+// HashToken is the digest under which a token's verdicts are stored.
+func HashToken(token string) [sha256.Size]byte { return sha256.Sum256([]byte(token)) }
+
 // String renders the key as "<policy>:<hex sha256>", the form used by
 // shared stores and logs.
 func (k Key) String() string {

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"time"
 
@@ -54,6 +55,19 @@ func (m *Memory) Set(_ context.Context, key Key, e Entry, ttl time.Duration) {
 	}
 	e.until = time.Now().Add(ttl)
 	m.c.Set(key, e)
+}
+
+// InvalidateToken drops every verdict about the token with digest sum,
+// under every policy. It walks the store: purges are rare.
+func (m *Memory) InvalidateToken(sum [sha256.Size]byte) int {
+	n := 0
+	for k := range m.c.Keys() {
+		if k.Token == sum {
+			m.c.Invalidate(k)
+			n++
+		}
+	}
+	return n
 }
 
 // Len returns the number of entries.

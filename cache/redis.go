@@ -3,8 +3,10 @@ package cache
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -268,4 +270,71 @@ func (r *Redis) Lock(ctx context.Context, k Key, ttl time.Duration) (LockState, 
 		defer cancel()
 		_ = releaseScript.Run(rctx, r.opts.Client, []string{lockKey}, owner).Err()
 	}
+}
+
+// invalidationChannel carries the hex SHA-256 of purged tokens.
+func (r *Redis) invalidationChannel() string { return r.opts.Prefix + ":invalidate" }
+
+// Purge removes every verdict about the token with digest sum, under every
+// policy, and tells every replica to drop its in-process copy. It returns
+// how many keys were deleted.
+func (r *Redis) Purge(ctx context.Context, sum [sha256.Size]byte) (int, error) {
+	hexSum := hex.EncodeToString(sum[:])
+	pattern := r.opts.Prefix + ":v1:*:" + hexSum
+	deleted := 0
+	scan := func(ctx context.Context, c redis.UniversalClient) error {
+		iter := c.Scan(ctx, 0, pattern, 500).Iterator()
+		for iter.Next(ctx) {
+			n, err := c.Del(ctx, iter.Val()).Result()
+			if err != nil {
+				return err
+			}
+			deleted += int(n)
+		}
+		return iter.Err()
+	}
+	var err error
+	if cc, ok := r.opts.Client.(*redis.ClusterClient); ok {
+		var mu sync.Mutex
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+			mu.Lock()
+			defer mu.Unlock()
+			return scan(ctx, node)
+		})
+	} else {
+		err = scan(ctx, r.opts.Client)
+	}
+	if err != nil {
+		return deleted, fmt.Errorf("purging verdicts: %w", err)
+	}
+	if err := r.opts.Client.Publish(ctx, r.invalidationChannel(), hexSum).Err(); err != nil {
+		return deleted, fmt.Errorf("publishing the invalidation: %w", err)
+	}
+	return deleted, nil
+}
+
+// Subscribe calls drop with the digest of every token purged anywhere in
+// the fleet, until ctx ends. go-redis re-subscribes after a lost connection.
+func (r *Redis) Subscribe(ctx context.Context, drop func(sum [sha256.Size]byte)) {
+	ps := r.opts.Client.Subscribe(ctx, r.invalidationChannel())
+	go func() {
+		defer ps.Close()
+		ch := ps.Channel()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case m, ok := <-ch:
+				if !ok {
+					return
+				}
+				b, err := hex.DecodeString(m.Payload)
+				if err != nil || len(b) != sha256.Size {
+					r.opts.Logger.Warn("ignoring a malformed cache invalidation")
+					continue
+				}
+				drop([sha256.Size]byte(b))
+			}
+		}
+	}()
 }

@@ -224,3 +224,56 @@ func TestLockFailsOpen(t *testing.T) {
 		t.Fatal("no validation with Redis down")
 	}
 }
+
+// TestPurgeReachesEveryReplica: a purge deletes the token's verdicts under
+// every policy and every replica drops its in-process copy.
+func TestPurgeReachesEveryReplica(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type replica struct {
+		l1 *Memory
+		l2 *Redis
+		v  *Validator
+	}
+	inner := &countingValidator{answer: validFor(time.Hour)}
+	var replicas []replica
+	for range 2 {
+		l2, _ := newRedisStore(t, srv)
+		l1 := newMemory(t)
+		l2.Subscribe(ctx, func(sum [32]byte) { l1.InvalidateToken(sum) })
+		v, _ := New(inner, &Tiered{L1: l1, L2: l2}, Options{Policy: "p"})
+		replicas = append(replicas, replica{l1, l2, v})
+	}
+	other, _ := New(inner, &Tiered{L1: newMemory(t), L2: replicas[0].l2}, Options{Policy: "other-policy"})
+	for _, r := range replicas {
+		if _, err := r.v.Validate(ctx, "tok"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := other.Validate(ctx, "tok"); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = replicas[0].v.Validate(ctx, "keep") // another token stays
+	time.Sleep(50 * time.Millisecond)         // subscriptions established
+
+	n, err := replicas[0].l2.Purge(ctx, HashToken("tok"))
+	if err != nil || n != 2 {
+		t.Fatalf("purge deleted %d keys (%v), want 2 (two policies)", n, err)
+	}
+	deadline := time.Now().Add(time.Second)
+	for _, r := range replicas {
+		for {
+			if _, ok := r.l1.Get(ctx, NewKey("p", "tok")); !ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("a replica kept its L1 copy for more than 1 s after the purge")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if _, ok := replicas[0].l1.Get(ctx, NewKey("p", "keep")); !ok {
+		t.Fatal("the purge dropped another token")
+	}
+}

@@ -33,6 +33,7 @@ type Config struct {
 	MaxTokenBytes   int               `yaml:"max_token_bytes"`
 	JWKS            JWKSConfig        `yaml:"jwks"`
 	Redis           *RedisConfig      `yaml:"redis"`
+	Admin           AdminConfig       `yaml:"admin"`
 	Resources       []ResourceConfig  `yaml:"resources"`
 
 	// envResource is set when the environment configures the resource.
@@ -89,6 +90,13 @@ type RedisConfig struct {
 	Timeout Duration `yaml:"timeout"`
 	// L1TTL caps how long a replica keeps a verdict in process. Default 30s.
 	L1TTL Duration `yaml:"l1_ttl"`
+}
+
+// AdminConfig enables the side server's admin endpoints (POST
+// /admin/purge), authenticated with a bearer token.
+type AdminConfig struct {
+	Token     string `yaml:"token"`
+	TokenFile string `yaml:"token_file"`
 }
 
 // JWKSConfig tunes unknown-kid refreshes for every issuer.
@@ -335,6 +343,12 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 			return err
 		}
 		c.IdentityHeaders.StripAuthorization = b
+	}
+	if v, ok := set("MCP_AUTHZ_ADMIN_TOKEN"); ok {
+		c.Admin.Token, c.origin["admin.token"] = v, "MCP_AUTHZ_ADMIN_TOKEN"
+	}
+	if v, ok := set("MCP_AUTHZ_ADMIN_TOKEN_FILE"); ok {
+		c.Admin.TokenFile, c.origin["admin.token_file"] = strings.TrimSpace(v), "MCP_AUTHZ_ADMIN_TOKEN_FILE"
 	}
 	if v, ok := set("REDIS_URL"); ok {
 		if c.Redis == nil {
@@ -716,6 +730,9 @@ func (c *Config) validate() error {
 	if err := c.validateRedis(); err != nil {
 		return err
 	}
+	if err := c.validateAdmin(); err != nil {
+		return err
+	}
 	if len(c.Resources) == 0 {
 		return errors.New("resources: no protected resource configured (set OAUTH_RESOURCE and OAUTH_AUTHORIZATION_SERVER, or resources in --config; `mcp-authz dev` runs a self-contained setup)")
 	}
@@ -989,6 +1006,58 @@ func (c *Config) validateHMAC(i int) error {
 		}
 	}
 	return nil
+}
+
+func (c *Config) validateAdmin() error {
+	a := &c.Admin
+	if a.Token != "" && a.TokenFile != "" {
+		return c.fieldError("admin.token_file", "set either token or token_file, not both")
+	}
+	if a.TokenFile != "" {
+		b, err := os.ReadFile(a.TokenFile)
+		if err != nil {
+			return c.fieldError("admin.token_file", "%v", err)
+		}
+		a.Token = strings.TrimRight(string(b), "\r\n")
+		if a.Token == "" {
+			return c.fieldError("admin.token_file", "%s is empty", a.TokenFile)
+		}
+	}
+	if a.Token != "" && len(a.Token) < 16 {
+		return c.fieldError("admin.token", "must be at least 16 characters")
+	}
+	return nil
+}
+
+// LoadRedisConfig reads only what the purge command needs: the Redis
+// settings from the file and REDIS_URL.
+func LoadRedisConfig(path string, getenv func(string) string) (*RedisConfig, error) {
+	cfg := &Config{origin: map[string]string{}}
+	if path != "" {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("--config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(raw))
+		dec.KnownFields(true)
+		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("--config %s: %s", path, oneLine(err.Error()))
+		}
+	}
+	if v := getenv("REDIS_URL"); v != "" {
+		if cfg.Redis == nil {
+			cfg.Redis = &RedisConfig{}
+		}
+		cfg.Redis.URL, cfg.origin["redis.url"] = strings.TrimSpace(v), "REDIS_URL"
+	}
+	if cfg.Redis == nil {
+		return nil, errors.New("redis: not configured (set REDIS_URL or redis in --config)")
+	}
+	cfg.applyDefaults()
+	if err := cfg.validateRedis(); err != nil {
+		return nil, err
+	}
+	return cfg.Redis, nil
 }
 
 func (c *Config) validateRedis() error {

@@ -6,6 +6,7 @@
 //	mcp-authz [serve] [--config FILE]   run the service
 //	mcp-authz dev                       run it with an embedded development issuer
 //	mcp-authz check [flags] URL         send an Envoy-shaped CheckRequest
+//	mcp-authz purge --sha256 H          drop a token's verdicts fleet-wide
 //	mcp-authz healthcheck [URL]         probe the side server's /healthz
 //	mcp-authz version
 package main
@@ -29,6 +30,7 @@ const usage = `usage:
   mcp-authz [serve] [--config FILE]   run the ext_authz service (configured by FILE and OAUTH_* variables)
   mcp-authz dev                       run it against an embedded development issuer on loopback
   mcp-authz check [flags] URL         send an Envoy-shaped CheckRequest and print the decision
+  mcp-authz purge (--token-file F | --sha256 H)   drop a token's cached verdicts fleet-wide (Redis)
   mcp-authz healthcheck [URL]         exit 0 when the local side server answers /healthz (for container probes)
   mcp-authz version                   print the version
 `
@@ -45,6 +47,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return devCmd(args, getenv, stdout, stderr)
 	case "check":
 		return checkCmd(args, stdout, stderr)
+	case "purge":
+		return purgeCmd(args, getenv, stdout, stderr)
 	case "healthcheck":
 		return healthcheckCmd(args, getenv, stderr)
 	case "version":

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -14,6 +17,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -108,6 +112,8 @@ type service struct {
 	log      *slog.Logger
 	authz    *authz.Server
 	keySets  map[string]*validators.RemoteKeySet
+	memory   *cache.Memory
+	redis    *cache.Redis // nil without Redis
 	metadata *metadata.Handler
 	health   *health.Server
 
@@ -141,6 +147,7 @@ func newService(ctx context.Context, cfg *Config, log *slog.Logger) (*service, e
 	if err != nil {
 		return nil, err
 	}
+	s := &service{cfg: cfg, log: log, keySets: map[string]*validators.RemoteKeySet{}, memory: memory}
 	var store cache.Store = memory
 	if rc := cfg.Redis; rc != nil {
 		opts, err := rc.universalOptions()
@@ -154,6 +161,9 @@ func newService(ctx context.Context, cfg *Config, log *slog.Logger) (*service, e
 			return nil, err
 		}
 		store = &cache.Tiered{L1: memory, L2: l2, L1TTL: rc.L1TTL.D()}
+		s.redis = l2
+		// A purge anywhere in the fleet drops this replica's copy too.
+		l2.Subscribe(ctx, func(sum [sha256.Size]byte) { memory.InvalidateToken(sum) })
 		// Redis is never required: report, do not fail.
 		pingCtx, cancel := context.WithTimeout(ctx, time.Second)
 		if err := client.Ping(pingCtx).Err(); err != nil {
@@ -162,7 +172,6 @@ func newService(ctx context.Context, cfg *Config, log *slog.Logger) (*service, e
 		cancel()
 	}
 	client := outboundClient()
-	s := &service{cfg: cfg, log: log, keySets: map[string]*validators.RemoteKeySet{}}
 	var resources []*authz.Resource
 	var docs []metadata.Document
 	for _, rc := range cfg.Resources {
@@ -347,7 +356,56 @@ func (s *service) httpHandler() http.Handler {
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("GET /readyz", s.serveReady)
+	if s.cfg.Admin.Token != "" {
+		mux.HandleFunc("POST /admin/purge", s.servePurge)
+	}
 	return mux
+}
+
+// servePurge removes a token's verdicts fleet-wide: from Redis, and from
+// every replica's in-process cache through the invalidation channel.
+// Body: {"sha256": "<hex digest of the token>"} or {"token": "<the token>"}.
+func (s *service) servePurge(w http.ResponseWriter, r *http.Request) {
+	given, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || subtle.ConstantTimeCompare([]byte(given), []byte(s.cfg.Admin.Token)) != 1 {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="mcp-authz admin"`)
+		http.Error(w, `{"error":"unauthorized"}`, http.StatusUnauthorized)
+		return
+	}
+	var req struct {
+		SHA256 string `json:"sha256"`
+		Token  string `json:"token"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || (req.SHA256 == "") == (req.Token == "") {
+		http.Error(w, `{"error":"invalid_request","error_description":"send {\"sha256\": HEX} or {\"token\": TOKEN}"}`, http.StatusBadRequest)
+		return
+	}
+	sum := cache.HashToken(req.Token)
+	if req.SHA256 != "" {
+		d, err := validators.ParseAPIKeyDigest(req.SHA256)
+		if err != nil {
+			http.Error(w, `{"error":"invalid_request","error_description":"sha256 is not a hex SHA-256 digest"}`, http.StatusBadRequest)
+			return
+		}
+		sum = d
+	}
+	local := s.memory.InvalidateToken(sum)
+	resp := map[string]any{"sha256": hex.EncodeToString(sum[:]), "local_entries": local}
+	if s.redis != nil {
+		n, err := s.redis.Purge(r.Context(), sum)
+		if err != nil {
+			s.log.Error("purge failed", "error", err)
+			http.Error(w, `{"error":"temporarily_unavailable","error_description":"Redis purge failed"}`, http.StatusServiceUnavailable)
+			return
+		}
+		resp["redis_keys"] = n
+		resp["fleet_notified"] = true
+	}
+	s.log.Info("purged a token's verdicts", "sha256", resp["sha256"], "redis_keys", resp["redis_keys"])
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(resp)
 }
 
 // serveReady reports ready once every issuer's JWKS has loaded: until then
