@@ -314,9 +314,16 @@ func (r *Redis) Purge(ctx context.Context, sum [sha256.Size]byte) (int, error) {
 }
 
 // Subscribe calls drop with the digest of every token purged anywhere in
-// the fleet, until ctx ends. go-redis re-subscribes after a lost connection.
+// the fleet, until ctx ends. It returns once Redis has confirmed the
+// subscription, or after a second if it has not (go-redis keeps trying, and
+// re-subscribes after a lost connection).
 func (r *Redis) Subscribe(ctx context.Context, drop func(sum [sha256.Size]byte)) {
 	ps := r.opts.Client.Subscribe(ctx, r.invalidationChannel())
+	confirmCtx, cancel := context.WithTimeout(ctx, time.Second)
+	if _, err := ps.Receive(confirmCtx); err != nil {
+		r.opts.Logger.Warn("cache invalidations not subscribed yet; retrying in the background", "error", err)
+	}
+	cancel()
 	go func() {
 		defer ps.Close()
 		ch := ps.Channel()
