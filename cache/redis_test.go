@@ -2,9 +2,11 @@ package cache
 
 import (
 	"context"
+	"fmt"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -274,5 +276,59 @@ func TestPurgeReachesEveryReplica(t *testing.T) {
 	}
 	if _, ok := replicas[0].l1.Get(ctx, NewKey("p", "keep")); !ok {
 		t.Fatal("the purge dropped another token")
+	}
+}
+
+// TestRedisCluster runs the tier against a real three-master cluster:
+// verdicts spread over slots, the stampede lock, and a purge that scans
+// every master.
+func TestRedisCluster(t *testing.T) {
+	cl := redistest.StartCluster(t)
+	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: cl.Addrs, ContextTimeoutEnabled: true, MaxRetries: -1})
+	defer client.Close()
+	if _, ok := client.(*redis.ClusterClient); !ok {
+		t.Fatalf("several addresses gave %T", client)
+	}
+	r, err := NewRedis(RedisOptions{Client: client, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l1 := newMemory(t)
+	r.Subscribe(ctx, func(sum [32]byte) { l1.InvalidateToken(sum) })
+	inner := &countingValidator{answer: validFor(time.Hour)}
+	v, _ := New(inner, &Tiered{L1: l1, L2: r}, Options{Policy: "p"})
+	for i := range 50 {
+		if _, err := v.Validate(ctx, fmt.Sprintf("token-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := r.Stats(); st.Sets != 50 || st.Errors != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	// Keys landed on more than one master.
+	var masters atomic.Int32 // ForEachMaster runs concurrently
+	_ = client.(*redis.ClusterClient).ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		if n, _ := c.DBSize(ctx).Result(); n > 0 {
+			masters.Add(1)
+		}
+		return nil
+	})
+	if masters.Load() < 2 {
+		t.Fatalf("keys on %d masters", masters.Load())
+	}
+	for i := range 50 {
+		sum := HashToken(fmt.Sprintf("token-%d", i))
+		if n, err := r.Purge(ctx, sum); err != nil || n != 1 {
+			t.Fatalf("purge token-%d: %d %v", i, n, err)
+		}
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for l1.Len() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if l1.Len() != 0 {
+		t.Fatalf("%d L1 entries left after purging everything", l1.Len())
 	}
 }

@@ -3,6 +3,7 @@
 package redistest
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"os/exec"
@@ -86,3 +87,75 @@ func (s *Server) Resume() { _ = s.cmd.Process.Signal(syscall.SIGCONT) }
 
 // URL is the redis:// URL of the server.
 func (s *Server) URL() string { return fmt.Sprintf("redis://%s/0", s.Addr) }
+
+// Cluster is a three-master redis-server cluster on loopback.
+type Cluster struct {
+	Addrs []string
+}
+
+// StartCluster runs three cluster-enabled redis-server processes on free
+// loopback ports and joins them with redis-cli (Debian's redis-tools).
+func StartCluster(t testing.TB) *Cluster {
+	t.Helper()
+	if _, err := exec.LookPath("redis-cli"); err != nil {
+		t.Fatal("redis-cli not found: run scripts/test.sh (it installs Debian's redis-server and redis-tools)")
+	}
+	dir := t.TempDir()
+	c := &Cluster{}
+	for i := range 3 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		ln.Close()
+		cmd := exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+			"--cluster-enabled", "yes", "--cluster-config-file", fmt.Sprintf("%s/nodes-%d.conf", dir, i),
+			"--cluster-node-timeout", "2000", "--loglevel", "warning")
+		cmd.Dir = dir
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		addr := "127.0.0.1:" + port
+		waitListening(t, addr)
+		c.Addrs = append(c.Addrs, addr)
+	}
+	args := append([]string{"--cluster", "create"}, c.Addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	// Wait until every node reports the cluster ok.
+	deadline := time.Now().Add(20 * time.Second)
+	for _, a := range c.Addrs {
+		host, port, _ := net.SplitHostPort(a)
+		for {
+			out, _ := exec.Command("redis-cli", "-h", host, "-p", port, "cluster", "info").Output()
+			if bytes.Contains(out, []byte("cluster_state:ok")) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("cluster not ok on %s: %s", a, out)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return c
+}
+
+func waitListening(t testing.TB, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redis-server on %s did not start: %v", addr, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
