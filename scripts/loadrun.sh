@@ -16,7 +16,15 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$bin"' EXIT
 go build -o "$bin/mcp-authz" ./cmd/mcp-authz
 go build -o "$bin/loadcheck" ./tools/loadcheck
 
-"$bin/mcp-authz" dev --grpc-addr 127.0.0.1:19191 --http-addr 127.0.0.1:19192 >"$bin/dev.out" 2>"$bin/dev.err" &
+# REDIS=1 runs mcp-authz with the Redis tier (a redis-server on loopback):
+# cached checks are L1 hits and must cost nothing more.
+redis_env=()
+if [ -n "${REDIS:-}" ]; then
+  redis-server --port 19194 --bind 127.0.0.1 --save "" --appendonly no --loglevel warning >"$bin/redis.log" 2>&1 &
+  redis_env=(REDIS_URL=redis://127.0.0.1:19194/0)
+  sleep 0.5
+fi
+env "${redis_env[@]}" "$bin/mcp-authz" dev --grpc-addr 127.0.0.1:19191 --http-addr 127.0.0.1:19192 >"$bin/dev.out" 2>"$bin/dev.err" &
 authz_pid=$!
 "$bin/loadcheck" allow-server --addr 127.0.0.1:19193 >"$bin/allow.out" &
 allow_pid=$!
@@ -26,7 +34,7 @@ for _ in $(seq 100); do
 done
 token=$(grep -m1 '^eyJ' "$bin/dev.out")
 
-echo "machine: $(nproc) cores, $(go version | cut -d' ' -f3), concurrency $conc, ${secs}s per run, 2 gRPC connections"
+echo "machine: $(nproc) cores, $(go version | cut -d' ' -f3), concurrency $conc, ${secs}s per run, 2 gRPC connections${REDIS:+, Redis tier on}"
 for r in $(seq "$rounds"); do
   "$bin/loadcheck" run -addr 127.0.0.1:19193 -c "$conc" -d "${secs}s" -pid "$allow_pid" -token "$token" -decode "$decode" -label "allow[$r]"
   "$bin/loadcheck" run -addr 127.0.0.1:19191 -c "$conc" -d "${secs}s" -pid "$authz_pid" -token "$token" -decode "$decode" -label "mcp-authz[$r]"

@@ -61,6 +61,9 @@ func devCmd(args []string, getenv func(string) string, stdout, stderr io.Writer)
 	if getenv("MCP_DEBUG_CONSOLE") == "true" {
 		cfg.Log.Level = "debug"
 	}
+	if u := getenv("REDIS_URL"); u != "" {
+		cfg.Redis = &RedisConfig{URL: u}
+	}
 	cfg.applyDefaults()
 	if err := cfg.validate(); err != nil {
 		fmt.Fprintf(stderr, "mcp-authz dev: config: %v\n", err)
