@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/maypok86/otter/v2"
@@ -18,7 +19,19 @@ type MemoryOptions struct {
 // Memory is an in-process store with per-entry TTL, bounded by an estimate
 // of the bytes its entries hold (otter/v2, W-TinyLFU eviction).
 type Memory struct {
-	c *otter.Cache[Key, Entry]
+	c            *otter.Cache[Key, Entry]
+	hits, misses atomic.Int64
+}
+
+// MemoryStats are cumulative counters of the in-process tier.
+type MemoryStats struct {
+	Hits, Misses int64
+	Entries      int
+}
+
+// Stats returns the counters.
+func (m *Memory) Stats() MemoryStats {
+	return MemoryStats{Hits: m.hits.Load(), Misses: m.misses.Load(), Entries: m.c.EstimatedSize()}
 }
 
 // entryOverhead approximates the fixed cost of one entry: key, Principal
@@ -45,7 +58,13 @@ func NewMemory(opts MemoryOptions) (*Memory, error) {
 
 // Get implements Store.
 func (m *Memory) Get(_ context.Context, key Key) (Entry, bool) {
-	return m.c.GetIfPresent(key)
+	e, ok := m.c.GetIfPresent(key)
+	if ok {
+		m.hits.Add(1)
+	} else {
+		m.misses.Add(1)
+	}
+	return e, ok
 }
 
 // Set implements Store.

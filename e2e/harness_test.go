@@ -160,10 +160,10 @@ func baseEnv() map[string]string {
 
 // startAuthz runs the binary with env and waits until it serves. With
 // waitReady it also waits for /readyz (JWKS loaded).
-func startAuthz(t *testing.T, env map[string]string, waitReady bool) *authzProc {
+func startAuthz(t *testing.T, env map[string]string, waitReady bool, args ...string) *authzProc {
 	t.Helper()
 	p := &authzProc{grpcAddr: freeAddr(t), httpAddr: freeAddr(t), logs: &syncBuffer{}, exited: make(chan error, 1)}
-	p.cmd = exec.Command(binary)
+	p.cmd = exec.Command(binary, args...)
 	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "MCP_AUTHZ_GRPC_ADDR=" + p.grpcAddr, "MCP_AUTHZ_HTTP_ADDR=" + p.httpAddr}
 	for k, v := range env {
 		p.cmd.Env = append(p.cmd.Env, k+"="+v)

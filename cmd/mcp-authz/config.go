@@ -90,6 +90,9 @@ type RedisConfig struct {
 	Timeout Duration `yaml:"timeout"`
 	// L1TTL caps how long a replica keeps a verdict in process. Default 30s.
 	L1TTL Duration `yaml:"l1_ttl"`
+	// Backoff is how long the tier is skipped after repeated errors; it
+	// doubles while Redis stays down, up to 30s. Default 1s.
+	Backoff Duration `yaml:"backoff"`
 }
 
 // AdminConfig enables the side server's admin endpoints (POST
@@ -543,6 +546,9 @@ func (c *Config) applyDefaults() {
 		}
 		if r.L1TTL == 0 {
 			r.L1TTL = Duration(30 * time.Second)
+		}
+		if r.Backoff == 0 {
+			r.Backoff = Duration(time.Second)
 		}
 	}
 	if c.JWKS.RefreshWait == 0 {

@@ -156,7 +156,7 @@ func newService(ctx context.Context, cfg *Config, log *slog.Logger) (*service, e
 		}
 		client := redis.NewUniversalClient(opts)
 		context.AfterFunc(ctx, func() { _ = client.Close() })
-		l2, err := cache.NewRedis(cache.RedisOptions{Client: client, Prefix: rc.Prefix, Timeout: rc.Timeout.D(), Logger: log})
+		l2, err := cache.NewRedis(cache.RedisOptions{Client: client, Prefix: rc.Prefix, Timeout: rc.Timeout.D(), Backoff: rc.Backoff.D(), Logger: log})
 		if err != nil {
 			return nil, err
 		}
