@@ -202,11 +202,22 @@ func TestKeyRotationAndKIDFlood(t *testing.T) {
 	if hdr.KID != rotated.KID {
 		t.Fatalf("provider signed with %q, rotated to %q", hdr.KID, rotated.KID)
 	}
-	if r := p.check(t, envoyCheck("POST", "/mcp", map[string]string{"authorization": "Bearer " + tok})); codes.Code(r.GetStatus().GetCode()) != codes.OK {
-		t.Fatalf("token signed with the rotated key denied: %v", r.GetDeniedResponse())
+	// Accepted at once when the JWKS answers within refresh_wait (50 ms);
+	// on a loaded machine the first check may get 503 while the refresh
+	// finishes in the background. Either way: within seconds, no restart.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r := p.check(t, envoyCheck("POST", "/mcp", map[string]string{"authorization": "Bearer " + tok}))
+		if codes.Code(r.GetStatus().GetCode()) == codes.OK {
+			break
+		}
+		if code := r.GetDeniedResponse().GetStatus().GetCode(); code != 503 || time.Now().After(deadline) {
+			t.Fatalf("token signed with the rotated key: %v", r.GetDeniedResponse())
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	if got := providerStats(t) - before; got != 1 {
-		t.Errorf("rotation cost %d JWKS fetches, want 1", got)
+	if got := providerStats(t) - before; got < 1 || got > 2 {
+		t.Errorf("rotation cost %d JWKS fetches, want 1 (2 if a retry came after the rate limit)", got)
 	}
 
 	// A flood of tokens with random kids: each must be refused, and the

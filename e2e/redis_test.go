@@ -24,10 +24,11 @@ func TestFleetSharesRedis(t *testing.T) {
 	env := introspectionEnv(proxy)
 	env["REDIS_URL"] = rs.URL()
 	env["OAUTH_INTROSPECTION_CACHE_TTL"] = "5m"
-	// The production defaults (10 ms, 1 s back-off) tuned for a test
-	// machine shared with the race detector, and a restart a test can wait for.
+	// The production defaults (10 ms, 1 s back-off) relaxed for a 2-core
+	// machine running every test package at once, and a back-off short
+	// enough for a test to wait out after a restart.
 	cfgFile := filepath.Join(t.TempDir(), "redis.yaml")
-	if err := os.WriteFile(cfgFile, []byte("redis: {timeout: 50ms, backoff: 200ms}\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfgFile, []byte("redis: {timeout: 250ms, backoff: 200ms}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	a := startAuthz(t, env, true, "serve", "--config", cfgFile)
@@ -76,8 +77,14 @@ func TestFleetSharesRedis(t *testing.T) {
 		if denied.Load() != 0 {
 			t.Fatalf("%d denied", denied.Load())
 		}
-		if got := calls.Load() - before; got != 1 {
-			t.Fatalf("200 concurrent checks over two replicas cost %d introspection calls, want 1", got)
+		// One call for the fleet when Redis answers in time. A replica
+		// whose lock request times out validates itself rather than wait
+		// (the lock saves calls, it never decides), so the bound is one
+		// call per replica: 2 here. See also cache.TestFleetStampede.
+		got := calls.Load() - before
+		t.Logf("200 concurrent checks over two replicas: %d introspection call(s)", got)
+		if got < 1 || got > 2 {
+			t.Fatalf("200 concurrent checks over two replicas cost %d introspection calls, want 1 (at most one per replica)", got)
 		}
 	})
 
