@@ -42,6 +42,9 @@ func introspectionEnv(proxy string) map[string]string {
 		"OAUTH_CLIENT_SECRET":           "mcp-authz-secret",
 		"OAUTH_REQUIRED_SCOPES":         "mcp:read",
 		"OAUTH_INTROSPECTION_CACHE_TTL": "1s",
+		// oidc-provider on a loaded 2-core test machine can take longer
+		// than the 150 ms default.
+		"OAUTH_INTROSPECTION_TIMEOUT": "3s",
 	}
 }
 

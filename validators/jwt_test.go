@@ -44,6 +44,9 @@ func newFixture(t testing.TB, mutate func(*JWTConfig)) *fixture {
 		Audiences: []string{testAudience},
 		Leeway:    60 * time.Second,
 		Client:    http.DefaultClient,
+		// Generous, so a loaded test machine never turns an unknown kid
+		// into "unavailable" while a refresh is still running.
+		RefreshWait: 5 * time.Second,
 	}
 	if mutate != nil {
 		mutate(&cfg)

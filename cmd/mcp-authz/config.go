@@ -362,7 +362,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	names := []string{"OAUTH_RESOURCE", "OAUTH_AUTHORIZATION_SERVER", "OAUTH_JWKS_URI", "OAUTH_AUDIENCE",
 		"OAUTH_ISSUER", "OAUTH_ALGORITHMS", "OAUTH_VALIDATION", "OAUTH_JWKS_CACHE_TTL",
 		"OAUTH_SCOPES_SUPPORTED", "OAUTH_REQUIRED_SCOPES", "OAUTH_INTROSPECTION_ENDPOINT", "OAUTH_PROVIDER", "OAUTH_ALLOWED_CLIENT_IDS", "OAUTH_CLIENT_ID",
-		"OAUTH_CLIENT_SECRET", "OAUTH_CLIENT_SECRET_FILE", "OAUTH_INTROSPECTION_CACHE_TTL",
+		"OAUTH_CLIENT_SECRET", "OAUTH_CLIENT_SECRET_FILE", "OAUTH_INTROSPECTION_CACHE_TTL", "OAUTH_INTROSPECTION_TIMEOUT",
 		"MCP_API_KEYS_FILE", "MCP_JWT_SECRET", "MCP_JWT_SECRET_FILE"}
 	used := false
 	for _, n := range names {
@@ -466,7 +466,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 func (c *Config) applyIntrospectionEnv(r *ResourceConfig, set func(string) (string, bool)) error {
 	const p = "resources[0].introspection."
 	used := false
-	for _, n := range []string{"OAUTH_INTROSPECTION_ENDPOINT", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_CLIENT_SECRET_FILE", "OAUTH_INTROSPECTION_CACHE_TTL"} {
+	for _, n := range []string{"OAUTH_INTROSPECTION_ENDPOINT", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_CLIENT_SECRET_FILE", "OAUTH_INTROSPECTION_CACHE_TTL", "OAUTH_INTROSPECTION_TIMEOUT"} {
 		if _, ok := set(n); ok {
 			used = true
 		}
@@ -496,6 +496,13 @@ func (c *Config) applyIntrospectionEnv(r *ResourceConfig, set func(string) (stri
 			return fmt.Errorf("OAUTH_INTROSPECTION_CACHE_TTL: %w", err)
 		}
 		in.CacheTTL, c.origin[p+"cache_ttl"] = d, "OAUTH_INTROSPECTION_CACHE_TTL"
+	}
+	if v, ok := set("OAUTH_INTROSPECTION_TIMEOUT"); ok {
+		d, err := ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("OAUTH_INTROSPECTION_TIMEOUT: %w", err)
+		}
+		in.Timeout, c.origin[p+"timeout"] = d, "OAUTH_INTROSPECTION_TIMEOUT"
 	}
 	return nil
 }
