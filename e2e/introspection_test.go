@@ -121,15 +121,7 @@ func TestIntrospectionAgainstOIDCProvider(t *testing.T) {
 		if ok, _ := allowed(t, p, rev); !ok {
 			t.Fatal("fresh token denied")
 		}
-		form := url.Values{"token": {rev}}
-		req, _ := http.NewRequest(http.MethodPost, issuer+"/token/revocation", strings.NewReader(form.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.SetBasicAuth("rs-client", "rs-client-secret")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("revocation: %v %v", resp, err)
-		}
-		resp.Body.Close()
+		revoke(t, rev)
 		time.Sleep(1100 * time.Millisecond) // OAUTH_INTROSPECTION_CACHE_TTL=1s
 		ok, www := allowed(t, p, rev)
 		if ok || !strings.Contains(www, "Token is not active") {

@@ -230,20 +230,30 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 // D returns the time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
+// readConfigFile decodes the optional YAML file, rejecting unknown fields.
+func readConfigFile(path string) (*Config, error) {
+	cfg := &Config{origin: map[string]string{}}
+	if path == "" {
+		return cfg, nil
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("--config %s: %s", path, oneLine(err.Error()))
+	}
+	return cfg, nil
+}
+
 // LoadConfig reads the optional YAML file, overlays the environment, applies
 // defaults and validates. Errors are one line naming the field.
 func LoadConfig(path string, getenv func(string) string) (*Config, error) {
-	cfg := &Config{origin: map[string]string{}}
-	if path != "" {
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("--config: %w", err)
-		}
-		dec := yaml.NewDecoder(bytes.NewReader(raw))
-		dec.KnownFields(true)
-		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("--config %s: %s", path, oneLine(err.Error()))
-		}
+	cfg, err := readConfigFile(path)
+	if err != nil {
+		return nil, err
 	}
 	if err := cfg.applyEnv(getenv); err != nil {
 		return nil, err
@@ -1045,17 +1055,9 @@ func (c *Config) validateAdmin() error {
 // LoadRedisConfig reads only what the purge command needs: the Redis
 // settings from the file and REDIS_URL.
 func LoadRedisConfig(path string, getenv func(string) string) (*RedisConfig, error) {
-	cfg := &Config{origin: map[string]string{}}
-	if path != "" {
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("--config: %w", err)
-		}
-		dec := yaml.NewDecoder(bytes.NewReader(raw))
-		dec.KnownFields(true)
-		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("--config %s: %s", path, oneLine(err.Error()))
-		}
+	cfg, err := readConfigFile(path)
+	if err != nil {
+		return nil, err
 	}
 	if v := getenv("REDIS_URL"); v != "" {
 		if cfg.Redis == nil {
