@@ -156,7 +156,8 @@ func NewServer(cfg Config) (*Server, error) {
 		headers:    newIdentityHeaders(strings.ToLower(cfg.IdentityHeaderPrefix)),
 		log:        cfg.Logger,
 	}
-	for _, r := range cfg.Resources {
+	for _, given := range cfg.Resources {
+		r := *given // defaults below must not write to the caller's value
 		if r.Validator == nil {
 			return nil, fmt.Errorf("authz: resource %q has no validator", r.URI)
 		}
@@ -167,8 +168,8 @@ func NewServer(cfg Config) (*Server, error) {
 		if r.Name == "" {
 			r.Name = r.URI
 		}
-		rt := &route{Resource: r, metadataURL: mdURL}
-		rt.challenge = challenge(rt, "", "", scopeHint(r))
+		rt := &route{Resource: &r, metadataURL: mdURL}
+		rt.challenge = challenge(rt, "", "", scopeHint(&r))
 		rt.noCredential = prepare(s.denied(http.StatusUnauthorized, codes.Unauthenticated, rt.challenge,
 			"invalid_request", "Bearer token required"))
 		if _, dup := s.byName[r.Name]; dup {
