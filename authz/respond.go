@@ -41,54 +41,44 @@ func newIdentityHeaders(prefix string) identityHeaders {
 // challenge renders a WWW-Authenticate value (RFC 6750 §3, RFC 9728 §5.1).
 // Without an error code it is the discovery challenge.
 func challenge(rt *route, code, desc string, scopes []string) string {
+	var c challengeBuilder
 	if rt.APIKeys {
-		return apiKeyChallenge(code, desc, scopes)
-	}
-	var b strings.Builder
-	b.WriteString("Bearer ")
-	if code == "" {
-		param(&b, "resource_metadata", rt.metadataURL)
-		if len(scopes) > 0 {
-			b.WriteString(", ")
-			param(&b, "scope", strings.Join(scopes, " "))
+		// A static key has no metadata to discover: name the header.
+		c.b.WriteString(`ApiKey header="X-API-Key"`)
+		c.n = 1
+		if code == "invalid_token" {
+			code = "invalid_key"
 		}
-		return b.String()
+	} else {
+		c.b.WriteString("Bearer ")
+		if code == "" {
+			c.param("resource_metadata", rt.metadataURL)
+		}
 	}
-	param(&b, "error", code)
-	if desc != "" {
-		b.WriteString(", ")
-		param(&b, "error_description", desc)
+	c.param("error", code)
+	c.param("error_description", desc)
+	c.param("scope", strings.Join(scopes, " "))
+	if !rt.APIKeys && code != "" {
+		c.param("resource_metadata", rt.metadataURL)
 	}
-	if len(scopes) > 0 {
-		b.WriteString(", ")
-		param(&b, "scope", strings.Join(scopes, " "))
-	}
-	b.WriteString(", ")
-	param(&b, "resource_metadata", rt.metadataURL)
-	return b.String()
+	return c.b.String()
 }
 
-// apiKeyChallenge names the header a client must send; there is no
-// metadata to discover for a static key.
-func apiKeyChallenge(code, desc string, scopes []string) string {
-	var b strings.Builder
-	b.WriteString(`ApiKey header="X-API-Key"`)
-	if code == "invalid_token" {
-		code = "invalid_key"
+// challengeBuilder writes comma-separated auth-params, skipping empty ones.
+type challengeBuilder struct {
+	b strings.Builder
+	n int
+}
+
+func (c *challengeBuilder) param(name, value string) {
+	if value == "" {
+		return
 	}
-	if code != "" {
-		b.WriteString(", ")
-		param(&b, "error", code)
+	if c.n > 0 {
+		c.b.WriteString(", ")
 	}
-	if desc != "" {
-		b.WriteString(", ")
-		param(&b, "error_description", desc)
-	}
-	if len(scopes) > 0 {
-		b.WriteString(", ")
-		param(&b, "scope", strings.Join(scopes, " "))
-	}
-	return b.String()
+	c.n++
+	param(&c.b, name, value)
 }
 
 // param writes name="value", dropping the characters a quoted-string would
