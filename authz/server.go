@@ -306,9 +306,6 @@ func (s *Server) route(in *checkInput) *route {
 	if in.hasResource {
 		return s.byName[in.resource] // an unknown name matches nothing: fail closed
 	}
-	if len(s.resources) == 1 && len(s.resources[0].Hosts) == 0 && s.resources[0].PathPrefix == "" {
-		return s.resources[0]
-	}
 	host := hostOnly(in.host)
 	path := pathOnly(in.path)
 	var best *route

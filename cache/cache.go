@@ -114,6 +114,10 @@ type Stats struct {
 type Validator struct {
 	inner Inner
 	store Store
+	// local reads the in-process tier alone when the store has a shared
+	// one: the shared tier is read once per fresh token by the
+	// singleflight leader, not by every concurrent caller.
+	local func(context.Context, Key) (Entry, bool)
 	opts  Options
 	group singleflight.Group
 
@@ -143,7 +147,13 @@ func New(inner Inner, store Store, opts Options) (*Validator, error) {
 	if opts.LockTTL <= 0 {
 		opts.LockTTL = 2 * time.Second
 	}
-	return &Validator{inner: inner, store: store, opts: opts}, nil
+	v := &Validator{inner: inner, store: store, opts: opts, local: store.Get}
+	if l, ok := store.(interface {
+		Local(context.Context, Key) (Entry, bool)
+	}); ok {
+		v.local = l.Local
+	}
+	return v, nil
 }
 
 // Stats returns the counters.
@@ -176,16 +186,8 @@ func (v *Validator) awaitShared(ctx context.Context, l Locker, key Key) (Entry, 
 // for all concurrent callers of the same token.
 func (v *Validator) Validate(ctx context.Context, token string) (*validators.Principal, error) {
 	key := NewKey(v.opts.Policy, token)
-	// A shared tier is read once per fresh token by the singleflight
-	// leader below, not by every concurrent caller.
-	get := v.store.Get
-	if l, ok := v.store.(interface {
-		Local(context.Context, Key) (Entry, bool)
-	}); ok {
-		get = l.Local
-	}
-	if e, ok := get(ctx, key); ok {
-		if p, err, usable := v.use(e); usable {
+	if e, ok := v.local(ctx, key); ok {
+		if p, usable, err := v.use(e); usable {
 			return p, err
 		}
 	}
@@ -212,22 +214,22 @@ func (v *Validator) Validate(ctx context.Context, token string) (*validators.Pri
 
 // use turns a stored entry into the verdict, re-checking exp: a store may
 // keep an entry a little past its TTL.
-func (v *Validator) use(e Entry) (*validators.Principal, error, bool) {
+func (v *Validator) use(e Entry) (p *validators.Principal, usable bool, err error) {
 	if e.Err != nil {
 		v.negHits.Add(1)
-		return nil, e.Err, true
+		return nil, true, e.Err
 	}
 	if e.Principal != nil && (e.Principal.ExpiresAt.IsZero() || v.opts.Now().Before(e.Principal.ExpiresAt)) {
 		v.hits.Add(1)
-		return e.Principal, nil, true
+		return e.Principal, true, nil
 	}
-	return nil, nil, false
+	return nil, false, nil
 }
 
 func (v *Validator) validate(ctx context.Context, key Key, token string) (*validators.Principal, error) {
 	if l, ok := v.store.(Locker); ok {
 		if e, ok := l.Shared(ctx, key); ok {
-			if p, err, usable := v.use(e); usable {
+			if p, usable, err := v.use(e); usable {
 				return p, err
 			}
 		}
@@ -235,14 +237,12 @@ func (v *Validator) validate(ctx context.Context, key Key, token string) (*valid
 		case LockHeld:
 			defer release()
 		case LockBusy:
-			e, ok := v.awaitShared(ctx, l, key)
-			if !ok {
-				break // the holder is slow or failed: validate ourselves
+			// If the holder is slow or fails, validate ourselves.
+			if e, ok := v.awaitShared(ctx, l, key); ok {
+				if p, usable, err := v.use(e); usable {
+					return p, err
+				}
 			}
-			if e.Err != nil {
-				return nil, e.Err
-			}
-			return e.Principal, nil
 		}
 	}
 	p, err := v.inner.Validate(ctx, token)

@@ -27,14 +27,7 @@ func (t *Tiered) Get(ctx context.Context, k Key) (Entry, bool) {
 	if e, ok := t.L1.Get(ctx, k); ok {
 		return e, true
 	}
-	e, ok := t.L2.Get(ctx, k)
-	if !ok {
-		return Entry{}, false
-	}
-	if ttl := min(time.Until(e.until), t.l1TTL()); ttl > 0 {
-		t.L1.Set(ctx, k, e, ttl)
-	}
-	return e, true
+	return t.Shared(ctx, k)
 }
 
 // Set implements Store.
@@ -56,8 +49,8 @@ func (t *Tiered) Lock(ctx context.Context, k Key, ttl time.Duration) (LockState,
 	return LockUnknown, func() {}
 }
 
-// Shared reads L2 alone: where a waiting replica looks for the verdict
-// another replica is producing.
+// Shared reads L2 alone, copying a hit into L1: where a waiting replica
+// looks for the verdict another replica is producing.
 func (t *Tiered) Shared(ctx context.Context, k Key) (Entry, bool) {
 	e, ok := t.L2.Get(ctx, k)
 	if ok {
