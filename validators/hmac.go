@@ -115,16 +115,7 @@ func (v *HMAC) Validate(_ context.Context, token string) (*Principal, error) {
 	if len(v.cfg.Audiences) > 0 && !audienceMatches(c.Audience, v.cfg.Audiences) {
 		return nil, invalid(DescAudience, fmt.Errorf("expected audience %q", v.cfg.Audiences))
 	}
-	p := &Principal{
-		Subject:  c.Subject,
-		ClientID: c.clientID(),
-		Issuer:   c.Issuer,
-		Audience: c.Audience,
-		Scopes:   c.scopes(),
-		Claims:   strings.Clone(strings.Split(token, ".")[1]),
-	}
-	if c.ExpiresAt != nil {
-		p.ExpiresAt = c.ExpiresAt.Time
-	}
-	return p, nil
+	_, rest, _ := strings.Cut(token, ".")
+	payload, _, _ := strings.Cut(rest, ".")
+	return c.principal(payload), nil
 }

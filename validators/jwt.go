@@ -258,6 +258,12 @@ func (v *JWT) Validate(ctx context.Context, token string) (*Principal, error) {
 		return nil, invalid(DescSignature, err)
 	}
 
+	return c.principal(parts[1]), nil
+}
+
+// principal is the identity of a verified token whose payload segment is
+// payload.
+func (c *accessClaims) principal(payload string) *Principal {
 	p := &Principal{
 		Subject:  c.Subject,
 		ClientID: c.clientID(),
@@ -265,12 +271,12 @@ func (v *JWT) Validate(ctx context.Context, token string) (*Principal, error) {
 		Audience: c.Audience,
 		Scopes:   c.scopes(),
 		// A clone, so the cached principal does not pin the whole token.
-		Claims: strings.Clone(parts[1]),
+		Claims: strings.Clone(payload),
 	}
 	if c.ExpiresAt != nil {
 		p.ExpiresAt = c.ExpiresAt.Time
 	}
-	return p, nil
+	return p
 }
 
 // verify checks sig with key, or with any key of a set (tokens without kid).
