@@ -308,79 +308,119 @@ func splitList(s string) []string {
 	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' })
 }
 
-func envBool(name, v string) (bool, error) {
-	b, err := strconv.ParseBool(strings.TrimSpace(v))
-	if err != nil {
-		return false, fmt.Errorf("%s: %q is not a boolean (true/false)", name, v)
-	}
-	return b, nil
+// envReader overlays environment variables on configuration fields and
+// records which variable set which field, so that errors name it.
+type envReader struct {
+	getenv func(string) string
+	origin map[string]string
 }
 
-// applyEnv overlays the seed's single-resource environment variables.
-func (c *Config) applyEnv(getenv func(string) string) error {
-	set := func(name string) (string, bool) {
-		v := getenv(name)
-		return v, v != ""
-	}
-	if v, ok := set("MCP_AUTHZ_GRPC_ADDR"); ok {
-		c.GRPCAddr, c.origin["grpc_addr"] = v, "MCP_AUTHZ_GRPC_ADDR"
-	}
-	if v, ok := set("MCP_AUTHZ_HTTP_ADDR"); ok {
-		c.HTTPAddr, c.origin["http_addr"] = v, "MCP_AUTHZ_HTTP_ADDR"
-	}
-	if v, ok := set("MCP_DEBUG_CONSOLE"); ok {
-		b, err := envBool("MCP_DEBUG_CONSOLE", v)
-		if err != nil {
-			return err
-		}
-		if b {
-			c.Log.Level, c.Log.Format = "debug", "text"
-		}
-	}
-	if v, ok := set("MCP_ENABLE_FILE_LOGGING"); ok {
-		b, err := envBool("MCP_ENABLE_FILE_LOGGING", v)
-		if err != nil {
-			return err
-		}
-		c.Log.File = b
-	}
-	if v, ok := set("MCP_LOG_DIRECTORY"); ok {
-		c.Log.Directory = v
-	}
-	if v, ok := set("MCP_AUTHZ_UNAVAILABLE_MODE"); ok {
-		c.Unavailable.Mode, c.origin["unavailable.mode"] = v, "MCP_AUTHZ_UNAVAILABLE_MODE"
-	}
-	if v, ok := set("MCP_AUTHZ_STRIP_AUTHORIZATION"); ok {
-		b, err := envBool("MCP_AUTHZ_STRIP_AUTHORIZATION", v)
-		if err != nil {
-			return err
-		}
-		c.IdentityHeaders.StripAuthorization = b
-	}
-	if v, ok := set("MCP_AUTHZ_ADMIN_TOKEN"); ok {
-		c.Admin.Token, c.origin["admin.token"] = v, "MCP_AUTHZ_ADMIN_TOKEN"
-	}
-	if v, ok := set("MCP_AUTHZ_ADMIN_TOKEN_FILE"); ok {
-		c.Admin.TokenFile, c.origin["admin.token_file"] = strings.TrimSpace(v), "MCP_AUTHZ_ADMIN_TOKEN_FILE"
-	}
-	if v, ok := set("REDIS_URL"); ok {
-		if c.Redis == nil {
-			c.Redis = &RedisConfig{}
-		}
-		c.Redis.URL, c.origin["redis.url"] = strings.TrimSpace(v), "REDIS_URL"
-	}
-	names := []string{"OAUTH_RESOURCE", "OAUTH_AUTHORIZATION_SERVER", "OAUTH_JWKS_URI", "OAUTH_AUDIENCE",
-		"OAUTH_ISSUER", "OAUTH_ALGORITHMS", "OAUTH_VALIDATION", "OAUTH_JWKS_CACHE_TTL",
-		"OAUTH_SCOPES_SUPPORTED", "OAUTH_REQUIRED_SCOPES", "OAUTH_INTROSPECTION_ENDPOINT", "OAUTH_PROVIDER", "OAUTH_ALLOWED_CLIENT_IDS", "OAUTH_CLIENT_ID",
-		"OAUTH_CLIENT_SECRET", "OAUTH_CLIENT_SECRET_FILE", "OAUTH_INTROSPECTION_CACHE_TTL", "OAUTH_INTROSPECTION_TIMEOUT",
-		"MCP_API_KEYS_FILE", "MCP_JWT_SECRET", "MCP_JWT_SECRET_FILE"}
-	used := false
+// has reports whether any of the variables is set.
+func (e envReader) has(names ...string) bool {
 	for _, n := range names {
-		if _, ok := set(n); ok {
-			used = true
+		if e.getenv(n) != "" {
+			return true
 		}
 	}
-	if !used {
+	return false
+}
+
+// raw sets *dst to the variable's value as given (secrets keep their spaces).
+func (e envReader) raw(name, field string, dst *string) {
+	if v := e.getenv(name); v != "" {
+		*dst = v
+		e.origin[field] = name
+	}
+}
+
+// str sets *dst to the trimmed value.
+func (e envReader) str(name, field string, dst *string) {
+	if v := e.getenv(name); v != "" {
+		*dst = strings.TrimSpace(v)
+		e.origin[field] = name
+	}
+}
+
+// list sets *dst to the comma- or space-separated values.
+func (e envReader) list(name, field string, dst *[]string) {
+	if v := e.getenv(name); v != "" {
+		*dst = splitList(v)
+		e.origin[field] = name
+	}
+}
+
+func (e envReader) duration(name, field string, dst *Duration) error {
+	v := e.getenv(name)
+	if v == "" {
+		return nil
+	}
+	d, err := ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	*dst = d
+	e.origin[field] = name
+	return nil
+}
+
+func (e envReader) boolean(name string, dst *bool) error {
+	v := e.getenv(name)
+	if v == "" {
+		return nil
+	}
+	b, err := strconv.ParseBool(strings.TrimSpace(v))
+	if err != nil {
+		return fmt.Errorf("%s: %q is not a boolean (true/false)", name, v)
+	}
+	*dst = b
+	return nil
+}
+
+// redis applies REDIS_URL, creating the redis section if the file has none.
+func (e envReader) redis(c *Config) {
+	if !e.has("REDIS_URL") {
+		return
+	}
+	if c.Redis == nil {
+		c.Redis = &RedisConfig{}
+	}
+	e.str("REDIS_URL", "redis.url", &c.Redis.URL)
+}
+
+// The seed's single-resource variables, by the part of the resource they set.
+var (
+	resourceEnv      = []string{"OAUTH_RESOURCE", "OAUTH_AUTHORIZATION_SERVER", "OAUTH_AUDIENCE", "OAUTH_VALIDATION", "OAUTH_SCOPES_SUPPORTED", "OAUTH_REQUIRED_SCOPES"}
+	issuerEnv        = []string{"OAUTH_ISSUER", "OAUTH_JWKS_URI", "OAUTH_ALGORITHMS", "OAUTH_JWKS_CACHE_TTL", "OAUTH_PROVIDER", "OAUTH_ALLOWED_CLIENT_IDS"}
+	introspectionEnv = []string{"OAUTH_INTROSPECTION_ENDPOINT", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_CLIENT_SECRET_FILE", "OAUTH_INTROSPECTION_CACHE_TTL", "OAUTH_INTROSPECTION_TIMEOUT"}
+	legacyEnv        = []string{"MCP_API_KEYS_FILE", "MCP_JWT_SECRET", "MCP_JWT_SECRET_FILE"}
+)
+
+// applyEnv overlays the environment: service settings, and the seed's
+// single-resource variables.
+func (c *Config) applyEnv(getenv func(string) string) error {
+	e := envReader{getenv: getenv, origin: c.origin}
+	e.str("MCP_AUTHZ_GRPC_ADDR", "grpc_addr", &c.GRPCAddr)
+	e.str("MCP_AUTHZ_HTTP_ADDR", "http_addr", &c.HTTPAddr)
+	var debug bool
+	if err := e.boolean("MCP_DEBUG_CONSOLE", &debug); err != nil {
+		return err
+	}
+	if debug {
+		c.Log.Level, c.Log.Format = "debug", "text"
+	}
+	if err := e.boolean("MCP_ENABLE_FILE_LOGGING", &c.Log.File); err != nil {
+		return err
+	}
+	e.str("MCP_LOG_DIRECTORY", "log.directory", &c.Log.Directory)
+	e.str("MCP_AUTHZ_UNAVAILABLE_MODE", "unavailable.mode", &c.Unavailable.Mode)
+	if err := e.boolean("MCP_AUTHZ_STRIP_AUTHORIZATION", &c.IdentityHeaders.StripAuthorization); err != nil {
+		return err
+	}
+	e.raw("MCP_AUTHZ_ADMIN_TOKEN", "admin.token", &c.Admin.Token)
+	e.str("MCP_AUTHZ_ADMIN_TOKEN_FILE", "admin.token_file", &c.Admin.TokenFile)
+	e.redis(c)
+
+	if !e.has(resourceEnv...) && !e.has(issuerEnv...) && !e.has(introspectionEnv...) && !e.has(legacyEnv...) {
 		return nil
 	}
 	switch len(c.Resources) {
@@ -393,128 +433,71 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	c.envResource = true
 	r := &c.Resources[0]
 	const p = "resources[0]."
-	if v, ok := set("OAUTH_RESOURCE"); ok {
-		r.Resource, c.origin[p+"resource"] = strings.TrimSpace(v), "OAUTH_RESOURCE"
+	e.str("OAUTH_RESOURCE", p+"resource", &r.Resource)
+	e.list("OAUTH_AUTHORIZATION_SERVER", p+"authorization_servers", &r.AuthorizationServers)
+	e.list("OAUTH_AUDIENCE", p+"audiences", &r.Audiences)
+	e.list("OAUTH_SCOPES_SUPPORTED", p+"scopes_supported", &r.ScopesSupported)
+	e.list("OAUTH_REQUIRED_SCOPES", p+"required_scopes", &r.RequiredScopes)
+	e.str("OAUTH_VALIDATION", p+"validation", &r.Validation)
+
+	if e.has(introspectionEnv...) {
+		if r.Introspection == nil {
+			r.Introspection = &IntrospectionConfig{}
+		}
+		in := r.Introspection
+		const ip = p + "introspection."
+		e.str("OAUTH_INTROSPECTION_ENDPOINT", ip+"endpoint", &in.Endpoint)
+		e.str("OAUTH_CLIENT_ID", ip+"client_id", &in.ClientID)
+		e.raw("OAUTH_CLIENT_SECRET", ip+"client_secret", &in.ClientSecret)
+		e.str("OAUTH_CLIENT_SECRET_FILE", ip+"client_secret_file", &in.ClientSecretFile)
+		if err := e.duration("OAUTH_INTROSPECTION_CACHE_TTL", ip+"cache_ttl", &in.CacheTTL); err != nil {
+			return err
+		}
+		if err := e.duration("OAUTH_INTROSPECTION_TIMEOUT", ip+"timeout", &in.Timeout); err != nil {
+			return err
+		}
 	}
-	if v, ok := set("OAUTH_AUTHORIZATION_SERVER"); ok {
-		r.AuthorizationServers, c.origin[p+"authorization_servers"] = splitList(v), "OAUTH_AUTHORIZATION_SERVER"
-	}
-	if v, ok := set("OAUTH_AUDIENCE"); ok {
-		r.Audiences, c.origin[p+"audiences"] = splitList(v), "OAUTH_AUDIENCE"
-	}
-	if v, ok := set("OAUTH_SCOPES_SUPPORTED"); ok {
-		r.ScopesSupported, c.origin[p+"scopes_supported"] = splitList(v), "OAUTH_SCOPES_SUPPORTED"
-	}
-	if v, ok := set("OAUTH_REQUIRED_SCOPES"); ok {
-		r.RequiredScopes, c.origin[p+"required_scopes"] = splitList(v), "OAUTH_REQUIRED_SCOPES"
-	}
-	if v, ok := set("OAUTH_VALIDATION"); ok {
-		r.Validation, c.origin[p+"validation"] = strings.TrimSpace(v), "OAUTH_VALIDATION"
-	}
-	if err := c.applyIntrospectionEnv(r, set); err != nil {
-		return err
-	}
-	if v, ok := set("MCP_API_KEYS_FILE"); ok {
+	if e.has("MCP_API_KEYS_FILE") {
 		if r.APIKeys == nil {
 			r.APIKeys = &APIKeysConfig{}
 		}
-		r.APIKeys.File, c.origin[p+"api_keys.file"] = strings.TrimSpace(v), "MCP_API_KEYS_FILE"
+		e.str("MCP_API_KEYS_FILE", p+"api_keys.file", &r.APIKeys.File)
 	}
-	if v, ok := set("MCP_JWT_SECRET_FILE"); ok {
+	if e.has("MCP_JWT_SECRET", "MCP_JWT_SECRET_FILE") {
 		if r.HMAC == nil {
 			r.HMAC = &HMACConfig{}
 		}
-		r.HMAC.SecretFile, c.origin[p+"hmac.secret_file"] = strings.TrimSpace(v), "MCP_JWT_SECRET_FILE"
+		e.str("MCP_JWT_SECRET_FILE", p+"hmac.secret_file", &r.HMAC.SecretFile)
+		e.raw("MCP_JWT_SECRET", p+"hmac.secret", &r.HMAC.Secret)
 	}
-	if v, ok := set("MCP_JWT_SECRET"); ok {
-		if r.HMAC == nil {
-			r.HMAC = &HMACConfig{}
-		}
-		r.HMAC.Secret, c.origin[p+"hmac.secret"] = v, "MCP_JWT_SECRET"
-	}
-	_, hasIss := set("OAUTH_ISSUER")
-	_, hasJWKS := set("OAUTH_JWKS_URI")
-	_, hasAlgs := set("OAUTH_ALGORITHMS")
-	_, hasTTL := set("OAUTH_JWKS_CACHE_TTL")
-	_, hasPreset := set("OAUTH_PROVIDER")
-	_, hasClients := set("OAUTH_ALLOWED_CLIENT_IDS")
-	if hasIss || hasJWKS || hasAlgs || hasTTL || hasPreset || hasClients {
-		if len(r.Issuers) > 1 {
-			return errors.New("OAUTH_ISSUER: environment variables configure a single issuer, but --config defines several; set them in the file instead")
-		}
-		if len(r.Issuers) == 0 {
-			r.Issuers = []IssuerConfig{{}}
-		}
-		is := &r.Issuers[0]
-		const ip = p + "issuers[0]."
-		if v, ok := set("OAUTH_ISSUER"); ok {
-			is.Issuer, c.origin[ip+"issuer"] = strings.TrimSpace(v), "OAUTH_ISSUER"
-		}
-		if v, ok := set("OAUTH_JWKS_URI"); ok {
-			is.JWKSURI, c.origin[ip+"jwks_uri"] = strings.TrimSpace(v), "OAUTH_JWKS_URI"
-		}
-		if v, ok := set("OAUTH_ALGORITHMS"); ok {
-			is.Algorithms, c.origin[ip+"algorithms"] = splitList(v), "OAUTH_ALGORITHMS"
-		}
-		if v, ok := set("OAUTH_PROVIDER"); ok {
-			is.Preset, c.origin[ip+"preset"] = strings.TrimSpace(v), "OAUTH_PROVIDER"
-		}
-		if v, ok := set("OAUTH_ALLOWED_CLIENT_IDS"); ok {
-			is.ClientIDs, c.origin[ip+"client_ids"] = splitList(v), "OAUTH_ALLOWED_CLIENT_IDS"
-		}
-		if v, ok := set("OAUTH_JWKS_CACHE_TTL"); ok {
-			d, err := ParseDuration(v)
-			if err != nil {
-				return fmt.Errorf("OAUTH_JWKS_CACHE_TTL: %w", err)
-			}
-			is.JWKSCacheTTL, c.origin[ip+"jwks_cache_ttl"] = d, "OAUTH_JWKS_CACHE_TTL"
-		}
-	}
-	return nil
-}
 
-func (c *Config) applyIntrospectionEnv(r *ResourceConfig, set func(string) (string, bool)) error {
-	const p = "resources[0].introspection."
-	used := false
-	for _, n := range []string{"OAUTH_INTROSPECTION_ENDPOINT", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_CLIENT_SECRET_FILE", "OAUTH_INTROSPECTION_CACHE_TTL", "OAUTH_INTROSPECTION_TIMEOUT"} {
-		if _, ok := set(n); ok {
-			used = true
-		}
-	}
-	if !used {
+	if !e.has(issuerEnv...) {
 		return nil
 	}
-	if r.Introspection == nil {
-		r.Introspection = &IntrospectionConfig{}
+	if len(r.Issuers) > 1 {
+		return errors.New("OAUTH_ISSUER: environment variables configure a single issuer, but --config defines several; set them in the file instead")
 	}
-	in := r.Introspection
-	if v, ok := set("OAUTH_INTROSPECTION_ENDPOINT"); ok {
-		in.Endpoint, c.origin[p+"endpoint"] = strings.TrimSpace(v), "OAUTH_INTROSPECTION_ENDPOINT"
+	if len(r.Issuers) == 0 {
+		r.Issuers = []IssuerConfig{{}}
 	}
-	if v, ok := set("OAUTH_CLIENT_ID"); ok {
-		in.ClientID, c.origin[p+"client_id"] = strings.TrimSpace(v), "OAUTH_CLIENT_ID"
+	is := &r.Issuers[0]
+	const ip = p + "issuers[0]."
+	e.str("OAUTH_ISSUER", ip+"issuer", &is.Issuer)
+	e.str("OAUTH_JWKS_URI", ip+"jwks_uri", &is.JWKSURI)
+	e.list("OAUTH_ALGORITHMS", ip+"algorithms", &is.Algorithms)
+	e.str("OAUTH_PROVIDER", ip+"preset", &is.Preset)
+	e.list("OAUTH_ALLOWED_CLIENT_IDS", ip+"client_ids", &is.ClientIDs)
+	return e.duration("OAUTH_JWKS_CACHE_TTL", ip+"jwks_cache_ttl", &is.JWKSCacheTTL)
+}
+
+// readSecret reads a mounted secret file; a trailing newline is not part
+// of the secret.
+func readSecret(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
 	}
-	if v, ok := set("OAUTH_CLIENT_SECRET"); ok {
-		in.ClientSecret, c.origin[p+"client_secret"] = v, "OAUTH_CLIENT_SECRET"
-	}
-	if v, ok := set("OAUTH_CLIENT_SECRET_FILE"); ok {
-		in.ClientSecretFile, c.origin[p+"client_secret_file"] = strings.TrimSpace(v), "OAUTH_CLIENT_SECRET_FILE"
-	}
-	if v, ok := set("OAUTH_INTROSPECTION_CACHE_TTL"); ok {
-		d, err := ParseDuration(v)
-		if err != nil {
-			return fmt.Errorf("OAUTH_INTROSPECTION_CACHE_TTL: %w", err)
-		}
-		in.CacheTTL, c.origin[p+"cache_ttl"] = d, "OAUTH_INTROSPECTION_CACHE_TTL"
-	}
-	if v, ok := set("OAUTH_INTROSPECTION_TIMEOUT"); ok {
-		d, err := ParseDuration(v)
-		if err != nil {
-			return fmt.Errorf("OAUTH_INTROSPECTION_TIMEOUT: %w", err)
-		}
-		in.Timeout, c.origin[p+"timeout"] = d, "OAUTH_INTROSPECTION_TIMEOUT"
-	}
-	return nil
+	return strings.TrimRight(string(b), "\r\n"), nil
 }
 
 func (c *Config) applyDefaults() {
@@ -915,11 +898,10 @@ func (c *Config) validateIntrospectionConfig(p string, in *IntrospectionConfig) 
 	case in.ClientSecret != "" && in.ClientSecretFile != "":
 		return c.fieldError(p+"client_secret_file", "set either client_secret or client_secret_file, not both")
 	case in.ClientSecretFile != "":
-		b, err := os.ReadFile(in.ClientSecretFile)
-		if err != nil {
+		var err error
+		if in.ClientSecret, err = readSecret(in.ClientSecretFile); err != nil {
 			return c.fieldError(p+"client_secret_file", "%v", err)
 		}
-		in.ClientSecret = strings.TrimRight(string(b), "\r\n")
 		if in.ClientSecret == "" {
 			return c.fieldError(p+"client_secret_file", "%s is empty", in.ClientSecretFile)
 		}
@@ -1014,11 +996,10 @@ func (c *Config) validateHMAC(i int) error {
 	case h.Secret != "" && h.SecretFile != "":
 		return c.fieldError(p+".secret_file", "set either secret or secret_file, not both")
 	case h.SecretFile != "":
-		b, err := os.ReadFile(h.SecretFile)
-		if err != nil {
+		var err error
+		if h.Secret, err = readSecret(h.SecretFile); err != nil {
 			return c.fieldError(p+".secret_file", "%v", err)
 		}
-		h.Secret = strings.TrimRight(string(b), "\r\n")
 	}
 	if len(h.Secret) < 32 {
 		return c.fieldError(p+".secret", "must be at least 32 bytes")
@@ -1037,11 +1018,10 @@ func (c *Config) validateAdmin() error {
 		return c.fieldError("admin.token_file", "set either token or token_file, not both")
 	}
 	if a.TokenFile != "" {
-		b, err := os.ReadFile(a.TokenFile)
-		if err != nil {
+		var err error
+		if a.Token, err = readSecret(a.TokenFile); err != nil {
 			return c.fieldError("admin.token_file", "%v", err)
 		}
-		a.Token = strings.TrimRight(string(b), "\r\n")
 		if a.Token == "" {
 			return c.fieldError("admin.token_file", "%s is empty", a.TokenFile)
 		}
@@ -1059,12 +1039,7 @@ func LoadRedisConfig(path string, getenv func(string) string) (*RedisConfig, err
 	if err != nil {
 		return nil, err
 	}
-	if v := getenv("REDIS_URL"); v != "" {
-		if cfg.Redis == nil {
-			cfg.Redis = &RedisConfig{}
-		}
-		cfg.Redis.URL, cfg.origin["redis.url"] = strings.TrimSpace(v), "REDIS_URL"
-	}
+	envReader{getenv: getenv, origin: cfg.origin}.redis(cfg)
 	if cfg.Redis == nil {
 		return nil, errors.New("redis: not configured (set REDIS_URL or redis in --config)")
 	}
@@ -1099,11 +1074,10 @@ func (c *Config) validateRedis() error {
 		return c.fieldError("redis.password_file", "set either password or password_file, not both")
 	}
 	if r.PasswordFile != "" {
-		b, err := os.ReadFile(r.PasswordFile)
-		if err != nil {
+		var err error
+		if r.Password, err = readSecret(r.PasswordFile); err != nil {
 			return c.fieldError("redis.password_file", "%v", err)
 		}
-		r.Password = strings.TrimRight(string(b), "\r\n")
 	}
 	if r.Timeout.D() > time.Second {
 		return c.fieldError("redis.timeout", "%v is more than 1s; a cache is never worth waiting for", r.Timeout.D())
