@@ -14,6 +14,15 @@ func envFunc(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
+// loadSeed loads the configuration of seedEnv with extra variables on top.
+func loadSeed(extra map[string]string) (*Config, error) {
+	env := seedEnv()
+	for k, v := range extra {
+		env[k] = v
+	}
+	return LoadConfig("", envFunc(env))
+}
+
 func seedEnv() map[string]string {
 	return map[string]string{
 		"OAUTH_RESOURCE":             "https://mcp.example.com/mcp",
@@ -231,11 +240,7 @@ func TestIntrospectionConfigFromEnvironment(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env := seedEnv()
-			for k, v := range tt.env {
-				env[k] = v
-			}
-			cfg, err := LoadConfig("", envFunc(env))
+			cfg, err := loadSeed(tt.env)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -284,11 +289,7 @@ func TestProviderPresets(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env := seedEnv()
-			for k, v := range tt.env {
-				env[k] = v
-			}
-			cfg, err := LoadConfig("", envFunc(env))
+			cfg, err := loadSeed(tt.env)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -304,11 +305,7 @@ func TestProviderPresets(t *testing.T) {
 		"OAUTH_ISSUER":             {"OAUTH_PROVIDER": "azure", "OAUTH_AUTHORIZATION_SERVER": "https://login.example.com/t/v2.0"},
 		"OAUTH_PROVIDER":           {"OAUTH_PROVIDER": "keycloak"},
 	} {
-		e := seedEnv()
-		for k, v := range env {
-			e[k] = v
-		}
-		if _, err := LoadConfig("", envFunc(e)); err == nil || !strings.Contains(err.Error(), name) {
+		if _, err := loadSeed(env); err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("want an error naming %s, got %v", name, err)
 		}
 	}
