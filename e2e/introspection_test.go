@@ -57,6 +57,25 @@ func allowed(t *testing.T, p *authzProc, tok string) (bool, string) {
 	return false, deniedHeader(resp, "www-authenticate")
 }
 
+// burst sends n concurrent checks of tok, spread over procs, and returns
+// how many were denied.
+func burst(t *testing.T, tok string, n int, procs ...*authzProc) int64 {
+	t.Helper()
+	var wg sync.WaitGroup
+	var denied atomic.Int64
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if ok, _ := allowed(t, procs[i%len(procs)], tok); !ok {
+				denied.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return denied.Load()
+}
+
 func TestIntrospectionAgainstOIDCProvider(t *testing.T) {
 	proxy, calls := countingProxy(t)
 	p := startAuthz(t, introspectionEnv(proxy), true)
@@ -81,20 +100,8 @@ func TestIntrospectionAgainstOIDCProvider(t *testing.T) {
 	t.Run("100 concurrent checks of a fresh token cost one call", func(t *testing.T) {
 		fresh := token(t, "rs-client", "mcp:read", opaqueResource)
 		before := calls.Load()
-		var wg sync.WaitGroup
-		var denied atomic.Int64
-		for range 100 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if ok, _ := allowed(t, p, fresh); !ok {
-					denied.Add(1)
-				}
-			}()
-		}
-		wg.Wait()
-		if denied.Load() != 0 {
-			t.Fatalf("%d of 100 denied", denied.Load())
+		if denied := burst(t, fresh, 100, p); denied != 0 {
+			t.Fatalf("%d of 100 denied", denied)
 		}
 		if got := calls.Load() - before; got != 1 {
 			t.Fatalf("100 concurrent checks cost %d introspection calls, want 1", got)

@@ -62,20 +62,8 @@ func TestFleetSharesRedis(t *testing.T) {
 	t.Run("200 concurrent checks of a fresh token over A and B: one call", func(t *testing.T) {
 		fresh := token(t, "rs-client", "mcp:read", opaqueResource)
 		before := calls.Load()
-		var wg sync.WaitGroup
-		var denied atomic.Int64
-		for i := range 200 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if ok, _ := allowed(t, []*authzProc{a, b}[i%2], fresh); !ok {
-					denied.Add(1)
-				}
-			}()
-		}
-		wg.Wait()
-		if denied.Load() != 0 {
-			t.Fatalf("%d denied", denied.Load())
+		if denied := burst(t, fresh, 200, a, b); denied != 0 {
+			t.Fatalf("%d denied", denied)
 		}
 		// One call for the fleet when Redis answers in time. A replica
 		// whose lock request times out validates itself rather than wait
