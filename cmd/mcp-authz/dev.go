@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/mcp-authz/mcp-authz/config"
 	"github.com/mcp-authz/mcp-authz/internal/devissuer"
 )
 
@@ -45,27 +46,25 @@ func devCmd(args []string, getenv func(string) string, stdout, stderr io.Writer)
 	}
 	defer iss.Close()
 
-	cfg := &Config{
+	cfg := &config.Config{
 		GRPCAddr: *grpcAddr,
 		HTTPAddr: *httpAddr,
-		Log:      LogConfig{Level: "info", Format: "text"},
-		Resources: []ResourceConfig{{
+		Log:      config.LogConfig{Level: "info", Format: "text"},
+		Resources: []config.ResourceConfig{{
 			Resource:             resource,
 			ResourceName:         "mcp-authz development resource",
 			AuthorizationServers: []string{iss.URL},
 			ScopesSupported:      scopes,
 			RequiredScopes:       []string{"mcp:read"},
 		}},
-		origin: map[string]string{},
 	}
 	if getenv("MCP_DEBUG_CONSOLE") == "true" {
 		cfg.Log.Level = "debug"
 	}
 	if u := getenv("REDIS_URL"); u != "" {
-		cfg.Redis = &RedisConfig{URL: u}
+		cfg.Redis = &config.RedisConfig{URL: u}
 	}
-	cfg.applyDefaults()
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Complete(); err != nil {
 		fmt.Fprintf(stderr, "mcp-authz dev: config: %v\n", err)
 		return 2
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/mcp-authz/mcp-authz/cache"
+	"github.com/mcp-authz/mcp-authz/config"
 	"github.com/mcp-authz/mcp-authz/validators"
 )
 
@@ -52,12 +53,12 @@ func purgeCmd(args []string, getenv func(string) string, stdout, stderr io.Write
 		}
 		sum = d
 	}
-	rc, err := LoadRedisConfig(*configPath, getenv)
+	rc, err := config.LoadRedis(*configPath, getenv)
 	if err != nil {
 		fmt.Fprintf(stderr, "mcp-authz purge: config: %v\n", err)
 		return 2
 	}
-	opts, err := rc.universalOptions()
+	opts, err := rc.UniversalOptions()
 	if err != nil {
 		fmt.Fprintf(stderr, "mcp-authz purge: redis: %v\n", err)
 		return 2

@@ -32,6 +32,7 @@ import (
 
 	"github.com/mcp-authz/mcp-authz/authz"
 	"github.com/mcp-authz/mcp-authz/cache"
+	"github.com/mcp-authz/mcp-authz/config"
 	"github.com/mcp-authz/mcp-authz/metadata"
 	"github.com/mcp-authz/mcp-authz/validators"
 )
@@ -43,7 +44,7 @@ func serveCmd(args []string, getenv func(string) string, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg, err := LoadConfig(*configPath, getenv)
+	cfg, err := config.Load(*configPath, getenv)
 	if err != nil {
 		fmt.Fprintf(stderr, "mcp-authz: config: %v\n", err)
 		return 2
@@ -53,7 +54,7 @@ func serveCmd(args []string, getenv func(string) string, stderr io.Writer) int {
 
 // runService builds the service for cfg, binds its listeners, calls ready
 // (if any), and serves until SIGINT or SIGTERM. name prefixes error lines.
-func runService(cfg *Config, stderr io.Writer, name string, ready func(*service) error) int {
+func runService(cfg *config.Config, stderr io.Writer, name string, ready func(*service) error) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log, closeLog, err := newLogger(cfg.Log, stderr)
@@ -80,7 +81,7 @@ func runService(cfg *Config, stderr io.Writer, name string, ready func(*service)
 	return 0
 }
 
-func newLogger(c LogConfig, stderr io.Writer) (*slog.Logger, func(), error) {
+func newLogger(c config.LogConfig, stderr io.Writer) (*slog.Logger, func(), error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
 		return nil, nil, err
@@ -108,7 +109,7 @@ func newLogger(c LogConfig, stderr io.Writer) (*slog.Logger, func(), error) {
 
 // service is the wired process: the Check server and the HTTP side server.
 type service struct {
-	cfg      *Config
+	cfg      *config.Config
 	log      *slog.Logger
 	authz    *authz.Server
 	keySets  map[string]*validators.RemoteKeySet
@@ -142,7 +143,7 @@ func outboundClient() *http.Client {
 	}
 }
 
-func newService(ctx context.Context, cfg *Config, log *slog.Logger) (*service, error) {
+func newService(ctx context.Context, cfg *config.Config, log *slog.Logger) (*service, error) {
 	memory, err := cache.NewMemory(cache.MemoryOptions{MaxBytes: cfg.Cache.MaxBytes})
 	if err != nil {
 		return nil, err
@@ -150,7 +151,7 @@ func newService(ctx context.Context, cfg *Config, log *slog.Logger) (*service, e
 	s := &service{cfg: cfg, log: log, keySets: map[string]*validators.RemoteKeySet{}, memory: memory}
 	var store cache.Store = memory
 	if rc := cfg.Redis; rc != nil {
-		opts, err := rc.universalOptions()
+		opts, err := rc.UniversalOptions()
 		if err != nil {
 			return nil, fmt.Errorf("redis: %w", err)
 		}
@@ -237,10 +238,10 @@ type policyValidator interface {
 
 // newValidator builds a resource's validation strategy and the TTL that
 // caps its cached verdicts.
-func (s *service) newValidator(ctx context.Context, rc ResourceConfig, client *http.Client) (policyValidator, time.Duration, error) {
+func (s *service) newValidator(ctx context.Context, rc config.ResourceConfig, client *http.Client) (policyValidator, time.Duration, error) {
 	switch rc.Validation {
 	case "apikey":
-		keys, err := rc.apiKeys(s.cfg)
+		keys, err := rc.LoadAPIKeys()
 		if err != nil {
 			return nil, 0, err
 		}
@@ -294,7 +295,7 @@ func (s *service) newValidator(ctx context.Context, rc ResourceConfig, client *h
 	}
 	var servers []*validators.Introspection
 	ttl := s.cfg.Cache.TTL.D()
-	list, _ := rc.introspections(0)
+	list := rc.Introspections()
 	for k, in := range list {
 		iv, err := validators.NewIntrospection(validators.IntrospectionConfig{
 			Endpoint:             in.Endpoint,

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"os"
@@ -20,7 +20,7 @@ func loadSeed(extra map[string]string) (*Config, error) {
 	for k, v := range extra {
 		env[k] = v
 	}
-	return LoadConfig("", envFunc(env))
+	return Load("", envFunc(env))
 }
 
 func seedEnv() map[string]string {
@@ -37,7 +37,7 @@ func TestLoadConfigFromSeedEnvironment(t *testing.T) {
 	env["OAUTH_JWKS_CACHE_TTL"] = "900000"
 	env["OAUTH_SCOPES_SUPPORTED"] = "mcp:read,mcp:write"
 	env["OAUTH_REQUIRED_SCOPES"] = "mcp:read"
-	cfg, err := LoadConfig("", envFunc(env))
+	cfg, err := Load("", envFunc(env))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ resources:
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := LoadConfig(path, envFunc(map[string]string{
+	cfg, err := Load(path, envFunc(map[string]string{
 		"OAUTH_RESOURCE":      "https://env.example.com/mcp",
 		"MCP_AUTHZ_GRPC_ADDR": "127.0.0.1:7001",
 	}))
@@ -150,7 +150,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			_, err := LoadConfig(path, envFunc(env))
+			_, err := Load(path, envFunc(env))
 			if err == nil {
 				t.Fatal("accepted")
 			}
@@ -185,7 +185,7 @@ func TestParseDuration(t *testing.T) {
 }
 
 func TestExampleConfigLoads(t *testing.T) {
-	cfg, err := LoadConfig("../../config.example.yaml", envFunc(nil))
+	cfg, err := Load("../config.example.yaml", envFunc(nil))
 	if err != nil {
 		t.Fatalf("config.example.yaml: %v", err)
 	}
@@ -196,12 +196,12 @@ func TestExampleConfigLoads(t *testing.T) {
 
 // TestShippedConfigsLoad keeps the configuration files under deploy/ valid.
 func TestShippedConfigsLoad(t *testing.T) {
-	if _, err := LoadConfig("../../deploy/envoy/mcp-authz.yaml", envFunc(map[string]string{
+	if _, err := Load("../deploy/envoy/mcp-authz.yaml", envFunc(map[string]string{
 		"OAUTH_AUTHORIZATION_SERVER": "https://auth.example.com",
 	})); err != nil {
 		t.Errorf("deploy/envoy/mcp-authz.yaml: %v", err)
 	}
-	raw, err := os.ReadFile("../../deploy/kubernetes/mcp-authz.yaml")
+	raw, err := os.ReadFile("../deploy/kubernetes/mcp-authz.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +219,7 @@ func TestShippedConfigsLoad(t *testing.T) {
 	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadConfig(path, envFunc(nil)); err != nil {
+	if _, err := Load(path, envFunc(nil)); err != nil {
 		t.Errorf("deploy/kubernetes ConfigMap: %v", err)
 	}
 }
@@ -321,11 +321,11 @@ func TestLegacyValidationConfig(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("ci nothex\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := LoadConfig("", envFunc(map[string]string{"OAUTH_RESOURCE": "https://m.example/mcp", "MCP_API_KEYS_FILE": keys}))
+	cfg, err := Load("", envFunc(map[string]string{"OAUTH_RESOURCE": "https://m.example/mcp", "MCP_API_KEYS_FILE": keys}))
 	if err != nil || cfg.Resources[0].Validation != "apikey" {
 		t.Fatalf("api keys: %v", err)
 	}
-	cfg, err = LoadConfig("", envFunc(map[string]string{"OAUTH_RESOURCE": "https://m.example/mcp", "MCP_JWT_SECRET": strings.Repeat("s", 32)}))
+	cfg, err = Load("", envFunc(map[string]string{"OAUTH_RESOURCE": "https://m.example/mcp", "MCP_JWT_SECRET": strings.Repeat("s", 32)}))
 	if err != nil || cfg.Resources[0].Validation != "hmac" {
 		t.Fatalf("hmac: %v", err)
 	}
@@ -333,7 +333,7 @@ func TestLegacyValidationConfig(t *testing.T) {
 		"MCP_API_KEYS_FILE": {"OAUTH_RESOURCE": "https://m.example/mcp", "MCP_API_KEYS_FILE": bad},
 		"MCP_JWT_SECRET":    {"OAUTH_RESOURCE": "https://m.example/mcp", "MCP_JWT_SECRET": "short"},
 	} {
-		if _, err := LoadConfig("", envFunc(env)); err == nil || !strings.Contains(err.Error(), want) {
+		if _, err := Load("", envFunc(env)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("want an error naming %s, got %v", want, err)
 		}
 	}
@@ -342,11 +342,11 @@ func TestLegacyValidationConfig(t *testing.T) {
 func TestRedisConfig(t *testing.T) {
 	env := seedEnv()
 	env["REDIS_URL"] = "rediss://user:pa55@cache.internal:6380/3"
-	cfg, err := LoadConfig("", envFunc(env))
+	cfg, err := Load("", envFunc(env))
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := cfg.Redis.universalOptions()
+	o, err := cfg.Redis.UniversalOptions()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,11 +364,11 @@ func TestRedisConfig(t *testing.T) {
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err = LoadConfig(path, envFunc(seedEnv()))
+	cfg, err = Load(path, envFunc(seedEnv()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, _ = cfg.Redis.universalOptions()
+	o, _ = cfg.Redis.UniversalOptions()
 	if o.MasterName != "mymaster" || len(o.Addrs) != 2 {
 		t.Fatalf("sentinel options %+v", o)
 	}

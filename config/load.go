@@ -1,0 +1,283 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// readConfigFile decodes the optional YAML file, rejecting unknown fields.
+func readConfigFile(path string) (*Config, error) {
+	cfg := &Config{origin: map[string]string{}}
+	if path == "" {
+		return cfg, nil
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("--config %s: %s", path, oneLine(err.Error()))
+	}
+	return cfg, nil
+}
+
+// Load reads the optional YAML file, overlays the environment, applies
+// defaults and validates. Errors are one line naming the field.
+func Load(path string, getenv func(string) string) (*Config, error) {
+	cfg, err := readConfigFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.applyEnv(getenv); err != nil {
+		return nil, err
+	}
+	cfg.applyDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// envFields names the environment variable of each single-resource field,
+// for errors about fields the environment configures but left unset.
+var envFields = map[string]string{
+	"resources[0].resource":                         "OAUTH_RESOURCE",
+	"resources[0].authorization_servers":            "OAUTH_AUTHORIZATION_SERVER",
+	"resources[0].audiences":                        "OAUTH_AUDIENCE",
+	"resources[0].scopes_supported":                 "OAUTH_SCOPES_SUPPORTED",
+	"resources[0].required_scopes":                  "OAUTH_REQUIRED_SCOPES",
+	"resources[0].validation":                       "OAUTH_VALIDATION",
+	"resources[0].issuers":                          "OAUTH_ISSUER",
+	"resources[0].issuers[0].issuer":                "OAUTH_ISSUER",
+	"resources[0].issuers[0].jwks_uri":              "OAUTH_JWKS_URI",
+	"resources[0].issuers[0].algorithms":            "OAUTH_ALGORITHMS",
+	"resources[0].issuers[0].preset":                "OAUTH_PROVIDER",
+	"resources[0].issuers[0].client_ids":            "OAUTH_ALLOWED_CLIENT_IDS",
+	"resources[0].introspection":                    "OAUTH_INTROSPECTION_ENDPOINT",
+	"resources[0].introspection.endpoint":           "OAUTH_INTROSPECTION_ENDPOINT",
+	"resources[0].introspection.client_id":          "OAUTH_CLIENT_ID",
+	"resources[0].introspection.client_secret":      "OAUTH_CLIENT_SECRET",
+	"resources[0].introspection.client_secret_file": "OAUTH_CLIENT_SECRET_FILE",
+	"resources[0].api_keys.file":                    "MCP_API_KEYS_FILE",
+	"resources[0].hmac.secret":                      "MCP_JWT_SECRET",
+	"resources[0].hmac.secret_file":                 "MCP_JWT_SECRET_FILE",
+}
+
+// fieldError names a field by its environment variable when it came from
+// one, or when the environment configures the resource it belongs to.
+func (c *Config) fieldError(field, format string, args ...any) error {
+	name := field
+	if env, ok := c.origin[field]; ok {
+		name = env
+	} else if env, ok := envFields[field]; ok && c.envResource {
+		name = env
+	}
+	return fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...))
+}
+
+func splitList(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' })
+}
+
+// envReader overlays environment variables on configuration fields and
+// records which variable set which field, so that errors name it.
+type envReader struct {
+	getenv func(string) string
+	origin map[string]string
+}
+
+// has reports whether any of the variables is set.
+func (e envReader) has(names ...string) bool {
+	for _, n := range names {
+		if e.getenv(n) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// raw sets *dst to the variable's value as given (secrets keep their spaces).
+func (e envReader) raw(name, field string, dst *string) {
+	if v := e.getenv(name); v != "" {
+		*dst = v
+		e.origin[field] = name
+	}
+}
+
+// str sets *dst to the trimmed value.
+func (e envReader) str(name, field string, dst *string) {
+	if v := e.getenv(name); v != "" {
+		*dst = strings.TrimSpace(v)
+		e.origin[field] = name
+	}
+}
+
+// list sets *dst to the comma- or space-separated values.
+func (e envReader) list(name, field string, dst *[]string) {
+	if v := e.getenv(name); v != "" {
+		*dst = splitList(v)
+		e.origin[field] = name
+	}
+}
+
+func (e envReader) duration(name, field string, dst *Duration) error {
+	v := e.getenv(name)
+	if v == "" {
+		return nil
+	}
+	d, err := ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	*dst = d
+	e.origin[field] = name
+	return nil
+}
+
+func (e envReader) boolean(name string, dst *bool) error {
+	v := e.getenv(name)
+	if v == "" {
+		return nil
+	}
+	b, err := strconv.ParseBool(strings.TrimSpace(v))
+	if err != nil {
+		return fmt.Errorf("%s: %q is not a boolean (true/false)", name, v)
+	}
+	*dst = b
+	return nil
+}
+
+// redis applies REDIS_URL, creating the redis section if the file has none.
+func (e envReader) redis(c *Config) {
+	if !e.has("REDIS_URL") {
+		return
+	}
+	if c.Redis == nil {
+		c.Redis = &RedisConfig{}
+	}
+	e.str("REDIS_URL", "redis.url", &c.Redis.URL)
+}
+
+// The seed's single-resource variables, by the part of the resource they set.
+var (
+	resourceEnv      = []string{"OAUTH_RESOURCE", "OAUTH_AUTHORIZATION_SERVER", "OAUTH_AUDIENCE", "OAUTH_VALIDATION", "OAUTH_SCOPES_SUPPORTED", "OAUTH_REQUIRED_SCOPES"}
+	issuerEnv        = []string{"OAUTH_ISSUER", "OAUTH_JWKS_URI", "OAUTH_ALGORITHMS", "OAUTH_JWKS_CACHE_TTL", "OAUTH_PROVIDER", "OAUTH_ALLOWED_CLIENT_IDS"}
+	introspectionEnv = []string{"OAUTH_INTROSPECTION_ENDPOINT", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_CLIENT_SECRET_FILE", "OAUTH_INTROSPECTION_CACHE_TTL", "OAUTH_INTROSPECTION_TIMEOUT"}
+	legacyEnv        = []string{"MCP_API_KEYS_FILE", "MCP_JWT_SECRET", "MCP_JWT_SECRET_FILE"}
+)
+
+// applyEnv overlays the environment: service settings, and the seed's
+// single-resource variables.
+func (c *Config) applyEnv(getenv func(string) string) error {
+	e := envReader{getenv: getenv, origin: c.origin}
+	e.str("MCP_AUTHZ_GRPC_ADDR", "grpc_addr", &c.GRPCAddr)
+	e.str("MCP_AUTHZ_HTTP_ADDR", "http_addr", &c.HTTPAddr)
+	var debug bool
+	if err := e.boolean("MCP_DEBUG_CONSOLE", &debug); err != nil {
+		return err
+	}
+	if debug {
+		c.Log.Level, c.Log.Format = "debug", "text"
+	}
+	if err := e.boolean("MCP_ENABLE_FILE_LOGGING", &c.Log.File); err != nil {
+		return err
+	}
+	e.str("MCP_LOG_DIRECTORY", "log.directory", &c.Log.Directory)
+	e.str("MCP_AUTHZ_UNAVAILABLE_MODE", "unavailable.mode", &c.Unavailable.Mode)
+	if err := e.boolean("MCP_AUTHZ_STRIP_AUTHORIZATION", &c.IdentityHeaders.StripAuthorization); err != nil {
+		return err
+	}
+	e.raw("MCP_AUTHZ_ADMIN_TOKEN", "admin.token", &c.Admin.Token)
+	e.str("MCP_AUTHZ_ADMIN_TOKEN_FILE", "admin.token_file", &c.Admin.TokenFile)
+	e.redis(c)
+
+	if !e.has(resourceEnv...) && !e.has(issuerEnv...) && !e.has(introspectionEnv...) && !e.has(legacyEnv...) {
+		return nil
+	}
+	switch len(c.Resources) {
+	case 0:
+		c.Resources = []ResourceConfig{{}}
+	case 1:
+	default:
+		return errors.New("OAUTH_*: environment variables configure a single resource, but --config defines several; set them in the file instead")
+	}
+	c.envResource = true
+	r := &c.Resources[0]
+	const p = "resources[0]."
+	e.str("OAUTH_RESOURCE", p+"resource", &r.Resource)
+	e.list("OAUTH_AUTHORIZATION_SERVER", p+"authorization_servers", &r.AuthorizationServers)
+	e.list("OAUTH_AUDIENCE", p+"audiences", &r.Audiences)
+	e.list("OAUTH_SCOPES_SUPPORTED", p+"scopes_supported", &r.ScopesSupported)
+	e.list("OAUTH_REQUIRED_SCOPES", p+"required_scopes", &r.RequiredScopes)
+	e.str("OAUTH_VALIDATION", p+"validation", &r.Validation)
+
+	if e.has(introspectionEnv...) {
+		if r.Introspection == nil {
+			r.Introspection = &IntrospectionConfig{}
+		}
+		in := r.Introspection
+		const ip = p + "introspection."
+		e.str("OAUTH_INTROSPECTION_ENDPOINT", ip+"endpoint", &in.Endpoint)
+		e.str("OAUTH_CLIENT_ID", ip+"client_id", &in.ClientID)
+		e.raw("OAUTH_CLIENT_SECRET", ip+"client_secret", &in.ClientSecret)
+		e.str("OAUTH_CLIENT_SECRET_FILE", ip+"client_secret_file", &in.ClientSecretFile)
+		if err := e.duration("OAUTH_INTROSPECTION_CACHE_TTL", ip+"cache_ttl", &in.CacheTTL); err != nil {
+			return err
+		}
+		if err := e.duration("OAUTH_INTROSPECTION_TIMEOUT", ip+"timeout", &in.Timeout); err != nil {
+			return err
+		}
+	}
+	if e.has("MCP_API_KEYS_FILE") {
+		if r.APIKeys == nil {
+			r.APIKeys = &APIKeysConfig{}
+		}
+		e.str("MCP_API_KEYS_FILE", p+"api_keys.file", &r.APIKeys.File)
+	}
+	if e.has("MCP_JWT_SECRET", "MCP_JWT_SECRET_FILE") {
+		if r.HMAC == nil {
+			r.HMAC = &HMACConfig{}
+		}
+		e.str("MCP_JWT_SECRET_FILE", p+"hmac.secret_file", &r.HMAC.SecretFile)
+		e.raw("MCP_JWT_SECRET", p+"hmac.secret", &r.HMAC.Secret)
+	}
+
+	if !e.has(issuerEnv...) {
+		return nil
+	}
+	if len(r.Issuers) > 1 {
+		return errors.New("OAUTH_ISSUER: environment variables configure a single issuer, but --config defines several; set them in the file instead")
+	}
+	if len(r.Issuers) == 0 {
+		r.Issuers = []IssuerConfig{{}}
+	}
+	is := &r.Issuers[0]
+	const ip = p + "issuers[0]."
+	e.str("OAUTH_ISSUER", ip+"issuer", &is.Issuer)
+	e.str("OAUTH_JWKS_URI", ip+"jwks_uri", &is.JWKSURI)
+	e.list("OAUTH_ALGORITHMS", ip+"algorithms", &is.Algorithms)
+	e.str("OAUTH_PROVIDER", ip+"preset", &is.Preset)
+	e.list("OAUTH_ALLOWED_CLIENT_IDS", ip+"client_ids", &is.ClientIDs)
+	return e.duration("OAUTH_JWKS_CACHE_TTL", ip+"jwks_cache_ttl", &is.JWKSCacheTTL)
+}
+
+// readSecret reads a mounted secret file; a trailing newline is not part
+// of the secret.
+func readSecret(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
