@@ -22,7 +22,9 @@ type credentials struct {
 	reason string
 }
 
-const queryTokenParam = "access_token"
+// queryTokenParams are the query parameters that carry a token in clients
+// that try RFC 6750 §2.3 (the seed rejects both names).
+var queryTokenParams = [...]string{"access_token", "token"}
 
 // extractCredentials finds the bearer token of a request. Only the
 // Authorization header authenticates (bearer_methods_supported is
@@ -156,17 +158,22 @@ func isToken68(s string) bool {
 	return true
 }
 
-// hasQueryToken reports whether the request target carries access_token in
-// its query string.
+// hasQueryToken reports whether the request target carries access_token or
+// token in its query string.
 func hasQueryToken(path string) bool {
 	q := strings.IndexByte(path, '?')
 	if q < 0 {
 		return false
 	}
-	if query := path[q:]; !strings.Contains(query, queryTokenParam) && strings.IndexByte(query, '%') < 0 {
-		return false // fast path; a percent-encoded name is decoded below
+	if query := path[q:]; !strings.Contains(query, "token") && strings.IndexByte(query, '%') < 0 {
+		return false // fast path: both names contain "token"; a percent-encoded name is decoded below
 	}
 	// ParseQuery keeps the pairs it could parse even when it reports an error.
 	values, _ := url.ParseQuery(path[q+1:])
-	return values.Has(queryTokenParam)
+	for _, name := range queryTokenParams {
+		if values.Has(name) {
+			return true
+		}
+	}
+	return false
 }

@@ -7,8 +7,10 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -17,13 +19,14 @@ import (
 // its second use on it goes on the wire pre-marshalled; marshalling the
 // identity headers and metadata costs more than deciding a cached Check.
 type prepared struct {
+	out  *outcome
 	msg  *authv3.CheckResponse
 	uses atomic.Int64
 	once sync.Once
 	wire []byte
 }
 
-func prepare(msg *authv3.CheckResponse) *prepared { return &prepared{msg: msg} }
+func prepare(o *outcome) *prepared { return &prepared{out: o, msg: o.message()} }
 
 // encoded returns the wire form, marshalled once. Nil means marshalling
 // failed, which for messages built by this package is a bug; the ordinary
@@ -54,9 +57,14 @@ func (s *Server) handleCheck(_ any, ctx context.Context, dec func(any) error, in
 			return s.Check(ctx, req.(*authv3.CheckRequest))
 		})
 	}
-	var in checkInput
-	if err := dec(&in); err != nil {
+	var w wireRequest
+	if err := dec(&w); err != nil {
 		return nil, err
+	}
+	in, err := parseCheckInput(w.buf.ReadOnlyData(), &s.read)
+	w.buf.Free() // parseCheckInput copies what it keeps
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, "malformed CheckRequest")
 	}
 	r, err := s.check(ctx, &in)
 	if err != nil {
@@ -70,8 +78,8 @@ func (s *Server) handleCheck(_ any, ctx context.Context, dec func(any) error, in
 	return r.message(), nil
 }
 
-// Codec returns the server option that reads Check requests with
-// parseCheckInput, sends prepared responses as they are, and handles every
+// Codec returns the server option that hands Check requests to the Server
+// as wire bytes (read by parseCheckInput), sends prepared responses as they are, and handles every
 // other message with the standard protobuf codec.
 func Codec() grpc.ServerOption {
 	return grpc.ForceServerCodecV2(preparedCodec{encoding.GetCodecV2("proto")})
@@ -87,18 +95,17 @@ func (c preparedCodec) Marshal(v any) (mem.BufferSlice, error) {
 	return c.CodecV2.Marshal(v)
 }
 
+// wireRequest is a Check request as received: it is parsed by the Server
+// that handles it, which knows what to look for (its identity header
+// prefix may change with a configuration reload).
+type wireRequest struct{ buf mem.Buffer }
+
 func (c preparedCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	in, ok := v.(*checkInput)
+	w, ok := v.(*wireRequest)
 	if !ok {
 		return c.CodecV2.Unmarshal(data, v)
 	}
-	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
-	defer buf.Free() // parseCheckInput copies what it keeps
-	parsed, err := parseCheckInput(buf.ReadOnlyData())
-	if err != nil {
-		return err
-	}
-	*in = parsed
+	w.buf = data.MaterializeToBuffer(mem.DefaultBufferPool())
 	return nil
 }
 

@@ -2,6 +2,7 @@ package authz
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -9,64 +10,175 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// checkInput is what a decision reads from a CheckRequest.
+// checkInput is what a decision reads from a request, whichever front end
+// (gRPC ext_authz, HTTP forward auth) received it.
 type checkInput struct {
 	hasHTTP bool
-	host    string
+	// badHeader: a header name or value, the path or the host is not valid
+	// UTF-8 (Envoy does not check; protobuf would refuse the whole message).
+	badHeader bool
+	method    string
+	host      string
 	// path is the request target with its query string.
 	path string
-	// authorization holds the Authorization values: with Envoy's default
-	// encoding at most one (repeated headers joined by ","), with
-	// encode_raw_headers one per header line, at most two kept: a second
-	// one already makes the request ambiguous.
+	// Header values: with Envoy's default encoding at most one (repeated
+	// headers joined by ","), with encode_raw_headers one per header line,
+	// at most two kept: a second one already makes the request ambiguous.
 	authorization []string
-	// apiKey holds the X-API-Key values, kept the same way.
-	apiKey []string
+	apiKey        []string
+	origin        []string
+	sessionID     []string
+	// preflight: Access-Control-Request-Method is present.
+	preflight       bool
+	contentEncoding string
+	// partialBody: Envoy sent only the first max_request_bytes of the body
+	// (x-envoy-auth-partial-body: true).
+	partialBody bool
+	body        []byte
+	hasBody     bool
+	// identityLike lists the client's headers whose names match the
+	// identity header prefix after lower-casing and "_" -> "-", sorted; they
+	// are removed before the upstream whatever the decision.
+	identityLike []string
 	// resource is the mcp_resource context extension, if sent.
 	resource    string
 	hasResource bool
 }
 
-func inputFromProto(req *authv3.CheckRequest) checkInput {
+// maxIdentityLike bounds checkInput.identityLike; more such headers make the
+// request suspicious enough to refuse.
+const maxIdentityLike = 16
+
+// Header names (lower-cased, as Envoy sends them) read by a decision.
+const (
+	hAuthorization   = "authorization"
+	hAPIKey          = "x-api-key"
+	hOrigin          = "origin"
+	hSessionID       = "mcp-session-id"
+	hPreflight       = "access-control-request-method"
+	hContentEncoding = "content-encoding"
+	hPartialBody     = "x-envoy-auth-partial-body"
+)
+
+// readOptions says what a request reader looks for beyond the fixed names.
+type readOptions struct {
+	// identityPrefix is the lower-cased identity header prefix.
+	identityPrefix string
+}
+
+// header records one request header. raw is true for Envoy's header_map
+// (one entry per header line), false for its headers map (repeated
+// headers already joined, the last map entry wins).
+func (in *checkInput) header(opts *readOptions, key, value string, raw bool) {
+	if hasUpper(key) {
+		key = strings.ToLower(key)
+	}
+	var list *[]string
+	switch key {
+	case hAuthorization:
+		list = &in.authorization
+	case hAPIKey:
+		list = &in.apiKey
+	case hOrigin:
+		list = &in.origin
+	case hSessionID:
+		list = &in.sessionID
+	case hPreflight:
+		in.preflight = true
+		return
+	case hContentEncoding:
+		in.contentEncoding = value
+		return
+	case hPartialBody:
+		in.partialBody = strings.EqualFold(strings.TrimSpace(value), "true")
+		return
+	case ":path":
+		if in.path == "" {
+			in.path = value
+		}
+		return
+	case ":method":
+		if in.method == "" {
+			in.method = value
+		}
+		return
+	default:
+		if matchesPrefix(key, opts.identityPrefix) && !slices.Contains(in.identityLike, key) {
+			in.identityLike = append(in.identityLike, key)
+		}
+		return
+	}
+	switch {
+	case !raw:
+		*list = append((*list)[:0], value)
+	case len(*list) < 2:
+		*list = append(*list, value)
+	}
+}
+
+// finish applies what holds after every field is read.
+func (in *checkInput) finish() {
+	slices.Sort(in.identityLike)
+}
+
+func hasUpper[T string | []byte](s T) bool {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return true
+		}
+	}
+	return false
+}
+
+// matchesPrefix reports whether the lower-cased header name key starts with
+// prefix once "_" is read as "-" (a proxy may pass x_mcp_auth_subject
+// through, and an upstream framework may read it as x-mcp-auth-subject).
+func matchesPrefix[T string | []byte](key T, prefix string) bool {
+	if prefix == "" || len(key) < len(prefix) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		c := key[i]
+		if c == '_' {
+			c = '-'
+		}
+		if c != prefix[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// inputFromProto reads a decoded CheckRequest (the in-process Check, and
+// gRPC servers with interceptors).
+func inputFromProto(req *authv3.CheckRequest, opts *readOptions) checkInput {
 	attrs := req.GetAttributes()
 	h := attrs.GetRequest().GetHttp()
-	in := checkInput{hasHTTP: h != nil, host: h.GetHost(), path: h.GetPath()}
+	in := checkInput{hasHTTP: h != nil, method: h.GetMethod(), host: h.GetHost(), path: h.GetPath()}
 	in.resource, in.hasResource = attrs.GetContextExtensions()[ContextExtensionResource]
-	if in.path == "" {
-		in.path = h.GetHeaders()[":path"]
+	if raw := h.GetRawBody(); len(raw) > 0 {
+		in.body, in.hasBody = raw, true
+	} else if b := h.GetBody(); b != "" {
+		in.body, in.hasBody = []byte(b), true
 	}
 	if hm := h.GetHeaderMap(); len(hm.GetHeaders()) > 0 {
 		for _, hv := range hm.GetHeaders() {
 			v := hv.GetValue()
 			if raw := hv.GetRawValue(); len(raw) > 0 {
 				v = string(raw)
+				if !utf8.Valid(raw) {
+					in.badHeader = true
+				}
 			}
-			switch {
-			case strings.EqualFold(hv.GetKey(), "authorization"):
-				in.authorization = appendAuthorization(in.authorization, v)
-			case strings.EqualFold(hv.GetKey(), apiKeyHeader):
-				in.apiKey = appendAuthorization(in.apiKey, v)
-			}
+			in.header(opts, hv.GetKey(), v, true)
 		}
-		return in
+	} else {
+		for k, v := range h.GetHeaders() {
+			in.header(opts, k, v, false)
+		}
 	}
-	if v, ok := h.GetHeaders()["authorization"]; ok {
-		in.authorization = []string{v}
-	}
-	if v, ok := h.GetHeaders()[apiKeyHeader]; ok {
-		in.apiKey = []string{v}
-	}
+	in.finish()
 	return in
-}
-
-// apiKeyHeader carries API keys (lower-cased, as Envoy sends names).
-const apiKeyHeader = "x-api-key"
-
-func appendAuthorization(list []string, v string) []string {
-	if len(list) >= 2 {
-		return list
-	}
-	return append(list, v)
 }
 
 // Field numbers of envoy.service.auth.v3 messages read by parseCheckInput.
@@ -75,9 +187,12 @@ const (
 	fAttrRequest            = 4  // AttributeContext.request
 	fAttrContextExtensions  = 10 // AttributeContext.context_extensions
 	fRequestHTTP            = 2  // AttributeContext.Request.http
+	fHTTPMethod             = 2  // HttpRequest.method
 	fHTTPHeaders            = 3  // HttpRequest.headers
 	fHTTPPath               = 4  // HttpRequest.path
 	fHTTPHost               = 5  // HttpRequest.host
+	fHTTPBody               = 11 // HttpRequest.body
+	fHTTPRawBody            = 12 // HttpRequest.raw_body
 	fHTTPHeaderMap          = 13 // HttpRequest.header_map
 	fHeaderMapHeaders       = 1  // HeaderMap.headers
 	fHeaderValueKey         = 1  // HeaderValue.key
@@ -90,48 +205,55 @@ var errMalformed = errors.New("malformed CheckRequest")
 
 // parseCheckInput reads a marshalled CheckRequest straight from the wire,
 // without building the full message: decoding every header into a Go map
-// was a fifth of the server's CPU under load, and a decision needs five
+// was a fifth of the server's CPU under load, and a decision needs a few
 // fields. It follows protobuf's merge rules (a repeated singular field
-// merges, the last scalar and map entry win) and validates the UTF-8 of
-// every string it keeps; TestParseCheckInputMatchesProto and
-// FuzzParseCheckInput hold it to proto.Unmarshal's reading.
-func parseCheckInput(b []byte) (checkInput, error) {
-	var p inputParser
+// merges, the last scalar and map entry win). Where protobuf would refuse
+// the whole message for invalid UTF-8 in a string, it marks the input
+// badHeader instead, so that the client gets 400 rather than Envoy an
+// INTERNAL error; TestParseCheckInputMatchesProto and FuzzParseCheckInput
+// hold it to proto.Unmarshal's reading of everything protobuf accepts.
+func parseCheckInput(b []byte, opts *readOptions) (checkInput, error) {
+	p := inputParser{opts: opts}
 	if err := p.walk(b, p.checkRequest); err != nil {
 		return checkInput{}, err
 	}
 	in := p.in
-	if in.path == "" {
-		in.path = p.pathHeader
+	if p.rawBody != nil {
+		in.body, in.hasBody = p.rawBody, true
+	} else if len(p.body) > 0 {
+		in.body, in.hasBody = p.body, true
 	}
-	switch {
-	case p.rawHeaders:
-		in.authorization, in.apiKey = p.rawAuthorization, p.rawAPIKey
-	default:
-		if p.hasAuthHeader {
-			in.authorization = []string{p.authHeader}
-		}
-		if p.hasAPIKeyHeader {
-			in.apiKey = []string{p.apiKeyHeader}
-		}
+	var src []rawHeader
+	raw := p.rawHeaders
+	if raw {
+		src = p.headerMap
+	} else {
+		src = p.headers
 	}
+	for _, h := range src {
+		in.header(opts, h.key, h.value, raw)
+	}
+	in.finish()
 	return in, nil
 }
 
+type rawHeader struct{ key, value string }
+
 type inputParser struct {
-	in               checkInput
-	pathHeader       string
-	authHeader       string
-	hasAuthHeader    bool
-	apiKeyHeader     string
-	hasAPIKeyHeader  bool
-	rawHeaders       bool // header_map had entries: the headers map is ignored
-	rawAuthorization []string
-	rawAPIKey        []string
+	opts    *readOptions
+	in      checkInput
+	body    []byte
+	rawBody []byte
+	// headers and headerMap keep the headers worth reading, in wire order;
+	// which of them counts is known only at the end (a header_map with
+	// entries replaces the headers map).
+	headers    []rawHeader
+	headerMap  []rawHeader
+	rawHeaders bool
 }
 
-// walk calls field for every field of the message b.
-func (p *inputParser) walk(b []byte, field func(num protowire.Number, typ protowire.Type, v []byte) error) error {
+// walk calls field for every length-delimited field of the message b.
+func (p *inputParser) walk(b []byte, field func(num protowire.Number, v []byte) error) error {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -151,21 +273,21 @@ func (p *inputParser) walk(b []byte, field func(num protowire.Number, typ protow
 		if typ != protowire.BytesType {
 			continue // no field read here is a scalar of another wire type
 		}
-		if err := field(num, typ, v); err != nil {
+		if err := field(num, v); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (p *inputParser) checkRequest(num protowire.Number, _ protowire.Type, v []byte) error {
+func (p *inputParser) checkRequest(num protowire.Number, v []byte) error {
 	if num == fCheckRequestAttributes {
 		return p.walk(v, p.attributes)
 	}
 	return nil
 }
 
-func (p *inputParser) attributes(num protowire.Number, _ protowire.Type, v []byte) error {
+func (p *inputParser) attributes(num protowire.Number, v []byte) error {
 	switch num {
 	case fAttrRequest:
 		return p.walk(v, p.request)
@@ -174,6 +296,9 @@ func (p *inputParser) attributes(num protowire.Number, _ protowire.Type, v []byt
 		if err != nil {
 			return err
 		}
+		if !utf8.Valid(key) || !utf8.Valid(value) {
+			p.in.badHeader = true
+		}
 		if string(key) == ContextExtensionResource {
 			p.in.resource, p.in.hasResource = string(value), true
 		}
@@ -181,7 +306,7 @@ func (p *inputParser) attributes(num protowire.Number, _ protowire.Type, v []byt
 	return nil
 }
 
-func (p *inputParser) request(num protowire.Number, _ protowire.Type, v []byte) error {
+func (p *inputParser) request(num protowire.Number, v []byte) error {
 	if num == fRequestHTTP {
 		p.in.hasHTTP = true
 		return p.walk(v, p.http)
@@ -189,44 +314,65 @@ func (p *inputParser) request(num protowire.Number, _ protowire.Type, v []byte) 
 	return nil
 }
 
-func (p *inputParser) http(num protowire.Number, _ protowire.Type, v []byte) error {
+// interesting reports whether a header is worth keeping for header().
+func (p *inputParser) interesting(key []byte) bool {
+	switch string(key) {
+	case hAuthorization, hAPIKey, hOrigin, hSessionID, hPreflight, hContentEncoding, hPartialBody, ":path", ":method":
+		return true
+	}
+	if hasUpper(key) {
+		return true // header() lower-cases and decides
+	}
+	return matchesPrefix(key, p.opts.identityPrefix)
+}
+
+func (p *inputParser) valid(b ...[]byte) {
+	for _, s := range b {
+		if !utf8.Valid(s) {
+			p.in.badHeader = true
+		}
+	}
+}
+
+func (p *inputParser) http(num protowire.Number, v []byte) error {
 	switch num {
+	case fHTTPMethod:
+		p.valid(v)
+		p.in.method = string(v)
 	case fHTTPHeaders:
 		key, value, err := mapEntry(v)
 		if err != nil {
 			return err
 		}
-		switch string(key) {
-		case "authorization":
-			p.authHeader, p.hasAuthHeader = string(value), true
-		case ":path":
-			p.pathHeader = string(value)
-		case apiKeyHeader:
-			p.apiKeyHeader, p.hasAPIKeyHeader = string(value), true
+		p.valid(key, value)
+		if p.interesting(key) {
+			p.headers = append(p.headers, rawHeader{string(key), string(value)})
 		}
 	case fHTTPPath:
-		if !utf8.Valid(v) {
-			return errMalformed
-		}
+		p.valid(v)
 		p.in.path = string(v)
 	case fHTTPHost:
-		if !utf8.Valid(v) {
-			return errMalformed
-		}
+		p.valid(v)
 		p.in.host = string(v)
+	case fHTTPBody:
+		// Not checked as UTF-8: a body that is not is unreadable JSON, not a
+		// malformed request.
+		p.body = append(p.body[:0], v...)
+	case fHTTPRawBody:
+		p.rawBody = append(p.rawBody[:0:0], v...)
 	case fHTTPHeaderMap:
-		return p.walk(v, p.headerMap)
+		return p.walk(v, p.headerMapField)
 	}
 	return nil
 }
 
-func (p *inputParser) headerMap(num protowire.Number, _ protowire.Type, v []byte) error {
+func (p *inputParser) headerMapField(num protowire.Number, v []byte) error {
 	if num != fHeaderMapHeaders {
 		return nil
 	}
 	p.rawHeaders = true
 	var key, value, raw []byte
-	err := p.walk(v, func(num protowire.Number, _ protowire.Type, v []byte) error {
+	err := p.walk(v, func(num protowire.Number, v []byte) error {
 		switch num {
 		case fHeaderValueKey:
 			key = v
@@ -240,17 +386,13 @@ func (p *inputParser) headerMap(num protowire.Number, _ protowire.Type, v []byte
 	if err != nil {
 		return err
 	}
-	if !utf8.Valid(key) || !utf8.Valid(value) {
-		return errMalformed
-	}
+	p.valid(key, value)
 	if len(raw) > 0 {
 		value = raw
+		p.valid(raw)
 	}
-	switch {
-	case strings.EqualFold(string(key), "authorization"):
-		p.rawAuthorization = appendAuthorization(p.rawAuthorization, string(value))
-	case strings.EqualFold(string(key), apiKeyHeader):
-		p.rawAPIKey = appendAuthorization(p.rawAPIKey, string(value))
+	if p.interesting(key) {
+		p.headerMap = append(p.headerMap, rawHeader{string(key), string(value)})
 	}
 	return nil
 }
@@ -258,7 +400,7 @@ func (p *inputParser) headerMap(num protowire.Number, _ protowire.Type, v []byte
 // mapEntry reads a map<string, string> entry; absent parts are "".
 func mapEntry(b []byte) (key, value []byte, err error) {
 	var p inputParser
-	err = p.walk(b, func(num protowire.Number, _ protowire.Type, v []byte) error {
+	err = p.walk(b, func(num protowire.Number, v []byte) error {
 		switch num {
 		case fMapKey:
 			key = v
@@ -267,8 +409,5 @@ func mapEntry(b []byte) (key, value []byte, err error) {
 		}
 		return nil
 	})
-	if err == nil && (!utf8.Valid(key) || !utf8.Valid(value)) {
-		err = errMalformed
-	}
 	return key, value, err
 }

@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"bytes"
 	"reflect"
 	"testing"
 
@@ -9,6 +10,9 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
+
+// testRead is how the test server reads requests.
+var testRead = &readOptions{identityPrefix: "x-mcp-auth-"}
 
 // checkRequests are the shapes Envoy sends, plus the odd ones.
 func checkRequests() map[string]*authv3.CheckRequest {
@@ -31,7 +35,29 @@ func checkRequests() map[string]*authv3.CheckRequest {
 	withBody := envoyRequest("/mcp", map[string]string{"authorization": "Bearer abc"})
 	withBody.Attributes.Request.Http.Body = `{"jsonrpc":"2.0","method":"tools/call"}`
 	withBody.Attributes.Source = &authv3.AttributeContext_Peer{Principal: "spiffe://x"}
+	mcp := envoyRequest("/mcp", map[string]string{
+		"authorization": "Bearer abc", "origin": "https://app.example", "mcp-session-id": "s-1",
+		"access-control-request-method": "POST", "content-encoding": "identity", "x-envoy-auth-partial-body": "true",
+		"x_mcp_auth_subject": "admin", "x-mcp-auth-claims": "e30", "x-mcp-authority": "no",
+	})
+	mcp.Attributes.Request.Http.RawBody = []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}`)
+	mcp.Attributes.Request.Http.Body = "ignored when raw_body is set"
+	rawMCP := envoyRequest("/mcp", nil)
+	rawMCP.Attributes.Request.Http.Method = ""
+	rawMCP.Attributes.Request.Http.Headers = nil
+	rawMCP.Attributes.Request.Http.HeaderMap = &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+		{Key: ":method", RawValue: []byte("DELETE")},
+		{Key: "Origin", Value: "https://a.example"},
+		{Key: "origin", RawValue: []byte("https://b.example")},
+		{Key: "origin", RawValue: []byte("https://c.example")},
+		{Key: "X_MCP_AUTH_Subject", Value: "admin"},
+		{Key: "x-mcp-auth-tool", Value: "t"},
+		{Key: "x-mcp-auth-tool", Value: "t2"},
+		{Key: "Mcp-Session-Id", RawValue: []byte("s-2")},
+	}}
 	return map[string]*authv3.CheckRequest{
+		"mcp headers and body":  mcp,
+		"raw mcp headers":       rawMCP,
 		"plain":                 envoyRequest("/mcp", nil),
 		"bearer":                envoyRequest("/mcp", map[string]string{"authorization": "Bearer abc"}),
 		"empty authorization":   envoyRequest("/mcp", map[string]string{"authorization": ""}),
@@ -57,11 +83,11 @@ func TestParseCheckInputMatchesProto(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := parseCheckInput(b)
+			got, err := parseCheckInput(b, testRead)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := inputFromProto(req); !reflect.DeepEqual(got, want) {
+			if want := inputFromProto(req, testRead); !reflect.DeepEqual(got, want) {
 				t.Fatalf("wire: %+v\nproto: %+v", got, want)
 			}
 		})
@@ -89,15 +115,50 @@ func TestParseCheckInputMergeRules(t *testing.T) {
 	if err := proto.Unmarshal(wire, &full); err != nil {
 		t.Fatal(err)
 	}
-	got, err := parseCheckInput(wire)
+	got, err := parseCheckInput(wire, testRead)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := inputFromProto(&full); !reflect.DeepEqual(got, want) {
+	if want := inputFromProto(&full, testRead); !reflect.DeepEqual(got, want) {
 		t.Fatalf("wire: %+v\nproto: %+v", got, want)
 	}
 	if got.path != "/second" || got.authorization[0] != "Bearer two" || got.resource != "r" {
 		t.Fatalf("merge: %+v", got)
+	}
+}
+
+// TestParseCheckInputFlagsInvalidUTF8: protobuf refuses a whole
+// CheckRequest with one non-UTF-8 byte in a header, which would be an
+// INTERNAL error for Envoy; the reader flags it so the client gets 400.
+func TestParseCheckInputFlagsInvalidUTF8(t *testing.T) {
+	// Envoy sends bytes protobuf-go will not marshal: marshal a two-byte
+	// marker and replace it on the wire.
+	const marker = "\u00ff"
+	for name, mutate := range map[string]func(h *authv3.AttributeContext_HttpRequest){
+		"header value": func(h *authv3.AttributeContext_HttpRequest) { h.Headers["user-agent"] = "x" + marker },
+		"header name":  func(h *authv3.AttributeContext_HttpRequest) { h.Headers["x"+marker] = "y" },
+		"path":         func(h *authv3.AttributeContext_HttpRequest) { h.Path = "/mcp" + marker },
+		"host":         func(h *authv3.AttributeContext_HttpRequest) { h.Host = "h" + marker },
+		"raw value": func(h *authv3.AttributeContext_HttpRequest) {
+			h.HeaderMap = &corev3.HeaderMap{Headers: []*corev3.HeaderValue{{Key: "x", RawValue: []byte(marker)}}}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			req := envoyRequest("/mcp", map[string]string{"authorization": "Bearer abc"})
+			mutate(req.Attributes.Request.Http)
+			b, err := proto.Marshal(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b = bytes.ReplaceAll(b, []byte(marker), []byte{0xff, 0xfe})
+			if proto.Unmarshal(b, new(authv3.CheckRequest)) == nil && name != "raw value" {
+				t.Fatal("protobuf accepts the request: the test lost its point")
+			}
+			in, err := parseCheckInput(b, testRead)
+			if err != nil || !in.badHeader {
+				t.Fatalf("badHeader %v, err %v", in.badHeader, err)
+			}
+		})
 	}
 }
 
@@ -107,11 +168,10 @@ func TestParseCheckInputRejectsMalformed(t *testing.T) {
 		"truncated":        valid[:len(valid)-3],
 		"bad tag":          {0x00},
 		"length overflow":  {0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f},
-		"invalid utf-8":    append([]byte{0x0a, 0x0c, 0x22, 0x0a, 0x12, 0x08, 0x2a, 0x06, 0x2f, 0x6d}, 0xff, 0xfe, 0x80, 0x81),
 		"stray end group":  {0x0c},
 		"invalid wiretype": {0x0f},
 	} {
-		if _, err := parseCheckInput(b); err == nil {
+		if _, err := parseCheckInput(b, testRead); err == nil {
 			var full authv3.CheckRequest
 			if proto.Unmarshal(b, &full) != nil {
 				t.Errorf("%s: accepted what protobuf rejects", name)
@@ -128,7 +188,7 @@ func FuzzParseCheckInput(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		got, err := parseCheckInput(b)
+		got, err := parseCheckInput(b, testRead)
 		var full authv3.CheckRequest
 		if proto.Unmarshal(b, &full) != nil {
 			return // protobuf rejects it; the reader need only not panic
@@ -136,7 +196,7 @@ func FuzzParseCheckInput(f *testing.F) {
 		if err != nil {
 			t.Fatalf("rejected what protobuf accepts: %v", err)
 		}
-		if want := inputFromProto(&full); !reflect.DeepEqual(got, want) {
+		if want := inputFromProto(&full, testRead); !reflect.DeepEqual(got, want) {
 			t.Fatalf("wire: %+v\nproto: %+v", got, want)
 		}
 	})

@@ -1,17 +1,17 @@
 // Package authz is the Envoy ext_authz v3 Check server: it maps a request to
-// a protected resource, asks that resource's validator about the bearer
-// token, and renders the decision as Envoy expects it, with the RFC 6750 /
-// RFC 9728 challenge an MCP client needs.
+// a protected resource, applies the resource's MCP policy (Origin, endpoint
+// classes, per-operation scopes, session binding), asks the resource's
+// validator about the credentials, and renders the decision as Envoy
+// expects it, with the RFC 6750 / RFC 9728 challenge an MCP client needs.
 package authz
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,7 +29,8 @@ type Validator interface {
 	Validate(ctx context.Context, token string) (*validators.Principal, error)
 }
 
-// Resource is one protected MCP resource and its policy.
+// Resource is one protected MCP resource and its policy. The zero value of
+// every policy field is the strict behaviour.
 type Resource struct {
 	// Name selects the resource from the Envoy context extension
 	// "mcp_resource". Defaults to URI.
@@ -37,18 +38,41 @@ type Resource struct {
 	// URI is the RFC 9728 resource identifier, e.g. https://mcp.example.com/mcp.
 	URI string
 	// ScopesSupported is advertised in the metadata and, when RequiredScopes
-	// is empty, in the 401 challenge.
+	// is empty, in the 401 challenges.
 	ScopesSupported []string
-	// RequiredScopes must all be granted for any request to the resource.
+	// RequiredScopes must all be granted for any authenticated request.
 	RequiredScopes []string
-	// Hosts and PathPrefix select the resource when Envoy sends no context
-	// extension (Istio CUSTOM providers). Empty Hosts matches any host.
-	Hosts      []string
-	PathPrefix string
+	// Hosts and PathPrefixes select the resource when Envoy sends no
+	// context extension (Istio CUSTOM providers). Empty Hosts matches any
+	// host; empty PathPrefixes matches every path.
+	Hosts        []string
+	PathPrefixes []string
 	// APIKeys makes the resource take static API keys (X-API-Key or
 	// Authorization: ApiKey) instead of bearer tokens; Validator checks them.
 	APIKeys   bool
 	Validator Validator
+
+	// UnprotectedInitialize and UnprotectedMessages let a class of requests
+	// through without credentials (the seed's endpoints.initialize: false
+	// and endpoints.messages: false).
+	UnprotectedInitialize, UnprotectedMessages bool
+	LegacySSE                                  LegacySSE
+	// Operations add scopes per JSON-RPC method and tool (needs the body:
+	// Envoy's with_request_body).
+	Operations []Operation
+	// ScopeImplies declares scope hierarchies: a token with the key scope
+	// holds every listed scope too (transitively).
+	ScopeImplies map[string][]string
+	// UnreadableBodyRouteScopes applies only the route's scopes to a POST
+	// whose body cannot be read while operation rules exist; the default is
+	// to refuse it with 400.
+	UnreadableBodyRouteScopes bool
+	// AllowedOrigins, when set, refuses requests with any other Origin.
+	AllowedOrigins []string
+	// SessionBinding binds each Mcp-Session-Id to the first principal that
+	// uses it, for SessionTTL (zero means 24 h), renewed by its use.
+	SessionBinding bool
+	SessionTTL     time.Duration
 }
 
 // UnavailableMode says how a failed dependency is reported to Envoy.
@@ -61,6 +85,15 @@ const (
 	// failure_mode_allow and status_on_error decide.
 	UnavailableGRPC
 )
+
+// SessionStore keeps the binding of MCP sessions to principals; a shared
+// store makes the whole fleet agree.
+type SessionStore interface {
+	// Bind binds key to principal unless it is bound already, renews the
+	// binding if it is bound to principal, and returns the principal key is
+	// bound to.
+	Bind(ctx context.Context, key [sha256.Size]byte, principal string, ttl time.Duration) string
+}
 
 // Config configures a Server.
 type Config struct {
@@ -76,28 +109,38 @@ type Config struct {
 	// StripAuthorization removes the Authorization header before the request
 	// reaches the upstream MCP server (MCP forbids token passthrough).
 	StripAuthorization bool
-	Logger             *slog.Logger
+	// Sessions is required when a resource binds sessions.
+	Sessions SessionStore
+	Logger   *slog.Logger
 }
 
 // Server implements envoy.service.auth.v3.Authorization.
 type Server struct {
 	authv3.UnimplementedAuthorizationServer
 
-	resources  []*route
-	byName     map[string]*route
+	router     *router
 	cfg        Config
 	retryAfter string
 	headers    identityHeaders
+	read       readOptions
 	log        *slog.Logger
+	denials    denialLog
+	// ambiguousPath and friends are denials that depend on nothing.
+	noHTTP, badHeader, ambiguousPath, noResource *prepared
 }
 
 // route is a Resource with everything about it that does not depend on the
-// request rendered once.
+// request prepared once.
 type route struct {
 	*Resource
-	metadataURL  string
-	challenge    string // 401 without credentials
-	noCredential *prepared
+	metadataURL               string
+	scopeHint                 []string
+	ssePath, messagesPath     string
+	origins                   *origins
+	implied                   map[string][]string
+	sessionTTL                time.Duration
+	noCredential, unavailable *prepared
+	unprotected               *prepared
 	// invalid holds the 401 invalid_token responses by description: the
 	// descriptions are a small fixed set, and a flood of bad tokens should
 	// not render the same denial again and again.
@@ -105,27 +148,6 @@ type route struct {
 	invalidCount atomic.Int32
 	// unavailableLog keeps an outage from logging once per request.
 	unavailableLog logLimiter
-}
-
-// logLimiter passes one event per interval and counts the rest.
-type logLimiter struct {
-	next       atomic.Int64 // unix nanoseconds before which events are suppressed
-	suppressed atomic.Int64
-}
-
-// unavailableLogEvery is how often an ongoing dependency failure is logged
-// per resource.
-const unavailableLogEvery = 10 * time.Second
-
-// allow reports whether to log now, and how many events were suppressed
-// since the last one logged.
-func (l *logLimiter) allow(now time.Time) (bool, int64) {
-	next := l.next.Load()
-	if now.UnixNano() < next || !l.next.CompareAndSwap(next, now.Add(unavailableLogEvery).UnixNano()) {
-		l.suppressed.Add(1)
-		return false, 0
-	}
-	return true, l.suppressed.Swap(0)
 }
 
 // maxInvalidResponses bounds route.invalid, whatever descriptions a
@@ -149,54 +171,99 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	prefix := asciiLower(cfg.IdentityHeaderPrefix)
 	s := &Server{
 		cfg:        cfg,
-		byName:     make(map[string]*route),
+		router:     newRouter(),
 		retryAfter: fmt.Sprint(int((cfg.RetryAfter + time.Second - 1) / time.Second)),
-		headers:    newIdentityHeaders(strings.ToLower(cfg.IdentityHeaderPrefix)),
+		headers:    newIdentityHeaders(prefix),
+		read:       readOptions{identityPrefix: prefix},
 		log:        cfg.Logger,
 	}
+	s.noHTTP = prepare(denied(http.StatusBadRequest, codes.InvalidArgument, "", reasonInvalidRequest, "No HTTP request attributes"))
+	s.badHeader = prepare(denied(http.StatusBadRequest, codes.InvalidArgument, "", reasonInvalidRequest, "Request header is not valid UTF-8"))
+	s.ambiguousPath = prepare(denied(http.StatusBadRequest, codes.InvalidArgument, "", reasonInvalidRequest, "Ambiguous request path"))
+	s.noResource = prepare(denied(http.StatusForbidden, codes.PermissionDenied, "", reasonNoResource, "No protected resource matches this request"))
 	for _, given := range cfg.Resources {
-		r := *given // defaults below must not write to the caller's value
-		if r.Validator == nil {
-			return nil, fmt.Errorf("authz: resource %q has no validator", r.URI)
-		}
-		mdURL, err := metadata.WellKnownURL(r.URI)
+		rt, err := s.newRoute(given)
 		if err != nil {
-			return nil, fmt.Errorf("authz: resource: %w", err)
+			return nil, err
 		}
-		if r.Name == "" {
-			r.Name = r.URI
+		if err := s.router.add(rt); err != nil {
+			return nil, fmt.Errorf("authz: %w", err)
 		}
-		rt := &route{Resource: &r, metadataURL: mdURL}
-		rt.challenge = challenge(rt, "", "", scopeHint(&r))
-		rt.noCredential = prepare(s.denied(http.StatusUnauthorized, codes.Unauthenticated, rt.challenge,
-			"invalid_request", "Bearer token required"))
-		if _, dup := s.byName[r.Name]; dup {
-			return nil, fmt.Errorf("authz: resource name %q used twice", r.Name)
-		}
-		s.byName[r.Name] = rt
-		s.resources = append(s.resources, rt)
 	}
 	return s, nil
 }
 
-// scopeHint is the scope a client should request: the required scopes, else
-// everything supported.
-func scopeHint(r *Resource) []string {
-	if len(r.RequiredScopes) > 0 {
-		return r.RequiredScopes
+func (s *Server) newRoute(given *Resource) (*route, error) {
+	r := *given // defaults below must not write to the caller's value
+	if r.Validator == nil {
+		return nil, fmt.Errorf("authz: resource %q has no validator", r.URI)
 	}
-	return r.ScopesSupported
+	mdURL, err := metadata.WellKnownURL(r.URI)
+	if err != nil {
+		return nil, fmt.Errorf("authz: resource: %w", err)
+	}
+	if r.Name == "" {
+		r.Name = r.URI
+	}
+	rt := &route{Resource: &r, metadataURL: mdURL, implied: scopeClosure(r.ScopeImplies), sessionTTL: r.SessionTTL}
+	rt.scopeHint = r.RequiredScopes
+	if len(rt.scopeHint) == 0 {
+		rt.scopeHint = r.ScopesSupported
+	}
+	if rt.sessionTTL <= 0 {
+		rt.sessionTTL = 24 * time.Hour
+	}
+	if r.SessionBinding && s.cfg.Sessions == nil {
+		return nil, fmt.Errorf("authz: resource %q binds sessions but no session store is configured", r.Name)
+	}
+	for _, p := range []struct {
+		dst *string
+		v   string
+		def string
+	}{{&rt.ssePath, r.LegacySSE.SSEPath, "/sse"}, {&rt.messagesPath, r.LegacySSE.MessagesPath, "/messages"}} {
+		v := p.v
+		if v == "" {
+			v = p.def
+		}
+		if *p.dst, err = normalizePath(v); err != nil {
+			return nil, fmt.Errorf("authz: resource %q: legacy SSE path %q: %w", r.Name, v, err)
+		}
+	}
+	if rt.origins, err = newOrigins(r.AllowedOrigins); err != nil {
+		return nil, fmt.Errorf("authz: resource %q: %w", r.Name, err)
+	}
+	rt.noCredential = prepare(denied(http.StatusUnauthorized, codes.Unauthenticated, rt.challengeDiscovery(),
+		reasonNoCredentials, credentialsRequired(&r)))
+	un := denied(http.StatusServiceUnavailable, codes.Unavailable, "", reasonUnavailable, "Authorization server unavailable")
+	un.headers = append(un.headers, kv{"retry-after", s.retryAfter})
+	rt.unavailable = prepare(un)
+	rt.unprotected = prepare(s.unauthenticated(reasonUnprotected))
+	return rt, nil
 }
 
-// ContextExtensionResource is the Envoy context extension that names the
-// protected resource of a route.
-const ContextExtensionResource = "mcp_resource"
+func credentialsRequired(r *Resource) string {
+	if r.APIKeys {
+		return "API key required"
+	}
+	return "Bearer token required"
+}
+
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
 
 // Check decides one request. It never allows because something failed.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	in := inputFromProto(req)
+	in := inputFromProto(req, &s.read)
 	r, err := s.check(ctx, &in)
 	if err != nil {
 		return nil, err
@@ -204,30 +271,117 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	return r.message(), nil
 }
 
-// result is a decision: a response rendered for this request, or a
+// result is a decision: an outcome rendered for this request, or a
 // prepared one shared with others.
 type result struct {
-	msg      *authv3.CheckResponse
+	out      *outcome
 	prepared *prepared
+}
+
+func (r result) outcome() *outcome {
+	if r.prepared != nil {
+		return r.prepared.out
+	}
+	return r.out
 }
 
 func (r result) message() *authv3.CheckResponse {
 	if r.prepared != nil {
 		return r.prepared.msg
 	}
-	return r.msg
+	return r.out.message()
 }
 
-func rendered(msg *authv3.CheckResponse) (result, error) { return result{msg: msg}, nil }
+func rendered(o *outcome) result { return result{out: o} }
+func shared(p *prepared) result  { return result{prepared: p} }
+func (r result) allowed() bool   { return r.outcome().allow }
+func (r result) withCORS(origin string) result {
+	return rendered(r.outcome().withCORS(origin))
+}
 
+// request is the state of one decision as it goes through the checks.
+type request struct {
+	in     *checkInput
+	rt     *route
+	path   string
+	origin string // an allowed Origin, echoed in CORS headers of denials
+	state  bodyState
+	msgs   []jsonrpcMessage
+	token  string
+}
+
+var msgPool = sync.Pool{New: func() any { s := make([]jsonrpcMessage, 0, 4); return &s }}
+
+// check runs the checks in the order of DESIGN §6: Origin, class,
+// credentials, token, scopes, session.
 func (s *Server) check(ctx context.Context, in *checkInput) (result, error) {
-	if !in.hasHTTP {
-		return rendered(s.denied(http.StatusBadRequest, codes.InvalidArgument, "", "invalid_request", "No HTTP request attributes"))
+	req := request{in: in}
+	r, err := s.route(ctx, &req)
+	if err != nil {
+		return r, err
 	}
-	rt := s.route(in)
-	if rt == nil {
-		s.log.DebugContext(ctx, "deny: no protected resource matches", "host", in.host, "path", pathOnly(in.path))
-		return rendered(s.denied(http.StatusForbidden, codes.PermissionDenied, "", "access_denied", "No protected resource matches this request"))
+	if o := r.outcome(); !o.allow && o.reason != reasonUnavailable {
+		s.logDenial(ctx, &req, o)
+	}
+	return r, nil
+}
+
+// route finds the request's resource and decides; the answers that need no
+// resource come first.
+func (s *Server) route(ctx context.Context, req *request) (result, error) {
+	in := req.in
+	if !in.hasHTTP {
+		return shared(s.noHTTP), nil
+	}
+	if in.badHeader {
+		return shared(s.badHeader), nil
+	}
+	if len(in.identityLike) > maxIdentityLike {
+		return rendered(denied(http.StatusBadRequest, codes.InvalidArgument, "", reasonInvalidRequest, "Too many identity headers")), nil
+	}
+	path, err := normalizePath(pathOnly(in.path))
+	if err != nil {
+		return shared(s.ambiguousPath), nil
+	}
+	req.path = path
+	if req.rt = s.router.find(in, path); req.rt == nil {
+		return shared(s.noResource), nil
+	}
+	r, err := s.decide(ctx, req)
+	if err != nil {
+		return r, err
+	}
+	o := r.outcome()
+	switch {
+	case !o.allow && req.origin != "":
+		r = r.withCORS(req.origin)
+	case o.allow && len(in.identityLike) > 0:
+		r = rendered(o.withRemovals(in.identityLike))
+	}
+	return r, nil
+}
+
+func (s *Server) decide(ctx context.Context, req *request) (result, error) {
+	in, rt := req.in, req.rt
+	// Origin first, for every class: a page on a foreign origin gets
+	// nothing, not even a challenge.
+	if rt.origins != nil && len(in.origin) > 0 {
+		if len(in.origin) > 1 || !rt.origins.allows(in.origin[0]) {
+			return rendered(denied(http.StatusForbidden, codes.PermissionDenied, "", reasonInvalidOrigin, "Origin not allowed")), nil
+		}
+		req.origin = in.origin[0]
+	}
+	if in.method == http.MethodOptions && in.preflight {
+		return shared(rt.unprotected), nil // a CORS preflight carries no credentials
+	}
+
+	if in.method == http.MethodPost {
+		ms := msgPool.Get().(*[]jsonrpcMessage)
+		defer func() { *ms = req.msgs[:0]; msgPool.Put(ms) }()
+		req.state, req.msgs = readBody(in, *ms)
+	}
+	if !rt.protects(rt.classify(in, req.path, req.state, req.msgs)) {
+		return shared(rt.unprotected), nil
 	}
 
 	var cred credentials
@@ -238,37 +392,60 @@ func (s *Server) check(ctx context.Context, in *checkInput) (result, error) {
 	}
 	switch cred.kind {
 	case credNone:
-		return result{prepared: rt.noCredential}, nil
+		return shared(rt.noCredential), nil
 	case credInvalid:
-		return rendered(s.denied(http.StatusBadRequest, codes.InvalidArgument,
-			challenge(rt, "invalid_request", cred.reason, nil), "invalid_request", cred.reason))
+		return rendered(denied(http.StatusBadRequest, codes.InvalidArgument,
+			rt.challengeInvalidRequest(cred.reason), reasonInvalidRequest, cred.reason)), nil
 	}
+	req.token = cred.token
 	if len(cred.token) > s.cfg.MaxTokenBytes {
-		return result{prepared: s.invalidToken(rt, validators.DescTooLarge)}, nil
+		return shared(s.invalidToken(rt, validators.DescTooLarge)), nil
 	}
-
 	p, err := rt.Validator.Validate(ctx, cred.token)
 	if err != nil {
 		return s.validationFailed(ctx, rt, err)
 	}
-	if !p.HasScopes(rt.RequiredScopes) {
-		return rendered(s.denied(http.StatusForbidden, codes.PermissionDenied,
-			challenge(rt, "insufficient_scope", "", rt.RequiredScopes),
-			"insufficient_scope", "Insufficient scope"))
+
+	needed := rt.RequiredScopes
+	switch req.state {
+	case bodyDuplicate:
+		return s.invalidRequest(rt, "Duplicate member names in the JSON-RPC message"), nil
+	case bodyOK:
+		needed = rt.neededScopes(req.msgs)
+	case bodyAbsent, bodyUnreadable:
+		if len(rt.Operations) > 0 && !rt.UnreadableBodyRouteScopes {
+			return s.invalidRequest(rt, "Request body is not a readable JSON-RPC message"), nil
+		}
 	}
-	// Rendering headers and metadata is most of the cost of a cached Check;
-	// a cached principal is the same pointer on every hit, so the response
-	// is rendered once per principal and shared read-only (gRPC marshals it
-	// concurrently, which protobuf allows).
-	resp := p.Memo(rt, func() any { return prepare(s.allowed(rt, p)) })
-	return result{prepared: resp.(*prepared)}, nil
+	if !rt.granted(p.Scopes, needed) {
+		return rendered(denied(http.StatusForbidden, codes.PermissionDenied,
+			rt.challengeInsufficientScope(needed), reasonInsufficientScope, "Insufficient scope")), nil
+	}
+
+	if rt.SessionBinding {
+		if r, bad := s.bindSession(ctx, req, p); bad {
+			return r, nil
+		}
+	}
+	var op opKey
+	if req.state == bodyOK {
+		op.method, op.tool = operation(req.msgs)
+	}
+	if s.log.Enabled(ctx, slog.LevelDebug) {
+		s.log.DebugContext(ctx, "allow", "resource", rt.Name, "sub", p.Subject, "scope", p.Scopes, "method", op.method)
+	}
+	return shared(s.allowResponse(rt, p, op)), nil
+}
+
+func (s *Server) invalidRequest(rt *route, desc string) result {
+	return rendered(denied(http.StatusBadRequest, codes.InvalidArgument, rt.challengeInvalidRequest(desc), reasonInvalidRequest, desc))
 }
 
 func (s *Server) validationFailed(ctx context.Context, rt *route, err error) (result, error) {
 	var verr *validators.Error
 	if errors.As(err, &verr) && errors.Is(verr.Kind, validators.ErrInvalidToken) {
 		s.log.DebugContext(ctx, "deny: invalid token", "resource", rt.Name, "reason", verr.Description, "cause", verr.Err)
-		return result{prepared: s.invalidToken(rt, verr.Description)}, nil
+		return shared(s.invalidToken(rt, verr.Description)), nil
 	}
 	// Unavailable, or an error no validator should return: either way the
 	// token may be fine, so never 401, and never allow.
@@ -276,73 +453,32 @@ func (s *Server) validationFailed(ctx context.Context, rt *route, err error) (re
 	if verr != nil {
 		desc = verr.Description
 	}
-	if ok, suppressed := rt.unavailableLog.allow(time.Now()); ok {
+	if ok, suppressed := rt.unavailableLog.allow(time.Now(), unavailableLogEvery); ok {
 		s.log.WarnContext(ctx, "cannot validate token: answering unavailable", "resource", rt.Name, "error", err,
 			"suppressed_since_last", suppressed)
 	}
 	if s.cfg.Unavailable == UnavailableGRPC {
 		return result{}, status.Error(codes.Unavailable, desc)
 	}
-	resp := s.denied(http.StatusServiceUnavailable, codes.Unavailable, "", "temporarily_unavailable", desc)
-	resp.GetDeniedResponse().Headers = append(resp.GetDeniedResponse().Headers, header("retry-after", s.retryAfter))
-	return rendered(resp)
+	if desc == "Authorization server unavailable" {
+		return shared(rt.unavailable), nil
+	}
+	o := denied(http.StatusServiceUnavailable, codes.Unavailable, "", reasonUnavailable, desc)
+	o.headers = append(o.headers, kv{"retry-after", s.retryAfter})
+	return rendered(o), nil
 }
 
 func (s *Server) invalidToken(rt *route, desc string) *prepared {
 	if r, ok := rt.invalid.Load(desc); ok {
 		return r.(*prepared)
 	}
-	r := prepare(s.denied(http.StatusUnauthorized, codes.Unauthenticated,
-		challenge(rt, "invalid_token", desc, nil), "invalid_token", desc))
+	code := reasonInvalidToken
+	if rt.APIKeys {
+		code = reasonInvalidKey
+	}
+	r := prepare(denied(http.StatusUnauthorized, codes.Unauthenticated, rt.challengeInvalidToken(desc), code, desc))
 	if rt.invalidCount.Add(1) <= maxInvalidResponses {
 		rt.invalid.Store(desc, r)
 	}
 	return r
-}
-
-// route picks the resource a request belongs to: by context extension when
-// Envoy sends one, else by host and longest path prefix.
-func (s *Server) route(in *checkInput) *route {
-	if in.hasResource {
-		return s.byName[in.resource] // an unknown name matches nothing: fail closed
-	}
-	host := hostOnly(in.host)
-	path := pathOnly(in.path)
-	var best *route
-	for _, rt := range s.resources {
-		if len(rt.Hosts) > 0 && !slices.ContainsFunc(rt.Hosts, func(x string) bool { return strings.EqualFold(x, host) }) {
-			continue
-		}
-		if !pathHasPrefix(path, rt.PathPrefix) {
-			continue
-		}
-		if best == nil || len(rt.PathPrefix) > len(best.PathPrefix) {
-			best = rt
-		}
-	}
-	return best
-}
-
-// pathHasPrefix matches whole path segments: /mcp matches /mcp and /mcp/x,
-// not /mcpx.
-func pathHasPrefix(path, prefix string) bool {
-	prefix = strings.TrimSuffix(prefix, "/")
-	if prefix == "" {
-		return true
-	}
-	return path == prefix || strings.HasPrefix(path, prefix) && path[len(prefix)] == '/'
-}
-
-func hostOnly(hostport string) string {
-	if i := strings.LastIndexByte(hostport, ':'); i >= 0 && !strings.Contains(hostport[i:], "]") {
-		return hostport[:i]
-	}
-	return hostport
-}
-
-func pathOnly(target string) string {
-	if i := strings.IndexAny(target, "?#"); i >= 0 {
-		return target[:i]
-	}
-	return target
 }

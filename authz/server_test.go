@@ -70,7 +70,7 @@ func newTestServer(t testing.TB, mutate func(*Config, *Resource)) (*Server, *fak
 		RequiredScopes:  []string{"mcp:read"},
 		Validator:       fv,
 	}
-	cfg := Config{Resources: []*Resource{res}, RetryAfter: 7 * time.Second}
+	cfg := Config{Resources: []*Resource{res}, RetryAfter: 7 * time.Second, Logger: slog.New(slog.DiscardHandler)}
 	if mutate != nil {
 		mutate(&cfg, res)
 	}
@@ -132,12 +132,16 @@ func TestDecisionTable(t *testing.T) {
 		www     string // exact WWW-Authenticate; "-" means absent
 		errCode string
 	}{
-		{"no Authorization header", "/mcp", nil, codes.Unauthenticated, 401, discovery, "invalid_request"},
-		{"Basic scheme", "/mcp", map[string]string{"authorization": "Basic dXNlcjpwYXNz"}, codes.Unauthenticated, 401, discovery, "invalid_request"},
-		{"Digest with auth-params", "/mcp", map[string]string{"authorization": `Digest username="u", realm="r"`}, codes.Unauthenticated, 401, discovery, "invalid_request"},
-		{"Bearerfoo is not the Bearer scheme", "/mcp", map[string]string{"authorization": "Bearerfoo"}, codes.Unauthenticated, 401, discovery, "invalid_request"},
-		{"token only in the query string", "/mcp?access_token=good", nil, codes.Unauthenticated, 401, discovery, "invalid_request"},
-		{"percent-encoded query token name", "/mcp?access%5Ftoken=good", nil, codes.Unauthenticated, 401, discovery, "invalid_request"},
+		{"no Authorization header", "/mcp", nil, codes.Unauthenticated, 401, discovery, "unauthorized"},
+		{"Basic scheme", "/mcp", map[string]string{"authorization": "Basic dXNlcjpwYXNz"}, codes.Unauthenticated, 401, discovery, "unauthorized"},
+		{"Digest with auth-params", "/mcp", map[string]string{"authorization": `Digest username="u", realm="r"`}, codes.Unauthenticated, 401, discovery, "unauthorized"},
+		{"Bearerfoo is not the Bearer scheme", "/mcp", map[string]string{"authorization": "Bearerfoo"}, codes.Unauthenticated, 401, discovery, "unauthorized"},
+		{"token only in the query string", "/mcp?access_token=good", nil, codes.Unauthenticated, 401, discovery, "unauthorized"},
+		{"percent-encoded query token name", "/mcp?access%5Ftoken=good", nil, codes.Unauthenticated, 401, discovery, "unauthorized"},
+		{"token= only in the query string", "/mcp?token=good", nil, codes.Unauthenticated, 401, discovery, "unauthorized"},
+		{"token= and header token", "/mcp?token=good", map[string]string{"authorization": "Bearer good"}, codes.InvalidArgument, 400,
+			`Bearer error="invalid_request", error_description="Token in both the Authorization header and the query string", resource_metadata="` + testPRM + `"`, "invalid_request"},
+		{"legacy sessionId is not a token", "/mcp?sessionId=abc", map[string]string{"authorization": "Bearer good"}, codes.OK, 0, "-", ""},
 		{"query and header token", "/mcp?x=1&access_token=good", map[string]string{"authorization": "Bearer good"}, codes.InvalidArgument, 400,
 			`Bearer error="invalid_request", error_description="Token in both the Authorization header and the query string", resource_metadata="` + testPRM + `"`, "invalid_request"},
 		{"two Authorization headers joined by Envoy", "/mcp", map[string]string{"authorization": "Bearer good,Bearer good"}, codes.InvalidArgument, 400,
@@ -159,13 +163,13 @@ func TestDecisionTable(t *testing.T) {
 		{"several spaces after the scheme", "/mcp", map[string]string{"authorization": "Bearer   good"}, codes.OK, 0, "-", ""},
 		{"query without access_token", "/mcp?cursor=abc", map[string]string{"authorization": "Bearer good"}, codes.OK, 0, "-", ""},
 		{"invalid token", "/mcp", map[string]string{"authorization": "Bearer expired"}, codes.Unauthenticated, 401,
-			`Bearer error="invalid_token", error_description="Token has expired", resource_metadata="` + testPRM + `"`, "invalid_token"},
+			`Bearer error="invalid_token", error_description="Token has expired", resource_metadata="` + testPRM + `", scope="mcp:read"`, "invalid_token"},
 		{"unknown token", "/mcp", map[string]string{"authorization": "Bearer nope"}, codes.Unauthenticated, 401,
-			`Bearer error="invalid_token", error_description="Invalid token signature", resource_metadata="` + testPRM + `"`, "invalid_token"},
+			`Bearer error="invalid_token", error_description="Invalid token signature", resource_metadata="` + testPRM + `", scope="mcp:read"`, "invalid_token"},
 		{"description with quote and backslash", "/mcp", map[string]string{"authorization": "Bearer quoted"}, codes.Unauthenticated, 401,
-			`Bearer error="invalid_token", error_description="bad quote  here", resource_metadata="` + testPRM + `"`, "invalid_token"},
+			`Bearer error="invalid_token", error_description="bad quote  here", resource_metadata="` + testPRM + `", scope="mcp:read"`, "invalid_token"},
 		{"token too large", "/mcp", map[string]string{"authorization": "Bearer " + strings.Repeat("a", 100<<10)}, codes.Unauthenticated, 401,
-			`Bearer error="invalid_token", error_description="Token too large", resource_metadata="` + testPRM + `"`, "invalid_token"},
+			`Bearer error="invalid_token", error_description="Token too large", resource_metadata="` + testPRM + `", scope="mcp:read"`, "invalid_token"},
 		{"insufficient scope", "/mcp", map[string]string{"authorization": "Bearer readonly"}, codes.PermissionDenied, 403,
 			`Bearer error="insufficient_scope", scope="mcp:read", resource_metadata="` + testPRM + `"`, "insufficient_scope"},
 		{"authorization server down", "/mcp", map[string]string{"authorization": "Bearer down"}, codes.Unavailable, 503, "-", "temporarily_unavailable"},
@@ -267,6 +271,7 @@ func TestAllowedResponse(t *testing.T) {
 		"x-mcp-auth-scopes":    "mcp:read mcp:write",
 		"x-mcp-auth-issuer":    "https://as.example",
 		"x-mcp-auth-claims":    "eyJzdWIiOiJ1c2VyLTEifQ",
+		"x-mcp-auth-resource":  testResource,
 	}
 	for k, v := range want {
 		h, ok := got[k]
@@ -278,7 +283,7 @@ func TestAllowedResponse(t *testing.T) {
 			t.Errorf("header %s does not overwrite", k)
 		}
 	}
-	if rm := d.ok.GetHeadersToRemove(); len(rm) != 1 || rm[0] != "authorization" {
+	if rm := strings.Join(d.ok.GetHeadersToRemove(), ","); rm != "x-mcp-auth-method,x-mcp-auth-tool,authorization" {
 		t.Errorf("headers_to_remove = %v", rm)
 	}
 	md := d.resp.GetDynamicMetadata().GetFields()
@@ -330,8 +335,8 @@ func TestRouting(t *testing.T) {
 	a := &fakeValidator{answers: map[string]func() (*validators.Principal, error){"tok": principal("x")}}
 	b := &fakeValidator{answers: map[string]func() (*validators.Principal, error){"tok": principal("x")}}
 	s, err := NewServer(Config{Resources: []*Resource{
-		{Name: "a", URI: "https://a.example/mcp", Hosts: []string{"a.example"}, PathPrefix: "/mcp", Validator: a},
-		{Name: "b", URI: "https://b.example/tools/mcp", PathPrefix: "/tools", Validator: b},
+		{Name: "a", URI: "https://a.example/mcp", Hosts: []string{"a.example"}, PathPrefixes: []string{"/mcp"}, Validator: a},
+		{Name: "b", URI: "https://b.example/tools/mcp", PathPrefixes: []string{"/tools"}, Validator: b},
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -393,7 +398,7 @@ func TestAPIKeyResource(t *testing.T) {
 		{"key in the query string only", "/mcp?api_key=good", nil, 401, `ApiKey header="X-API-Key", scope="mcp:read"`},
 		{"X-API-Key", "/mcp", map[string]string{"x-api-key": "good"}, 0, ""},
 		{"Authorization: ApiKey", "/mcp", map[string]string{"authorization": "apikey good"}, 0, ""},
-		{"unknown key", "/mcp", map[string]string{"x-api-key": "nope"}, 401, `ApiKey header="X-API-Key", error="invalid_key", error_description="Invalid token signature"`},
+		{"unknown key", "/mcp", map[string]string{"x-api-key": "nope"}, 401, `ApiKey header="X-API-Key", error="invalid_key", error_description="Invalid token signature", scope="mcp:read"`},
 		{"both places", "/mcp", map[string]string{"x-api-key": "good", "authorization": "ApiKey good"}, 400, `ApiKey header="X-API-Key", error="invalid_request", error_description="API key in both X-API-Key and Authorization"`},
 		{"two X-API-Key headers joined", "/mcp", map[string]string{"x-api-key": "good,good"}, 400, `ApiKey header="X-API-Key", error="invalid_request", error_description="Malformed API key"`},
 		{"missing scope", "/mcp", map[string]string{"x-api-key": "readonly"}, 403, `ApiKey header="X-API-Key", error="insufficient_scope", scope="mcp:read"`},
@@ -443,3 +448,5 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

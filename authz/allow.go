@@ -1,0 +1,44 @@
+package authz
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/mcp-authz/mcp-authz/validators"
+)
+
+// allowSet holds the allow responses rendered for one cached principal on
+// one route: rendering identity headers and metadata is most of the cost of
+// a cached Check, and a cached principal is the same pointer on every hit,
+// so each response is rendered once and shared read-only (gRPC marshals it
+// concurrently, which protobuf allows). One response per JSON-RPC
+// operation, since the method and tool are forwarded too; a client calls a
+// handful of tools, and past maxOpResponses the rest are rendered per
+// request.
+type allowSet struct {
+	base atomic.Pointer[prepared] // no operation known
+	ops  sync.Map                 // opKey -> *prepared
+	n    atomic.Int32
+}
+
+const maxOpResponses = 32
+
+func (s *Server) allowResponse(rt *route, p *validators.Principal, op opKey) *prepared {
+	set := p.Memo(rt, func() any { return new(allowSet) }).(*allowSet)
+	if op == (opKey{}) {
+		if r := set.base.Load(); r != nil {
+			return r
+		}
+		r := prepare(s.allowed(rt, p, op))
+		set.base.Store(r)
+		return r
+	}
+	if r, ok := set.ops.Load(op); ok {
+		return r.(*prepared)
+	}
+	r := prepare(s.allowed(rt, p, op))
+	if set.n.Add(1) <= maxOpResponses {
+		set.ops.Store(op, r)
+	}
+	return r
+}
