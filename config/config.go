@@ -25,6 +25,7 @@ type Config struct {
 	JWKS            JWKSConfig        `yaml:"jwks"`
 	Redis           *RedisConfig      `yaml:"redis"`
 	Admin           AdminConfig       `yaml:"admin"`
+	GRPC            GRPCConfig        `yaml:"grpc"`
 	Resources       []ResourceConfig  `yaml:"resources"`
 
 	// envResource is set when the environment configures the resource.
@@ -32,6 +33,16 @@ type Config struct {
 	// origin maps a field path to the environment variable that set it, so
 	// errors name what the operator actually wrote.
 	origin map[string]string
+}
+
+// GRPCConfig bounds the gRPC listener.
+type GRPCConfig struct {
+	// MaxRecvBytes bounds one CheckRequest; keep it at least Envoy's
+	// with_request_body max_request_bytes plus the headers. Default 256 KiB.
+	MaxRecvBytes int `yaml:"max_recv_bytes"`
+	// Reflection enables gRPC server reflection (for grpcurl); off in
+	// production, on in dev.
+	Reflection bool `yaml:"reflection"`
 }
 
 // LogConfig selects log level, format and an optional log file.
@@ -117,6 +128,42 @@ type ResourceConfig struct {
 	Introspection         *IntrospectionConfig `yaml:"introspection"`
 	APIKeys               *APIKeysConfig       `yaml:"api_keys"`
 	HMAC                  *HMACConfig          `yaml:"hmac"`
+
+	// MCP-aware policy (DESIGN §6).
+	PathPrefixes   []string            `yaml:"path_prefixes"`
+	Endpoints      EndpointsConfig     `yaml:"endpoints"`
+	LegacySSE      LegacySSEConfig     `yaml:"legacy_sse"`
+	Operations     []OperationConfig   `yaml:"operations"`
+	ScopeImplies   map[string][]string `yaml:"scope_implies"`
+	UnreadableBody string              `yaml:"unreadable_body"` // deny (default) or route_scopes
+	AllowedOrigins []string            `yaml:"allowed_origins"`
+	SessionBinding bool                `yaml:"session_binding"`
+	SessionTTL     Duration            `yaml:"session_ttl"`
+}
+
+// EndpointsConfig says which classes of MCP requests need credentials
+// (the seed's per-endpoint auth). Both default to true.
+type EndpointsConfig struct {
+	Initialize *bool `yaml:"initialize"`
+	Messages   *bool `yaml:"messages"`
+}
+
+// Protects reports whether the class is protected (unset means yes).
+func Protects(b *bool) bool { return b == nil || *b }
+
+// LegacySSEConfig names the paths of the legacy HTTP+SSE transport.
+type LegacySSEConfig struct {
+	SSEPath      string `yaml:"sse_path"`      // default /sse
+	MessagesPath string `yaml:"messages_path"` // default /messages
+}
+
+// OperationConfig requires scopes for a JSON-RPC method, optionally only
+// for tools, prompts or resources whose name or URI matches Name (a glob
+// where only * is special).
+type OperationConfig struct {
+	Method string   `yaml:"method"`
+	Name   string   `yaml:"name"`
+	Scopes []string `yaml:"scopes"`
 }
 
 // APIKeysConfig lists the static API keys of a resource (validation: apikey).
@@ -236,4 +283,13 @@ func (c *Config) Complete() error {
 	}
 	c.applyDefaults()
 	return c.validate()
+}
+
+// Prefixes returns the resource's path prefixes, whichever way they were
+// written.
+func (r *ResourceConfig) Prefixes() []string {
+	if r.PathPrefix != "" {
+		return []string{r.PathPrefix}
+	}
+	return r.PathPrefixes
 }

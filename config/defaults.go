@@ -61,6 +61,9 @@ func (c *Config) applyDefaults() {
 			r.Backoff = Duration(time.Second)
 		}
 	}
+	if c.GRPC.MaxRecvBytes == 0 {
+		c.GRPC.MaxRecvBytes = 256 << 10
+	}
 	if c.JWKS.RefreshWait == 0 {
 		c.JWKS.RefreshWait = Duration(50 * time.Millisecond)
 	}
@@ -74,6 +77,12 @@ func (c *Config) applyDefaults() {
 		}
 		if r.Validation == "" {
 			r.Validation = inferValidation(r)
+		}
+		if r.UnreadableBody == "" {
+			r.UnreadableBody = "deny"
+		}
+		if r.SessionTTL == 0 {
+			r.SessionTTL = Duration(24 * time.Hour)
 		}
 		if len(r.AuthorizationServers) > 0 {
 			introspectionDefaults(r.Introspection, r.AuthorizationServers[0])

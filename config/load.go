@@ -57,6 +57,9 @@ var envFields = map[string]string{
 	"resources[0].audiences":                        "OAUTH_AUDIENCE",
 	"resources[0].scopes_supported":                 "OAUTH_SCOPES_SUPPORTED",
 	"resources[0].required_scopes":                  "OAUTH_REQUIRED_SCOPES",
+	"resources[0].endpoints.initialize":             "OAUTH_PROTECT_INITIALIZE",
+	"resources[0].endpoints.messages":               "OAUTH_PROTECT_MESSAGES",
+	"resources[0].allowed_origins":                  "MCP_AUTHZ_ALLOWED_ORIGINS",
 	"resources[0].validation":                       "OAUTH_VALIDATION",
 	"resources[0].issuers":                          "OAUTH_ISSUER",
 	"resources[0].issuers[0].issuer":                "OAUTH_ISSUER",
@@ -145,6 +148,20 @@ func (e envReader) duration(name, field string, dst *Duration) error {
 	return nil
 }
 
+func (e envReader) integer(name, field string, dst *int) error {
+	v := e.getenv(name)
+	if v == "" {
+		return nil
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil {
+		return fmt.Errorf("%s: %q is not a whole number", name, v)
+	}
+	*dst = n
+	e.origin[field] = name
+	return nil
+}
+
 func (e envReader) boolean(name string, dst *bool) error {
 	v := e.getenv(name)
 	if v == "" {
@@ -171,7 +188,7 @@ func (e envReader) redis(c *Config) {
 
 // The seed's single-resource variables, by the part of the resource they set.
 var (
-	resourceEnv      = []string{"OAUTH_RESOURCE", "OAUTH_AUTHORIZATION_SERVER", "OAUTH_AUDIENCE", "OAUTH_VALIDATION", "OAUTH_SCOPES_SUPPORTED", "OAUTH_REQUIRED_SCOPES"}
+	resourceEnv      = []string{"OAUTH_RESOURCE", "OAUTH_AUTHORIZATION_SERVER", "OAUTH_AUDIENCE", "OAUTH_VALIDATION", "OAUTH_SCOPES_SUPPORTED", "OAUTH_REQUIRED_SCOPES", "OAUTH_PROTECT_INITIALIZE", "OAUTH_PROTECT_MESSAGES", "MCP_AUTHZ_ALLOWED_ORIGINS"}
 	issuerEnv        = []string{"OAUTH_ISSUER", "OAUTH_JWKS_URI", "OAUTH_ALGORITHMS", "OAUTH_JWKS_CACHE_TTL", "OAUTH_PROVIDER", "OAUTH_ALLOWED_CLIENT_IDS"}
 	introspectionEnv = []string{"OAUTH_INTROSPECTION_ENDPOINT", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_CLIENT_SECRET_FILE", "OAUTH_INTROSPECTION_CACHE_TTL", "OAUTH_INTROSPECTION_TIMEOUT"}
 	legacyEnv        = []string{"MCP_API_KEYS_FILE", "MCP_JWT_SECRET", "MCP_JWT_SECRET_FILE"}
@@ -198,6 +215,12 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	if err := e.boolean("MCP_AUTHZ_STRIP_AUTHORIZATION", &c.IdentityHeaders.StripAuthorization); err != nil {
 		return err
 	}
+	if err := e.integer("MCP_AUTHZ_GRPC_MAX_RECV_BYTES", "grpc.max_recv_bytes", &c.GRPC.MaxRecvBytes); err != nil {
+		return err
+	}
+	if err := e.boolean("MCP_AUTHZ_GRPC_REFLECTION", &c.GRPC.Reflection); err != nil {
+		return err
+	}
 	e.raw("MCP_AUTHZ_ADMIN_TOKEN", "admin.token", &c.Admin.Token)
 	e.str("MCP_AUTHZ_ADMIN_TOKEN_FILE", "admin.token_file", &c.Admin.TokenFile)
 	e.redis(c)
@@ -221,6 +244,19 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	e.list("OAUTH_SCOPES_SUPPORTED", p+"scopes_supported", &r.ScopesSupported)
 	e.list("OAUTH_REQUIRED_SCOPES", p+"required_scopes", &r.RequiredScopes)
 	e.str("OAUTH_VALIDATION", p+"validation", &r.Validation)
+	for _, b := range []struct {
+		env string
+		dst **bool
+	}{{"OAUTH_PROTECT_INITIALIZE", &r.Endpoints.Initialize}, {"OAUTH_PROTECT_MESSAGES", &r.Endpoints.Messages}} {
+		if e.has(b.env) {
+			v := true
+			if err := e.boolean(b.env, &v); err != nil {
+				return err
+			}
+			*b.dst = &v
+		}
+	}
+	e.list("MCP_AUTHZ_ALLOWED_ORIGINS", p+"allowed_origins", &r.AllowedOrigins)
 
 	if e.has(introspectionEnv...) {
 		if r.Introspection == nil {

@@ -11,9 +11,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
@@ -58,17 +60,45 @@ func TestEnvoyConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	var authz extauthzv3.ExtAuthz
-	found := false
+	found, sawCORS := false, false
 	for _, f := range hcm.GetHttpFilters() {
-		if f.GetName() == "envoy.filters.http.ext_authz" {
+		switch f.GetName() {
+		case "envoy.filters.http.cors":
+			sawCORS = true
+		case "envoy.filters.http.ext_authz":
 			if err := f.GetTypedConfig().UnmarshalTo(&authz); err != nil {
 				t.Fatal(err)
 			}
 			found = true
+			if !sawCORS {
+				t.Error("the CORS filter must come before ext_authz")
+			}
 		}
 	}
 	if !found {
 		t.Fatal("no ext_authz filter")
+	}
+	// The path mcp-authz judges must be the path the upstream serves.
+	if !hcm.GetNormalizePath().GetValue() || !hcm.GetMergeSlashes() ||
+		hcm.GetPathWithEscapedSlashesAction() != hcmv3.HttpConnectionManager_REJECT_REQUEST {
+		t.Error("normalize_path, merge_slashes and path_with_escaped_slashes_action: REJECT_REQUEST are required")
+	}
+	if hcm.GetCommonHttpProtocolOptions().GetHeadersWithUnderscoresAction().String() != "REJECT_REQUEST" {
+		t.Error("headers_with_underscores_action must be REJECT_REQUEST")
+	}
+	if !authz.GetValidateMutations() {
+		t.Error("validate_mutations must be on")
+	}
+	body := authz.GetWithRequestBody()
+	if body == nil || !body.GetPackAsBytes() || !body.GetAllowPartialMessage() {
+		t.Error("with_request_body must be set with pack_as_bytes and allow_partial_message")
+	}
+	// mcp-authz's default gRPC receive limit is 256 KiB; leave room for headers.
+	if n := body.GetMaxRequestBytes(); n == 0 || n > 192<<10 {
+		t.Errorf("with_request_body.max_request_bytes %d does not fit mcp-authz's 256 KiB receive limit", n)
+	}
+	if d := authz.GetGrpcService().GetTimeout().AsDuration(); d < time.Second {
+		t.Errorf("ext_authz timeout %v leaves no room for a first introspection", d)
 	}
 	if authz.GetFailureModeAllow() {
 		t.Error("ext_authz fails open")
@@ -81,27 +111,33 @@ func TestEnvoyConfig(t *testing.T) {
 	}
 
 	routes := hcm.GetRouteConfig().GetVirtualHosts()[0].GetRoutes()
-	var sawMetadata, sawMCP bool
+	var sawMetadata bool
+	named := map[string]bool{}
 	for _, r := range routes {
+		m := r.GetMatch().GetPrefix() + r.GetMatch().GetPath()
 		if !clusters[r.GetRoute().GetCluster()] {
-			t.Errorf("route %s targets undefined cluster %q", r.GetMatch().GetPrefix(), r.GetRoute().GetCluster())
+			t.Errorf("route %s targets undefined cluster %q", m, r.GetRoute().GetCluster())
 		}
 		var per extauthzv3.ExtAuthzPerRoute
 		if err := r.GetTypedPerFilterConfig()["envoy.filters.http.ext_authz"].UnmarshalTo(&per); err != nil {
-			t.Fatalf("route %s: %v", r.GetMatch().GetPrefix(), err)
+			t.Fatalf("route %s: %v", m, err)
 		}
-		switch r.GetMatch().GetPrefix() {
-		case "/.well-known/oauth-protected-resource":
+		if m == "/.well-known/oauth-protected-resource" {
 			sawMetadata = per.GetDisabled()
-		case "/mcp":
-			sawMCP = per.GetCheckSettings().GetContextExtensions()["mcp_resource"] == "tools"
+			continue
 		}
+		if per.GetDisabled() {
+			t.Errorf("route %s to the MCP server bypasses ext_authz", m)
+		}
+		named[m] = per.GetCheckSettings().GetContextExtensions()["mcp_resource"] == "tools"
 	}
 	if !sawMetadata {
 		t.Error("metadata route must bypass ext_authz")
 	}
-	if !sawMCP {
-		t.Error("/mcp route must name its resource in context_extensions")
+	for _, p := range []string{"/mcp", "/sse", "/messages"} {
+		if !named[p] {
+			t.Errorf("route %s must name its resource in context_extensions", p)
+		}
 	}
 }
 
@@ -137,4 +173,93 @@ func TestManifestsParse(t *testing.T) {
 			t.Errorf("%s: no documents", f)
 		}
 	}
+}
+
+// TestIstioPolicyCoversEveryRoutedPath: whatever the VirtualService sends
+// to the MCP server, the CUSTOM policy must check (a path list in the
+// policy narrower than the routes' prefixes is a bypass).
+func TestIstioPolicyCoversEveryRoutedPath(t *testing.T) {
+	raw, err := os.ReadFile("istio/mcp-authz.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	var policy, vs map[string]any
+	for {
+		var doc map[string]any
+		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		switch doc["kind"] {
+		case "AuthorizationPolicy":
+			policy = doc
+		case "VirtualService":
+			vs = doc
+		}
+	}
+	if policy == nil || vs == nil {
+		t.Fatal("policy or virtual service missing")
+	}
+	spec := policy["spec"].(map[string]any)
+	if spec["action"] != "CUSTOM" {
+		t.Fatalf("action %v", spec["action"])
+	}
+	rules, _ := spec["rules"].([]any)
+	if len(rules) == 0 {
+		t.Fatal("no rules: a CUSTOM policy without rules checks nothing")
+	}
+	for _, r := range rules {
+		if m, _ := r.(map[string]any); len(m) != 0 {
+			t.Errorf("rule %v narrows the check; it must match every request", m)
+		}
+	}
+	for _, h := range vs["spec"].(map[string]any)["http"].([]any) {
+		for _, m := range h.(map[string]any)["match"].([]any) {
+			uri := m.(map[string]any)["uri"].(map[string]any)
+			if p, ok := uri["prefix"].(string); ok && !strings.HasPrefix(p, "/.well-known/") {
+				t.Errorf("route prefix %q also matches %sfoo and %s;x: match exact paths", p, p, p)
+			}
+		}
+	}
+}
+
+// TestNetworkPolicyGuardsTheGRPCPort: only labelled clients reach 9191.
+func TestNetworkPolicyGuardsTheGRPCPort(t *testing.T) {
+	raw, err := os.ReadFile("kubernetes/mcp-authz.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	for {
+		var doc struct {
+			Kind string `yaml:"kind"`
+			Spec struct {
+				Ingress []struct {
+					From  []map[string]any `yaml:"from"`
+					Ports []struct {
+						Port int `yaml:"port"`
+					} `yaml:"ports"`
+				} `yaml:"ingress"`
+			} `yaml:"spec"`
+		}
+		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if doc.Kind != "NetworkPolicy" {
+			continue
+		}
+		for _, in := range doc.Spec.Ingress {
+			for _, p := range in.Ports {
+				if p.Port == 9191 && len(in.From) == 0 {
+					t.Fatal("the gRPC port is open to every pod")
+				}
+			}
+		}
+		return
+	}
+	t.Fatal("no NetworkPolicy")
 }

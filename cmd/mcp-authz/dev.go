@@ -50,6 +50,7 @@ func devCmd(args []string, getenv func(string) string, stdout, stderr io.Writer)
 		GRPCAddr: *grpcAddr,
 		HTTPAddr: *httpAddr,
 		Log:      config.LogConfig{Level: "info", Format: "text"},
+		GRPC:     config.GRPCConfig{Reflection: true},
 		Resources: []config.ResourceConfig{{
 			Resource:             resource,
 			ResourceName:         "mcp-authz development resource",

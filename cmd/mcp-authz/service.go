@@ -188,16 +188,11 @@ func newService(ctx context.Context, cfg *config.Config, log *slog.Logger) (*ser
 		if err != nil {
 			return nil, err
 		}
-		resources = append(resources, &authz.Resource{
-			Name:            rc.Name,
-			URI:             rc.Resource,
-			ScopesSupported: rc.ScopesSupported,
-			RequiredScopes:  rc.RequiredScopes,
-			Hosts:           rc.Hosts,
-			PathPrefix:      rc.PathPrefix,
-			APIKeys:         rc.Validation == "apikey",
-			Validator:       cached,
-		})
+		resources = append(resources, authzResource(rc, cached))
+		if !config.Protects(rc.Endpoints.Initialize) && len(rc.Operations) == 0 {
+			log.Warn("endpoints.initialize is false: initialize requests pass without a token only when Envoy sends the request body (with_request_body); without it every session-less POST needs one",
+				"resource", rc.Name)
+		}
 		docs = append(docs, metadata.Document{
 			Resource:               rc.Resource,
 			AuthorizationServers:   rc.AuthorizationServers,
@@ -206,6 +201,17 @@ func newService(ctx context.Context, cfg *config.Config, log *slog.Logger) (*ser
 			ResourceName:           rc.ResourceName,
 			ResourceDocumentation:  rc.ResourceDocumentation,
 		})
+	}
+	var sessions authz.SessionStore
+	for _, rc := range cfg.Resources {
+		if rc.SessionBinding {
+			st, err := cache.NewSessions(cache.SessionOptions{})
+			if err != nil {
+				return nil, err
+			}
+			sessions = st
+			break
+		}
 	}
 	mode := authz.UnavailableHTTP
 	if cfg.Unavailable.Mode == "grpc" {
@@ -218,6 +224,7 @@ func newService(ctx context.Context, cfg *config.Config, log *slog.Logger) (*ser
 		MaxTokenBytes:        cfg.MaxTokenBytes,
 		IdentityHeaderPrefix: cfg.IdentityHeaders.Prefix,
 		StripAuthorization:   cfg.IdentityHeaders.StripAuthorization,
+		Sessions:             sessions,
 		Logger:               log,
 	})
 	if err != nil {
@@ -228,6 +235,32 @@ func newService(ctx context.Context, cfg *config.Config, log *slog.Logger) (*ser
 		return nil, err
 	}
 	return s, nil
+}
+
+// authzResource is the decision's view of a configured resource.
+func authzResource(rc config.ResourceConfig, v authz.Validator) *authz.Resource {
+	r := &authz.Resource{
+		Name:                      rc.Name,
+		URI:                       rc.Resource,
+		ScopesSupported:           rc.ScopesSupported,
+		RequiredScopes:            rc.RequiredScopes,
+		Hosts:                     rc.Hosts,
+		PathPrefixes:              rc.Prefixes(),
+		APIKeys:                   rc.Validation == "apikey",
+		Validator:                 v,
+		UnprotectedInitialize:     !config.Protects(rc.Endpoints.Initialize),
+		UnprotectedMessages:       !config.Protects(rc.Endpoints.Messages),
+		LegacySSE:                 authz.LegacySSE{SSEPath: rc.LegacySSE.SSEPath, MessagesPath: rc.LegacySSE.MessagesPath},
+		ScopeImplies:              rc.ScopeImplies,
+		UnreadableBodyRouteScopes: rc.UnreadableBody == "route_scopes",
+		AllowedOrigins:            rc.AllowedOrigins,
+		SessionBinding:            rc.SessionBinding,
+		SessionTTL:                rc.SessionTTL.D(),
+	}
+	for _, op := range rc.Operations {
+		r.Operations = append(r.Operations, authz.Operation{Method: op.Method, Name: op.Name, Scopes: op.Scopes})
+	}
+	return r
 }
 
 // policyValidator is a validator whose verdicts can be cached.
@@ -439,6 +472,10 @@ func (s *service) serve(ctx context.Context) error {
 		grpc.NumStreamWorkers(uint32(64*runtime.GOMAXPROCS(0))),
 		grpc.SharedWriteBuffer(true),
 		authz.Codec(),
+		// A CheckRequest is headers plus at most Envoy's max_request_bytes
+		// of body; anything larger is refused before it is buffered.
+		grpc.MaxRecvMsgSize(s.cfg.GRPC.MaxRecvBytes),
+		grpc.MaxConcurrentStreams(1000),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute}),
 	)
@@ -446,9 +483,20 @@ func (s *service) serve(ctx context.Context) error {
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(gs, s.health)
 	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	reflection.Register(gs)
+	if s.cfg.GRPC.Reflection {
+		reflection.Register(gs)
+	}
 
-	hs := &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
+	hs := &http.Server{
+		// The side server is public (RFC 9728 metadata): a slow or
+		// oversized client must not hold it.
+		Handler:           http.MaxBytesHandler(s.httpHandler(), 64<<10),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+	}
 
 	errc := make(chan error, 2)
 	go func() { errc <- gs.Serve(s.grpcLn) }()
