@@ -24,7 +24,9 @@ import (
 // TestWithSharedService runs the checks that do not disturb the service
 // against one process.
 func TestWithSharedService(t *testing.T) {
-	p := startAuthz(t, baseEnv(), true)
+	env := baseEnv()
+	env["MCP_AUTHZ_GRPC_REFLECTION"] = "true"
+	p := startAuthz(t, env, true)
 	rsTok := token(t, "rs-client", "mcp:read mcp:write", resource)
 	esTok := token(t, "es-client", "mcp:read", resource)
 
@@ -108,7 +110,7 @@ func TestWithSharedService(t *testing.T) {
 	t.Run("token for another resource: 401 audience", func(t *testing.T) {
 		tok := token(t, "rs-client", "mcp:read", "https://other.example.com/mcp")
 		resp := p.check(t, envoyCheck("POST", "/mcp", map[string]string{"authorization": "Bearer " + tok}))
-		want := `Bearer error="invalid_token", error_description="Token audience invalid", resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp"`
+		want := `Bearer error="invalid_token", error_description="Token audience invalid", resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp", scope="mcp:read"`
 		if got := deniedHeader(resp, "www-authenticate"); got != want || resp.GetDeniedResponse().GetStatus().GetCode() != 401 {
 			t.Fatalf("got %d %q", resp.GetDeniedResponse().GetStatus().GetCode(), got)
 		}
@@ -153,7 +155,7 @@ func TestWithSharedService(t *testing.T) {
 		}
 	})
 
-	t.Run("grpc health and reflection", func(t *testing.T) {
+	t.Run("grpc health, and reflection when enabled", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		h, err := healthpb.NewHealthClient(p.conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "envoy.service.auth.v3.Authorization"})
