@@ -238,8 +238,13 @@ func referenceNormalizePath(p string) (string, bool) {
 			out, in = out+in[:j], in[j:]
 		}
 	}
-	return regexp.MustCompile(`/+`).ReplaceAllString(out, "/"), true
+	return pathSlashRuns.ReplaceAllString(out, "/"), true
 }
+
+var (
+	pathSlashRuns   = regexp.MustCompile(`/+`)
+	pathLowerEscape = regexp.MustCompile(`%([0-9A-F][a-f]|[a-f][0-9A-Fa-f])`)
+)
 
 func FuzzNormalizePath(f *testing.F) {
 	for _, tc := range pathCases {
@@ -248,60 +253,67 @@ func FuzzNormalizePath(f *testing.F) {
 	f.Add("/mcp/%2e%2E/%2E./.%2e/%2e/%2e%2e%2e")
 	f.Add("/a/b/c/./../../g")
 	f.Add("/%7E%7e%5f%2D%2e%41%7A%30%39%2F%5C%00%3B%3b%25%C3%A9")
-	lowerEscape := regexp.MustCompile(`%([0-9A-F][a-f]|[a-f][0-9A-Fa-f])`)
 	f.Fuzz(func(t *testing.T, p string) {
-		got, err := normalizePath(p)
-		ref, ok := referenceNormalizePath(p)
-		if ok != (err == nil) || ref != got {
-			t.Fatalf("normalizePath(%q) = %q, %v; reference = %q, %v", p, got, err, ref, ok)
-		}
-		if slow, serr := normalizePathSlow(p); slow != got || (serr == nil) != (err == nil) {
-			t.Fatalf("fast path accepted %q: slow path says %q, %v", p, slow, serr)
-		}
-		if err != nil {
-			if !errors.Is(err, errAmbiguousPath) {
-				t.Fatalf("error %v does not wrap errAmbiguousPath", err)
-			}
-			return
-		}
-		switch {
-		case !strings.HasPrefix(got, "/"):
-			t.Fatalf("%q -> %q: not absolute", p, got)
-		case strings.Contains(got, "//"):
-			t.Fatalf("%q -> %q: '//'", p, got)
-		case strings.Contains(got+"/", "/./") || strings.Contains(got+"/", "/../"):
-			t.Fatalf("%q -> %q: dot segment", p, got)
-		case strings.ContainsAny(got, ";\\?# \x7f"):
-			t.Fatalf("%q -> %q: forbidden byte", p, got)
-		case lowerEscape.MatchString(got):
-			t.Fatalf("%q -> %q: lower-case escape", p, got)
-		}
-		for i := 0; i < len(got); i++ {
-			c := got[i]
-			if c < 0x20 || c >= 0x7f {
-				t.Fatalf("%q -> %q: byte %#x", p, got, c)
-			}
-			if c != '%' {
-				continue
-			}
-			v, err := strconv.ParseUint(got[i+1:min(i+3, len(got))], 16, 8)
-			switch {
-			case err != nil || i+3 > len(got):
-				t.Fatalf("%q -> %q: malformed escape", p, got)
-			case strings.IndexByte("-._~", byte(v)) >= 0 || 'A' <= v && v <= 'Z' || 'a' <= v && v <= 'z' || '0' <= v && v <= '9':
-				t.Fatalf("%q -> %q: escaped unreserved %q", p, got, rune(v))
-			case v == 0 || v == '/' || v == '\\' || v == ';':
-				t.Fatalf("%q -> %q: escaped separator", p, got)
-			}
-		}
-		again, err := normalizePath(got)
-		if err != nil || again != got {
-			t.Fatalf("not idempotent: %q -> %q -> %q, %v", p, got, again, err)
-		}
-		if !isNormalPath(got) {
-			t.Fatalf("output %q not on the fast path", got)
-		}
+		// Most random inputs do not start with "/"; check them as they come
+		// and as a path.
+		checkNormalizePath(t, p)
+		checkNormalizePath(t, "/"+p)
 	})
+}
+
+func checkNormalizePath(t *testing.T, p string) {
+	t.Helper()
+	got, err := normalizePath(p)
+	ref, ok := referenceNormalizePath(p)
+	if ok != (err == nil) || ref != got {
+		t.Fatalf("normalizePath(%q) = %q, %v; reference = %q, %v", p, got, err, ref, ok)
+	}
+	if slow, serr := normalizePathSlow(p); slow != got || (serr == nil) != (err == nil) {
+		t.Fatalf("fast path accepted %q: slow path says %q, %v", p, slow, serr)
+	}
+	if err != nil {
+		if !errors.Is(err, errAmbiguousPath) {
+			t.Fatalf("error %v does not wrap errAmbiguousPath", err)
+		}
+		return
+	}
+	switch {
+	case !strings.HasPrefix(got, "/"):
+		t.Fatalf("%q -> %q: not absolute", p, got)
+	case strings.Contains(got, "//"):
+		t.Fatalf("%q -> %q: '//'", p, got)
+	case strings.Contains(got+"/", "/./") || strings.Contains(got+"/", "/../"):
+		t.Fatalf("%q -> %q: dot segment", p, got)
+	case strings.ContainsAny(got, ";\\?# \x7f"):
+		t.Fatalf("%q -> %q: forbidden byte", p, got)
+	case pathLowerEscape.MatchString(got):
+		t.Fatalf("%q -> %q: lower-case escape", p, got)
+	}
+	for i := 0; i < len(got); i++ {
+		c := got[i]
+		if c < 0x20 || c >= 0x7f {
+			t.Fatalf("%q -> %q: byte %#x", p, got, c)
+		}
+		if c != '%' {
+			continue
+		}
+		v, err := strconv.ParseUint(got[i+1:min(i+3, len(got))], 16, 8)
+		switch {
+		case err != nil || i+3 > len(got):
+			t.Fatalf("%q -> %q: malformed escape", p, got)
+		case strings.IndexByte("-._~", byte(v)) >= 0 || 'A' <= v && v <= 'Z' || 'a' <= v && v <= 'z' || '0' <= v && v <= '9':
+			t.Fatalf("%q -> %q: escaped unreserved %q", p, got, rune(v))
+		case v == 0 || v == '/' || v == '\\' || v == ';':
+			t.Fatalf("%q -> %q: escaped separator", p, got)
+		}
+	}
+	again, err := normalizePath(got)
+	if err != nil || again != got {
+		t.Fatalf("not idempotent: %q -> %q -> %q, %v", p, got, again, err)
+	}
+	if !isNormalPath(got) {
+		t.Fatalf("output %q not on the fast path", got)
+	}
 }
 
 func BenchmarkNormalizePath(b *testing.B) {
