@@ -18,13 +18,13 @@ func (e pathRefusal) Error() string { return errAmbiguousPath.Error() + ": " + s
 func (e pathRefusal) Unwrap() error { return errAmbiguousPath }
 
 const (
-	refusedNotAbsolute   pathRefusal = "path does not start with '/'"
-	refusedBadEscape     pathRefusal = "malformed percent-escape"
-	refusedEncodedSep    pathRefusal = "encoded '/', '\\', ';' or NUL"
-	refusedParameter     pathRefusal = "';' path parameter"
-	refusedBackslash     pathRefusal = "'\\' in path"
-	refusedByte          pathRefusal = "control, space, non-ASCII, '?' or '#' byte in path"
-	refusedClimbsSegment pathRefusal = "'..' removes a path segment"
+	refusedNotAbsolute pathRefusal = "path does not start with '/'"
+	refusedBadEscape   pathRefusal = "malformed percent-escape"
+	refusedEncodedSep  pathRefusal = "encoded '/', '\\', ';' or NUL"
+	refusedParameter   pathRefusal = "';' path parameter"
+	refusedBackslash   pathRefusal = "'\\' in path"
+	refusedByte        pathRefusal = "control, space, non-ASCII, '?' or '#' byte in path"
+	refusedClimbsEmpty pathRefusal = "'..' after an empty segment"
 )
 
 // Byte classes of pathClass.
@@ -88,8 +88,9 @@ var pathClass = func() (t [256]uint8) {
 //     both alike, and one spelling per path keeps prefix and exact matches
 //     honest;
 //   - percent-encodes " < > ^ ` { | } as Envoy's canonicalizer does;
-//   - has "." segments removed and, RFC 3986 §5.2.4, a ".." at the root
-//     dropped ("/.." is "/"); then runs of "/" merged (Envoy's order).
+//   - has dot segments removed as RFC 3986 §5.2.4 says ("/mcp/x/../admin"
+//     is "/mcp/admin", "/.." is "/"); then runs of "/" merged (Envoy's
+//     order).
 //
 // Refused:
 //   - escapes of "/", "\", NUL and ";" in either case, and malformed escapes
@@ -97,14 +98,16 @@ var pathClass = func() (t [256]uint8) {
 //   - a raw "\" (Envoy turns it into "/", most servers do not), a raw ";"
 //     (path parameters: some servers strip ";x", others keep it), control
 //     characters, DEL, space, non-ASCII bytes, and "?" or "#";
-//   - a ".." that removes a segment ("/mcp/admin/../x", also "/mcp//../x").
-//     The authorizer only sees the path; when Envoy does not normalize, the
-//     upstream gets it raw, and a server that does not resolve dot segments
-//     (Node's http, Starlette's mounts, Express) routes "/mcp/admin/../x"
-//     to /mcp/admin while the resolved path says /mcp. When Envoy does
-//     normalize, no ".." reaches here. Likewise "/mcp/x//../admin" is
-//     /mcp/x/admin to Envoy (resolve, then merge) but /mcp/admin to nginx
-//     and Go's path.Clean (merge while resolving).
+//   - a ".." that would remove an empty segment ("/mcp/x//../admin"):
+//     that is /mcp/x/admin to Envoy (resolve, then merge) but /mcp/admin to
+//     nginx and Go's path.Clean (merge while resolving).
+//
+// Dot segments are resolved, as DESIGN §7 and Envoy's normalize_path do. A
+// deployment whose proxy forwards the raw path to a server that does not
+// resolve them (Node's http, Express) must normalize in the proxy
+// (Envoy's normalize_path, Istio's pathNormalization), as the shipped
+// configurations do: otherwise "/mcp/admin/../x" is judged as /mcp/x and
+// served as /mcp/admin.
 //
 // Decoding happens once: "%252e" stays "%252e" ("%25" is the escape, "2e"
 // is text). A server that decodes twice is out of scope.
@@ -165,37 +168,53 @@ func normalizePathSlow(p string) (string, error) {
 	if len(p) == 0 || p[0] != '/' {
 		return "", refusedNotAbsolute
 	}
+	// RFC 3986 §5.2.4 on whole segments, empty ones kept (slashes are
+	// merged after, Envoy's order), then joined.
+	segs := make([]string, 0, 8)
 	var b strings.Builder
-	b.Grow(len(p))
-	b.WriteByte('/')
-	// b ends with "/" between segments. A non-dot segment, empty ones
-	// included (RFC 3986 keeps them; merging comes after), makes a later
-	// ".." remove something.
-	segments := false
 	for rest := p[1:]; ; {
 		seg, next, more := strings.Cut(rest, "/")
 		switch dotCount(seg) {
 		case 1: // ".": dropped
-		case 2: // "..": dropped at the root, refused below it
-			if segments {
-				return "", refusedClimbsSegment
+			if !more {
+				segs = append(segs, "") // "/a/." is "/a/"
 			}
-		case 0:
-			segments = true
-			if seg == "" {
-				break // merge_slashes
+		case 2: // "..": drops the last segment, or nothing at the root
+			if n := len(segs); n > 0 {
+				if segs[n-1] == "" {
+					return "", refusedClimbsEmpty
+				}
+				segs = segs[:n-1]
 			}
+			if !more {
+				segs = append(segs, "") // "/a/b/.." is "/a/"
+			}
+		default:
+			b.Reset()
 			if err := appendSegment(&b, seg); err != nil {
 				return "", err
 			}
-			if more {
-				b.WriteByte('/')
-			}
+			segs = append(segs, b.String())
 		}
 		if !more {
 			break
 		}
 		rest = next
+	}
+	b.Reset()
+	b.Grow(len(p))
+	b.WriteByte('/')
+	for i, seg := range segs {
+		if seg == "" {
+			if i == len(segs)-1 && b.Len() > 1 {
+				b.WriteByte('/') // a trailing slash stays; merge_slashes
+			}
+			continue
+		}
+		if b.Len() > 1 {
+			b.WriteByte('/')
+		}
+		b.WriteString(seg)
 	}
 	return b.String(), nil
 }

@@ -30,7 +30,7 @@ var pathCases = []struct {
 	{"double slash", "/mcp//admin", "/mcp/admin"},
 	{"many slashes", "///mcp///admin//", "/mcp/admin/"},
 	{"dot segment", "/mcp/./admin", "/mcp/admin"},
-	{"dot dot removes a segment", "/mcp/x/../admin", ""},
+	{"dot dot removes a segment", "/mcp/x/../admin", "/mcp/admin"},
 	{"encoded dot", "/mcp/%2e/admin", "/mcp/admin"},
 	{"encoded dot upper", "/mcp/%2E/admin", "/mcp/admin"},
 	{"encoded unreserved letter", "/mcp/%61dmin", "/mcp/admin"},
@@ -50,10 +50,13 @@ var pathCases = []struct {
 	// Dot segments.
 	{"dot at end", "/mcp/.", "/mcp/"},
 	{"encoded dot at end", "/mcp/%2e", "/mcp/"},
-	{"dot dot at end", "/mcp/admin/..", ""},
-	{"dot dot escapes admin", "/mcp/admin/../x", ""},
-	{"encoded dot dot", "/mcp/x/%2e%2E/admin", ""},
-	{"half encoded dot dot", "/mcp/x/.%2e/admin", ""},
+	{"dot dot at end", "/mcp/admin/..", "/mcp/"},
+	{"dot dot leaves admin", "/mcp/admin/../x", "/mcp/x"},
+	{"dot dot at the end keeps the slash", "/mcp/x/..", "/mcp/"},
+	{"dot dot twice", "/a/b/c/./../../g", "/a/g"},
+	{"dot dot over a segment after an empty one", "/a//b/../..", ""},
+	{"encoded dot dot", "/mcp/x/%2e%2E/admin", "/mcp/admin"},
+	{"half encoded dot dot", "/mcp/x/.%2e/admin", "/mcp/admin"},
 	{"dot dot over empty segment", "/mcp/x//../admin", ""},
 	{"dot dot over root empty segment", "//../mcp", ""},
 	{"dot dot above root", "/..", "/"},
@@ -143,8 +146,8 @@ func TestNormalizePathAdminAttacks(t *testing.T) {
 	}
 	for _, in := range []string{
 		"/mcp//admin", "/mcp/./admin", "/mcp/x/../admin", "/mcp/%2e/admin", "/mcp/%61dmin",
-		"/mcp/admin;x", "/mcp/admin%2Fx", "/mcp/admin%00", "/mcp/%2E%2E/mcp/admin", "/mcp/admin/../x",
-		"/mcp///admin/", "/mcp/%2e%2e/admin/.", "/mcp/x//../admin", "/mcp/ADMIN/../admin",
+		"/mcp/admin;x", "/mcp/admin%2Fx", "/mcp/admin%00", "/mcp/%2E%2E/mcp/admin", "/mcp/tools/../admin",
+		"/mcp///admin/", "/mcp/x/%2e%2e/admin/.", "/mcp/x//../admin", "/mcp/ADMIN/../admin",
 		"/mcp/admin%3Bx", `/mcp\admin`, "/mcp%2Fadmin", "/mcp/adm%69n/tools", "/../mcp/admin",
 	} {
 		got, err := normalizePath(in)
@@ -167,7 +170,8 @@ func TestNormalizePathNormalDoesNotAllocate(t *testing.T) {
 
 // referenceNormalizePath is the slow, obviously correct reading of the same
 // rules: decode the unreserved escapes, then RFC 3986 §5.2.4 remove_dot_segments
-// step by step (refusing a ".." that removes anything), then merge slashes.
+// step by step (refusing a ".." that would remove an empty segment), then
+// merge slashes.
 // It shares nothing with path.go.
 func referenceNormalizePath(p string) (string, bool) {
 	const (
@@ -224,7 +228,11 @@ func referenceNormalizePath(p string) (string, bool) {
 		case strings.HasPrefix(in, "/../") || in == "/..":
 			in = "/" + in[min(len(in), 4):]
 			if out != "" {
-				return "", false // a ".." that removes a segment
+				last := strings.LastIndexByte(out, '/')
+				if out[last+1:] == "" {
+					return "", false // the segment ".." removes is empty
+				}
+				out = out[:last]
 			}
 		case in == "." || in == "..":
 			in = ""
