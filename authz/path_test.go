@@ -135,14 +135,19 @@ func TestNormalizePathCases(t *testing.T) {
 // tools resource on /mcp and an admin resource on /mcp/admin: every one is
 // refused or lands on admin, where the upstream serves it.
 func TestNormalizePathAdminAttacks(t *testing.T) {
+	v := &fakeValidator{}
+	s, err := NewServer(Config{Resources: []*Resource{
+		{Name: "/mcp", URI: "https://h.example/mcp", PathPrefixes: []string{"/mcp"}, Validator: v},
+		{Name: "/mcp/admin", URI: "https://h.example/mcp/admin", PathPrefixes: []string{"/mcp/admin"}, Validator: v},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	route := func(p string) string {
-		best := ""
-		for _, prefix := range []string{"/mcp", "/mcp/admin"} {
-			if pathHasPrefix(p, prefix) && len(prefix) > len(best) {
-				best = prefix
-			}
+		if rt := s.router.find(&checkInput{host: "h.example"}, p); rt != nil {
+			return rt.Name
 		}
-		return best
+		return ""
 	}
 	for _, in := range []string{
 		"/mcp//admin", "/mcp/./admin", "/mcp/x/../admin", "/mcp/%2e/admin", "/mcp/%61dmin",

@@ -324,3 +324,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
+
+// SignRaw signs the given JOSE header and payload JSON exactly as written,
+// for tests of what a JSON-object API cannot express (duplicate or
+// differently cased member names).
+func (k *Key) SignRaw(header, payload string) (string, error) {
+	b64 := base64.RawURLEncoding.EncodeToString
+	signing := b64([]byte(header)) + "." + b64([]byte(payload))
+	sig, err := jwt.GetSigningMethod(k.Alg).Sign(signing, k.Signer)
+	if err != nil {
+		return "", err
+	}
+	return signing + "." + b64(sig), nil
+}
