@@ -29,8 +29,9 @@ type RedisOptions struct {
 	// FailureThreshold consecutive errors open the breaker. Zero means 3.
 	FailureThreshold int
 	// Backoff is the first period the tier is skipped once the breaker
-	// opens; it doubles while Redis stays down, up to 30 s. Zero means
-	// 1 s.
+	// opens; it doubles while Redis keeps failing, up to 30 s. Zero means
+	// 1 s. While the breaker is open a background ping closes it as soon as
+	// Redis answers again after an outage, without waiting the period out.
 	Backoff time.Duration
 	// Secrets are the fleet's verdict secrets (HMAC-SHA256 keys), each at
 	// least MinSecretBytes long. The first signs every verdict written;
@@ -41,7 +42,8 @@ type RedisOptions struct {
 	Logger  *slog.Logger
 }
 
-// RedisStats are cumulative counters of the Redis tier.
+// RedisStats are cumulative counters of the Redis tier, and the state of
+// its breaker.
 type RedisStats struct {
 	Hits, Misses, Errors, Skipped, Sets int64
 	// LockWaits counts validations that found another replica holding the
@@ -51,12 +53,17 @@ type RedisStats struct {
 	// integrity checks (MAC, decoding, exp, lifetime, key TTL): each was a
 	// miss.
 	IntegrityFailures int64
+	// Up is false while the breaker is open or half-open: the tier is
+	// skipped, or on probation.
+	Up bool
+	// Backoff is the current back-off period; zero while Redis is up.
+	Backoff time.Duration
 }
 
 // Redis stores verdicts in Redis as signed cachev1.Verdict messages
 // (verdict.go). It is never on the critical path for correctness: every
-// error is a miss, and after repeated errors the tier is skipped for a
-// back-off period, so a Redis outage adds no per-request latency.
+// error is a miss, and after repeated errors the tier is skipped until
+// Redis answers again, so a Redis outage adds no per-request latency.
 //
 // Only verdicts are signed. The stampede lock keys hold random owner ids:
 // a forged or deleted lock makes replicas wait up to LockWait or validate
@@ -101,13 +108,20 @@ func NewRedis(opts RedisOptions) (*Redis, error) {
 	r.breaker.threshold = int32(opts.FailureThreshold)
 	r.breaker.initial = opts.Backoff
 	r.breaker.log = opts.Logger
+	r.breaker.interval = probeInterval
+	r.breaker.ping = func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), opts.Timeout)
+		defer cancel()
+		return opts.Client.Ping(ctx).Err()
+	}
 	return r, nil
 }
 
-// Stats returns the counters.
+// Stats returns the counters and the breaker's state.
 func (r *Redis) Stats() RedisStats {
+	up, backoff := r.breaker.state()
 	return RedisStats{Hits: r.hits.Load(), Misses: r.misses.Load(), Errors: r.errs.Load(), Skipped: r.skipped.Load(),
-		Sets: r.sets.Load(), LockWaits: r.lockWaits.Load(), IntegrityFailures: r.integrity.Load()}
+		Sets: r.sets.Load(), LockWaits: r.lockWaits.Load(), IntegrityFailures: r.integrity.Load(), Up: up, Backoff: backoff}
 }
 
 // redisKey is "<prefix>:v<schema>:<policy>:<sha256 hex>".
