@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/mcp-authz/mcp-authz/internal/redistest"
+	cachev1 "github.com/mcp-authz/mcp-authz/proto/mcpauthz/cache/v1"
 	"github.com/mcp-authz/mcp-authz/validators"
 )
 
@@ -29,7 +31,7 @@ func BenchmarkValidateFromRedis(b *testing.B) {
 	srv := redistest.Start(b)
 	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr}, ContextTimeoutEnabled: true, MaxRetries: -1})
 	b.Cleanup(func() { client.Close() })
-	r, _ := NewRedis(RedisOptions{Client: client, Timeout: time.Second})
+	r, _ := NewRedis(RedisOptions{Client: client, Timeout: time.Second, Secrets: [][]byte{testSecret}})
 	inner := &countingValidator{answer: func(string) (*validators.Principal, error) { return realisticPrincipal(), nil }}
 	v, _ := New(inner, r, Options{Policy: "p"})
 	ctx := context.Background()
@@ -73,4 +75,57 @@ func BenchmarkMemoryPerEntry(b *testing.B) {
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/entry")
 		runtime.KeepAlive(m)
 	}
+}
+
+// BenchmarkVerdictOpen is the in-process part of a Redis hit for a verdict
+// of typical size: the MAC alone, decoding alone (all a hit cost before
+// verdicts were signed), both with every check, and both when the verdict
+// was signed with the second secret of the list (during a rotation).
+func BenchmarkVerdictOpen(b *testing.B) {
+	s, err := newSigner([][]byte{testSecret, otherSecret})
+	if err != nil {
+		b.Fatal(err)
+	}
+	key := "mcp-authz:v2:0123456789abcdef0123456789abcdef:" + strings.Repeat("ab", 32)
+	payload, err := encodeVerdict(Entry{Principal: realisticPrincipal(), until: time.Now().Add(time.Minute)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	value := s.seal(key, payload)
+	rotated, _ := newSigner([][]byte{otherSecret, testSecret})
+	now, bnd := time.Now(), bounds{ttl: 5 * time.Minute, negativeTTL: 5 * time.Second}
+	b.Logf("value %d bytes", len(value))
+	b.Run("verify", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := s.open(key, value); !ok {
+				b.Fatal("MAC")
+			}
+		}
+	})
+	b.Run("decode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var v cachev1.Verdict
+			if err := proto.Unmarshal(payload, &v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("verify+decode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok, _ := s.openVerdict(key, value, time.Minute, now, bnd); !ok {
+				b.Fatal("miss")
+			}
+		}
+	})
+	b.Run("verify+decode,second-secret", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok, _ := rotated.openVerdict(key, value, time.Minute, now, bnd); !ok {
+				b.Fatal("miss")
+			}
+		}
+	})
 }

@@ -2,7 +2,10 @@
 //
 // The cache is a decorator: Validator wraps any validator, so every strategy
 // gets the same keys, TTL rules, negative caching and request collapsing.
-// Verdicts live in a Store; Memory is the in-process store.
+// Verdicts live in a Store; Memory is the in-process store, Redis the
+// fleet's shared one, whose contents are untrusted: every verdict stored
+// there is signed with the fleet's secret and checked when read
+// (verdict.go).
 package cache
 
 import (
@@ -85,11 +88,15 @@ type Options struct {
 	// Policy is the fingerprint of the inner validator's rules. Required.
 	Policy string
 	// TTL caps how long a positive verdict is kept; it is further capped by
-	// the token's exp. Zero means 5 minutes.
+	// the token's exp. Zero means 5 minutes. It also bounds what is read
+	// from a shared store: a verdict there that claims to live longer is a
+	// miss (an integrity failure), so replicas sharing Redis must agree on
+	// their TTLs.
 	TTL time.Duration
 	// NegativeTTL is how long an invalid_token verdict is kept, to shield the
 	// authorization server from replays of bad tokens. Zero means 5 seconds;
-	// negative disables negative caching.
+	// negative disables negative caching. It bounds negative verdicts read
+	// from a shared store as TTL bounds positive ones.
 	NegativeTTL time.Duration
 	// LockWait is how long a replica waits for another replica's verdict on
 	// a fresh token before validating itself; it applies only with a
@@ -98,6 +105,19 @@ type Options struct {
 	LockWait, LockTTL time.Duration
 	// Now overrides the clock, for tests.
 	Now func() time.Time
+}
+
+// The defaults of Options.
+const (
+	defaultTTL         = 5 * time.Minute
+	defaultNegativeTTL = 5 * time.Second
+)
+
+// boundable is a store whose contents are untrusted (the Redis tier, or a
+// Tiered in front of it): New reads it through a view that refuses
+// verdicts claiming to live longer than the Validator's own TTLs.
+type boundable interface {
+	bounded(bounds) Store
 }
 
 // lockPoll is how often a waiting replica looks for the verdict.
@@ -133,10 +153,10 @@ func New(inner Inner, store Store, opts Options) (*Validator, error) {
 		return nil, errors.New("cache: a policy fingerprint is required")
 	}
 	if opts.TTL <= 0 {
-		opts.TTL = 5 * time.Minute
+		opts.TTL = defaultTTL
 	}
 	if opts.NegativeTTL == 0 {
-		opts.NegativeTTL = 5 * time.Second
+		opts.NegativeTTL = defaultNegativeTTL
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -146,6 +166,9 @@ func New(inner Inner, store Store, opts Options) (*Validator, error) {
 	}
 	if opts.LockTTL <= 0 {
 		opts.LockTTL = 2 * time.Second
+	}
+	if b, ok := store.(boundable); ok {
+		store = b.bounded(bounds{ttl: opts.TTL, negativeTTL: opts.NegativeTTL})
 	}
 	v := &Validator{inner: inner, store: store, opts: opts, local: store.Get}
 	if l, ok := store.(interface {

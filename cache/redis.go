@@ -13,15 +13,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"google.golang.org/protobuf/proto"
-
-	cachev1 "github.com/mcp-authz/mcp-authz/proto/mcpauthz/cache/v1"
-	"github.com/mcp-authz/mcp-authz/validators"
 )
-
-// schemaVersion is written into every stored verdict and into the key;
-// a reader treats any other version as a miss.
-const schemaVersion = 1
 
 // RedisOptions configures the shared Redis tier.
 type RedisOptions struct {
@@ -37,28 +29,54 @@ type RedisOptions struct {
 	// FailureThreshold consecutive errors open the breaker. Zero means 3.
 	FailureThreshold int
 	// Backoff is the first period the tier is skipped once the breaker
-	// opens; it doubles while Redis stays down, up to 30 s. Zero means 1 s.
+	// opens; it doubles while Redis keeps failing, up to 30 s. Zero means
+	// 1 s. While the breaker is open a background ping closes it as soon as
+	// Redis answers again after an outage, without waiting the period out.
 	Backoff time.Duration
+	// Secrets are the fleet's verdict secrets (HMAC-SHA256 keys), each at
+	// least MinSecretBytes long. The first signs every verdict written;
+	// each one verifies, so a secret is rotated by deploying [new, old]
+	// everywhere, then [new] once every replica signs with it. Required:
+	// Redis's contents are untrusted.
+	Secrets [][]byte
 	Logger  *slog.Logger
 }
 
-// RedisStats are cumulative counters of the Redis tier.
+// RedisStats are cumulative counters of the Redis tier, and the state of
+// its breaker.
 type RedisStats struct {
 	Hits, Misses, Errors, Skipped, Sets int64
 	// LockWaits counts validations that found another replica holding the
 	// lock and waited for its verdict.
 	LockWaits int64
+	// IntegrityFailures counts values read from Redis that failed their
+	// integrity checks (MAC, decoding, exp, lifetime, key TTL): each was a
+	// miss.
+	IntegrityFailures int64
+	// Up is false while the breaker is open or half-open: the tier is
+	// skipped, or on probation.
+	Up bool
+	// Backoff is the current back-off period; zero while Redis is up.
+	Backoff time.Duration
 }
 
-// Redis stores verdicts in Redis as cachev1.Verdict messages. It is never
-// on the critical path for correctness: every error is a miss, and after
-// repeated errors the tier is skipped for a back-off period, so a Redis
-// outage adds no per-request latency.
+// Redis stores verdicts in Redis as signed cachev1.Verdict messages
+// (verdict.go). It is never on the critical path for correctness: every
+// error is a miss, and after repeated errors the tier is skipped until
+// Redis answers again, so a Redis outage adds no per-request latency.
+//
+// Only verdicts are signed. The stampede lock keys hold random owner ids:
+// a forged or deleted lock makes replicas wait up to LockWait or validate
+// once more, never decides. A forged purge on the invalidation channel
+// drops in-process copies, which costs a Redis read or a validation: no
+// worse than what anyone who can write to Redis can do by deleting keys.
 type Redis struct {
-	opts    RedisOptions
-	breaker breaker
+	opts         RedisOptions
+	breaker      breaker
+	signer       *signer
+	integrityLog logLimiter
 
-	hits, misses, errs, skipped, sets, lockWaits atomic.Int64
+	hits, misses, errs, skipped, sets, lockWaits, integrity atomic.Int64
 }
 
 // NewRedis returns a Redis store.
@@ -81,160 +99,121 @@ func NewRedis(opts RedisOptions) (*Redis, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	r := &Redis{opts: opts}
+	signer, err := newSigner(opts.Secrets)
+	if err != nil {
+		return nil, err
+	}
+	opts.Secrets = nil // the signer keeps its own copies
+	r := &Redis{opts: opts, signer: signer, integrityLog: logLimiter{period: 10 * time.Second}}
 	r.breaker.threshold = int32(opts.FailureThreshold)
 	r.breaker.initial = opts.Backoff
 	r.breaker.log = opts.Logger
+	r.breaker.interval = probeInterval
+	r.breaker.ping = func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), opts.Timeout)
+		defer cancel()
+		return opts.Client.Ping(ctx).Err()
+	}
 	return r, nil
 }
 
-// Stats returns the counters.
+// Stats returns the counters and the breaker's state.
 func (r *Redis) Stats() RedisStats {
+	up, backoff := r.breaker.state()
 	return RedisStats{Hits: r.hits.Load(), Misses: r.misses.Load(), Errors: r.errs.Load(), Skipped: r.skipped.Load(),
-		Sets: r.sets.Load(), LockWaits: r.lockWaits.Load()}
+		Sets: r.sets.Load(), LockWaits: r.lockWaits.Load(), IntegrityFailures: r.integrity.Load(), Up: up, Backoff: backoff}
 }
 
 // redisKey is "<prefix>:v<schema>:<policy>:<sha256 hex>".
 func (r *Redis) redisKey(k Key) string {
-	return r.opts.Prefix + ":v1:" + k.String()
+	return r.opts.Prefix + ":" + keyVersion + ":" + k.String()
 }
 
-// Get implements Store.
+// Get implements Store. It accepts verdicts that claim to live no longer
+// than the Options defaults (5 min, 5 s); a caching Validator reads through
+// a view bounded by its own TTLs instead (see New).
 func (r *Redis) Get(ctx context.Context, k Key) (Entry, bool) {
+	return r.get(ctx, k, defaultBounds)
+}
+
+// bounded implements boundable.
+func (r *Redis) bounded(b bounds) Store { return &boundedRedis{Redis: r, b: b} }
+
+// boundedRedis is the Redis tier as a Validator with its own TTLs reads it.
+type boundedRedis struct {
+	*Redis
+	b bounds
+}
+
+func (r *boundedRedis) Get(ctx context.Context, k Key) (Entry, bool) { return r.get(ctx, k, r.b) }
+
+func (r *Redis) get(ctx context.Context, k Key, b bounds) (Entry, bool) {
 	if !r.breaker.allow(time.Now()) {
 		r.skipped.Add(1)
 		return Entry{}, false
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	defer cancel()
-	b, err := r.opts.Client.Get(ctx, r.redisKey(k)).Bytes()
+	key := r.redisKey(k)
+	// One round trip: the value and its TTL, since a key without one (or
+	// with a longer one than any verdict gets) was not written by a replica.
+	pipe := r.opts.Client.Pipeline()
+	get := pipe.Get(ctx, key)
+	pttl := pipe.PTTL(ctx, key)
+	_, _ = pipe.Exec(ctx)
+	value, err := get.Bytes()
 	switch {
 	case errors.Is(err, redis.Nil):
 		r.breaker.success()
 		r.misses.Add(1)
 		return Entry{}, false
-	case err != nil:
+	case redis.HasErrorPrefix(err, "WRONGTYPE"):
+		// Not a string: not ours, and not Redis failing.
+		r.breaker.success()
+		r.misses.Add(1)
+		r.integrityFailure(k, reasonDecode)
+		return Entry{}, false
+	case err == nil:
+		err = pttl.Err()
+	}
+	if err != nil {
 		r.errs.Add(1)
 		r.breaker.failure(time.Now(), err)
 		return Entry{}, false
 	}
 	r.breaker.success()
-	e, ok := decodeEntry(b)
-	if !ok || !time.Now().Before(e.until) {
+	e, ok, reason := r.signer.openVerdict(key, value, pttl.Val(), time.Now(), b)
+	if !ok {
 		r.misses.Add(1)
+		if reason != "" {
+			r.integrityFailure(k, reason)
+		}
 		return Entry{}, false
 	}
 	r.hits.Add(1)
 	return e, true
 }
 
-// Set implements Store.
+// Set implements Store. Every key gets a TTL: nothing is kept for ever.
 func (r *Redis) Set(ctx context.Context, k Key, e Entry, ttl time.Duration) {
 	if ttl <= 0 || !r.breaker.allow(time.Now()) {
 		return
 	}
 	e.until = time.Now().Add(ttl)
-	b, err := proto.Marshal(encodeEntry(e))
+	payload, err := encodeVerdict(e)
 	if err != nil {
 		return
 	}
+	key := r.redisKey(k)
 	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	defer cancel()
-	if err := r.opts.Client.Set(ctx, r.redisKey(k), b, ttl).Err(); err != nil {
+	if err := r.opts.Client.Set(ctx, key, r.signer.seal(key, payload), ttl).Err(); err != nil {
 		r.errs.Add(1)
 		r.breaker.failure(time.Now(), err)
 		return
 	}
 	r.sets.Add(1)
 	r.breaker.success()
-}
-
-func encodeEntry(e Entry) *cachev1.Verdict {
-	v := &cachev1.Verdict{SchemaVersion: schemaVersion, CachedUntilMs: e.until.UnixMilli()}
-	if p := e.Principal; p != nil {
-		v.Active = true
-		v.Subject, v.ClientId, v.Issuer, v.Claims = p.Subject, p.ClientID, p.Issuer, p.Claims
-		v.Scopes, v.Audience = p.Scopes, p.Audience
-		if !p.ExpiresAt.IsZero() {
-			v.ExpiresAt = p.ExpiresAt.Unix()
-		}
-	} else if e.Err != nil {
-		v.ErrorDescription = e.Err.Description
-	}
-	return v
-}
-
-func decodeEntry(b []byte) (Entry, bool) {
-	var v cachev1.Verdict
-	if err := proto.Unmarshal(b, &v); err != nil || v.SchemaVersion != schemaVersion {
-		return Entry{}, false
-	}
-	e := Entry{until: time.UnixMilli(v.CachedUntilMs)}
-	if !v.Active {
-		e.Err = &validators.Error{Kind: validators.ErrInvalidToken, Description: v.ErrorDescription}
-		return e, true
-	}
-	p := &validators.Principal{
-		Subject: v.Subject, ClientID: v.ClientId, Issuer: v.Issuer, Claims: v.Claims,
-		Scopes: v.Scopes, Audience: v.Audience,
-	}
-	if v.ExpiresAt != 0 {
-		p.ExpiresAt = time.Unix(v.ExpiresAt, 0)
-	}
-	e.Principal = p
-	return e, true
-}
-
-// breaker skips Redis after repeated errors. The fast path is one atomic
-// load; state changes take the mutex.
-type breaker struct {
-	openUntil atomic.Int64 // unix nanoseconds
-	failures  atomic.Int32
-	threshold int32
-	initial   time.Duration
-	log       *slog.Logger
-
-	mu      sync.Mutex
-	backoff time.Duration
-}
-
-func (b *breaker) allow(now time.Time) bool {
-	return now.UnixNano() >= b.openUntil.Load()
-}
-
-func (b *breaker) success() {
-	if b.failures.Load() == 0 && b.openUntil.Load() == 0 {
-		return
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.openUntil.Load() != 0 {
-		b.log.Info("redis cache tier recovered")
-	}
-	b.failures.Store(0)
-	b.openUntil.Store(0)
-	b.backoff = 0
-}
-
-func (b *breaker) failure(now time.Time, err error) {
-	// After a back-off period one failed probe reopens the breaker at once.
-	halfOpen := b.openUntil.Load() != 0
-	if b.failures.Add(1) < b.threshold && !halfOpen {
-		return
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if now.UnixNano() < b.openUntil.Load() {
-		return // another caller opened it
-	}
-	if b.backoff == 0 {
-		b.backoff = b.initial
-	} else {
-		b.backoff = min(2*b.backoff, 30*time.Second)
-	}
-	b.openUntil.Store(now.Add(b.backoff).UnixNano())
-	b.failures.Store(0)
-	b.log.Warn("redis cache tier failing: skipping it", "for", b.backoff, "error", err)
 }
 
 // releaseScript deletes a lock only if this caller still holds it.
@@ -280,7 +259,8 @@ func (r *Redis) invalidationChannel() string { return r.opts.Prefix + ":invalida
 // how many keys were deleted.
 func (r *Redis) Purge(ctx context.Context, sum [sha256.Size]byte) (int, error) {
 	hexSum := hex.EncodeToString(sum[:])
-	pattern := r.opts.Prefix + ":v1:*:" + hexSum
+	// v1 too: unsigned verdicts of replicas not yet upgraded.
+	pattern := r.opts.Prefix + ":v[12]:*:" + hexSum
 	deleted := 0
 	scan := func(ctx context.Context, c redis.UniversalClient) error {
 		iter := c.Scan(ctx, 0, pattern, 500).Iterator()

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"regexp"
 	"strings"
@@ -18,11 +19,25 @@ import (
 	"github.com/mcp-authz/mcp-authz/validators"
 )
 
+// testSecret is a verdict secret of the minimum length.
+var testSecret = []byte("0123456789abcdef0123456789abcdef")
+
 func newRedisStore(t *testing.T, srv *redistest.Server) (*Redis, redis.UniversalClient) {
+	t.Helper()
+	return newRedisStoreWith(t, srv, RedisOptions{Timeout: 50 * time.Millisecond, Backoff: 200 * time.Millisecond})
+}
+
+// newRedisStoreWith fills in a client of srv, and the test secret unless
+// opts has secrets.
+func newRedisStoreWith(t *testing.T, srv *redistest.Server, opts RedisOptions) (*Redis, redis.UniversalClient) {
 	t.Helper()
 	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr}, MaxRetries: -1, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { client.Close() })
-	r, err := NewRedis(RedisOptions{Client: client, Timeout: 50 * time.Millisecond, Backoff: 200 * time.Millisecond})
+	opts.Client = client
+	if opts.Secrets == nil {
+		opts.Secrets = [][]byte{testSecret}
+	}
+	r, err := NewRedis(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,13 +59,13 @@ func TestRedisRoundTrip(t *testing.T) {
 		t.Fatalf("got %+v %v", got.Principal, ok)
 	}
 	neg := NewKey("policy1", "bad-token")
-	r.Set(ctx, neg, Entry{Err: &validators.Error{Kind: validators.ErrInvalidToken, Description: validators.DescExpired}}, time.Minute)
+	r.Set(ctx, neg, Entry{Err: &validators.Error{Kind: validators.ErrInvalidToken, Description: validators.DescExpired}}, 5*time.Second)
 	if e, ok := r.Get(ctx, neg); !ok || e.Err == nil || e.Err.Description != validators.DescExpired {
 		t.Fatalf("negative entry %+v %v", e, ok)
 	}
 
 	// Every key and value: the key shape, the TTL, and no raw token anywhere.
-	keyShape := regexp.MustCompile(`^mcp-authz:v1:policy1:[0-9a-f]{64}$`)
+	keyShape := regexp.MustCompile(`^mcp-authz:v2:policy1:[0-9a-f]{64}$`)
 	var n int
 	iter := client.Scan(ctx, 0, "*", 100).Iterator()
 	for iter.Next(ctx) {
@@ -78,14 +93,20 @@ func TestRedisForeignSchemaIsAMiss(t *testing.T) {
 	srv := redistest.Start(t)
 	r, client := newRedisStore(t, srv)
 	k := NewKey("p", "tok")
-	b, _ := proto.Marshal(&cachev1.Verdict{SchemaVersion: 2, Active: true, Subject: "s", CachedUntilMs: time.Now().Add(time.Hour).UnixMilli()})
-	client.Set(context.Background(), r.redisKey(k), b, time.Minute)
+	key := r.redisKey(k)
+	// Signed, so that only the version is wrong.
+	b, _ := proto.Marshal(&cachev1.Verdict{SchemaVersion: 3, Active: true, Subject: "s", ExpiresAt: time.Now().Add(time.Hour).Unix(),
+		CachedUntilMs: time.Now().Add(time.Minute).UnixMilli()})
+	client.Set(context.Background(), key, r.signer.seal(key, b), time.Minute)
 	if _, ok := r.Get(context.Background(), k); ok {
 		t.Fatal("a verdict of another schema version was used")
 	}
-	client.Set(context.Background(), r.redisKey(k), []byte("garbage"), time.Minute)
+	client.Set(context.Background(), key, []byte("garbage"), time.Minute)
 	if _, ok := r.Get(context.Background(), k); ok {
 		t.Fatal("garbage was used")
+	}
+	if n := r.Stats().IntegrityFailures; n != 2 {
+		t.Fatalf("%d integrity failures, want 2", n)
 	}
 }
 
@@ -258,9 +279,13 @@ func TestPurgeReachesEveryReplica(t *testing.T) {
 	}
 	_, _ = replicas[0].v.Validate(ctx, "keep") // another token stays
 
-	n, err := replicas[0].l2.Purge(ctx, HashToken("tok"))
-	if err != nil || n != 2 {
-		t.Fatalf("purge deleted %d keys (%v), want 2 (two policies)", n, err)
+	// An unsigned verdict of a replica not yet upgraded goes too.
+	sum := HashToken("tok")
+	client := replicas[0].l2.opts.Client
+	client.Set(ctx, "mcp-authz:v1:p:"+hex.EncodeToString(sum[:]), "old", time.Minute)
+	n, err := replicas[0].l2.Purge(ctx, sum)
+	if err != nil || n != 3 {
+		t.Fatalf("purge deleted %d keys (%v), want 3 (two policies, one old version)", n, err)
 	}
 	deadline := time.Now().Add(time.Second)
 	for _, r := range replicas {
@@ -289,7 +314,7 @@ func TestRedisCluster(t *testing.T) {
 	if _, ok := client.(*redis.ClusterClient); !ok {
 		t.Fatalf("several addresses gave %T", client)
 	}
-	r, err := NewRedis(RedisOptions{Client: client, Timeout: time.Second})
+	r, err := NewRedis(RedisOptions{Client: client, Timeout: time.Second, Secrets: [][]byte{testSecret}})
 	if err != nil {
 		t.Fatal(err)
 	}

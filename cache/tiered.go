@@ -36,6 +36,15 @@ func (t *Tiered) Set(ctx context.Context, k Key, e Entry, ttl time.Duration) {
 	t.L2.Set(ctx, k, e, ttl)
 }
 
+// bounded implements boundable: the same tiers, L2 read within b.
+func (t *Tiered) bounded(b bounds) Store {
+	l2, ok := t.L2.(boundable)
+	if !ok {
+		return t
+	}
+	return &Tiered{L1: t.L1, L2: l2.bounded(b), L1TTL: t.L1TTL}
+}
+
 // Local reads L1 alone.
 func (t *Tiered) Local(ctx context.Context, k Key) (Entry, bool) { return t.L1.Get(ctx, k) }
 

@@ -1,0 +1,256 @@
+package cache
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	cachev1 "github.com/mcp-authz/mcp-authz/proto/mcpauthz/cache/v1"
+	"github.com/mcp-authz/mcp-authz/validators"
+)
+
+// Verdicts in Redis are untrusted input: anyone who can write to Redis could
+// otherwise make any string an allowed token, or deny a valid one. So a
+// stored value is
+//
+//	HMAC-SHA256(secret, label || len(key) || key || verdict) || verdict
+//
+// where verdict is a marshalled cachev1.Verdict and key the full Redis key,
+// which holds the prefix, the schema version, the policy fingerprint and the
+// token's digest: a verdict copied under another token's key, another
+// policy's or another fleet's prefix fails the MAC. The MAC sits outside the
+// message so that it covers the exact bytes read (protobuf encoding is not
+// canonical) and nothing is parsed before it is checked.
+//
+// A value whose MAC fails, that does not decode, an active verdict without
+// exp, one that claims to last longer than the reader's TTL (or negative
+// TTL), and a key without a Redis TTL or with a longer one, are misses,
+// counted as integrity failures and logged (rate-limited): never an allow or
+// a denial.
+
+// schemaVersion is written into every stored verdict and, as "v2", into the
+// key. Version 1 values were unsigned; the bump keeps replicas of both
+// versions from reading each other's values during a rolling upgrade.
+const schemaVersion = 2
+
+// keyVersion is the key's version segment.
+const keyVersion = "v2"
+
+// MinSecretBytes is the shortest verdict secret NewRedis accepts.
+const MinSecretBytes = 32
+
+// clockSkew is the allowance for clocks: a verdict may claim to end up to
+// this much later than now + the reader's TTL, since the writer's clock may
+// run a little ahead of the reader's. NTP keeps hosts far closer than this;
+// a second costs nothing in safety next to TTLs of minutes, and a second is
+// also the rounding of an exp bound (Unix seconds).
+const clockSkew = time.Second
+
+// macLabel separates these MACs from any other use of the same secret.
+const macLabel = "mcp-authz cached verdict\x00"
+
+// bounds are the longest a verdict read from the shared tier may claim to
+// live: the reading Validator's TTL and NegativeTTL.
+type bounds struct {
+	ttl, negativeTTL time.Duration
+}
+
+// defaultBounds are the Options defaults, for a store read directly rather
+// than through a Validator.
+var defaultBounds = bounds{ttl: defaultTTL, negativeTTL: defaultNegativeTTL}
+
+// signer MACs verdicts with the fleet's secrets: the first signs, every one
+// verifies. It keeps keyed HMAC states in pools, so a MAC costs the hashing
+// of the message alone, without allocating.
+type signer struct {
+	pools []*sync.Pool // of *macState, one pool per secret
+}
+
+type macState struct {
+	h   hash.Hash
+	buf []byte
+	out [sha256.Size]byte
+}
+
+func newSigner(secrets [][]byte) (*signer, error) {
+	if len(secrets) == 0 {
+		return nil, errors.New("cache: a verdict secret is required with Redis: its contents are untrusted without one")
+	}
+	s := &signer{}
+	for i, secret := range secrets {
+		if len(secret) < MinSecretBytes {
+			return nil, fmt.Errorf("cache: verdict secret %d is %d bytes, want at least %d", i+1, len(secret), MinSecretBytes)
+		}
+		secret := append([]byte(nil), secret...)
+		s.pools = append(s.pools, &sync.Pool{New: func() any {
+			return &macState{h: hmac.New(sha256.New, secret), buf: make([]byte, 0, 256)}
+		}})
+	}
+	return s, nil
+}
+
+// sum computes the MAC of (key, payload) with secret i into dst.
+func (s *signer) sum(i int, dst *[sha256.Size]byte, key string, payload []byte) {
+	st := s.pools[i].Get().(*macState)
+	st.buf = append(st.buf[:0], macLabel...)
+	st.buf = binary.BigEndian.AppendUint32(st.buf, uint32(len(key)))
+	st.buf = append(st.buf, key...)
+	st.h.Write(st.buf)
+	st.h.Write(payload)
+	*dst = [sha256.Size]byte(st.h.Sum(st.out[:0]))
+	st.h.Reset()
+	s.pools[i].Put(st)
+}
+
+// seal returns the stored value of payload under key.
+func (s *signer) seal(key string, payload []byte) []byte {
+	var mac [sha256.Size]byte
+	s.sum(0, &mac, key, payload)
+	return append(mac[:], payload...)
+}
+
+// open returns the payload of value if its MAC verifies under any secret.
+func (s *signer) open(key string, value []byte) ([]byte, bool) {
+	if len(value) < sha256.Size {
+		return nil, false
+	}
+	mac, payload := value[:sha256.Size], value[sha256.Size:]
+	var want [sha256.Size]byte
+	for i := range s.pools {
+		s.sum(i, &want, key, payload)
+		if hmac.Equal(mac, want[:]) {
+			return payload, true
+		}
+	}
+	return nil, false
+}
+
+// encodeVerdict marshals e, which ends at e.until. A principal without exp
+// (an API key) gets the end of the cache entry as its exp bound, so that
+// every active verdict carries one, and the flag that says so.
+func encodeVerdict(e Entry) ([]byte, error) {
+	v := &cachev1.Verdict{SchemaVersion: schemaVersion, CachedUntilMs: e.until.UnixMilli()}
+	if p := e.Principal; p != nil {
+		v.Active = true
+		v.Subject, v.ClientId, v.Issuer, v.Claims = p.Subject, p.ClientID, p.Issuer, p.Claims
+		v.Scopes, v.Audience = p.Scopes, p.Audience
+		if p.ExpiresAt.IsZero() {
+			v.ExpiresAt = (v.CachedUntilMs + 999) / 1000 // rounded up: never earlier than the entry's end
+			v.ExpIsCacheBound = true
+		} else {
+			v.ExpiresAt = p.ExpiresAt.Unix()
+		}
+	} else if e.Err != nil {
+		v.ErrorDescription = e.Err.Description
+	}
+	return proto.Marshal(v)
+}
+
+// Integrity failure reasons, for the log.
+const (
+	reasonNoTTL     = "key has no TTL"
+	reasonLongTTL   = "key TTL longer than the configured TTL"
+	reasonMAC       = "MAC does not verify"
+	reasonDecode    = "value does not decode"
+	reasonNoExp     = "active verdict without exp"
+	reasonLongLived = "verdict claims to live longer than the configured TTL"
+)
+
+// openVerdict checks and decodes the value stored under key, whose Redis
+// TTL is pttl (as PTTL reports it), at now. It returns the entry, or a miss
+// with the reason when the value fails an integrity check; a miss without
+// a reason is an ordinary one (the entry ended, or the key went away).
+// Cheap checks come before the MAC, and the MAC before any parsing.
+func (s *signer) openVerdict(key string, value []byte, pttl time.Duration, now time.Time, b bounds) (Entry, bool, string) {
+	switch {
+	case pttl == -2: // deleted between GET and PTTL
+		return Entry{}, false, ""
+	case pttl < 0:
+		return Entry{}, false, reasonNoTTL
+	case pttl > max(b.ttl, b.negativeTTL)+clockSkew:
+		return Entry{}, false, reasonLongTTL
+	}
+	payload, ok := s.open(key, value)
+	if !ok {
+		return Entry{}, false, reasonMAC
+	}
+	var v cachev1.Verdict
+	if err := proto.Unmarshal(payload, &v); err != nil || v.SchemaVersion != schemaVersion {
+		return Entry{}, false, reasonDecode
+	}
+	until := time.UnixMilli(v.CachedUntilMs)
+	if !now.Before(until) {
+		return Entry{}, false, ""
+	}
+	limit := max(b.negativeTTL, 0)
+	if v.Active {
+		limit = b.ttl
+	}
+	if pttl > limit+clockSkew {
+		return Entry{}, false, reasonLongTTL
+	}
+	if until.After(now.Add(limit + clockSkew)) {
+		return Entry{}, false, reasonLongLived
+	}
+	if !v.Active {
+		return Entry{until: until, Err: &validators.Error{Kind: validators.ErrInvalidToken, Description: v.ErrorDescription}}, true, ""
+	}
+	if v.ExpiresAt <= 0 {
+		return Entry{}, false, reasonNoExp
+	}
+	exp := time.Unix(v.ExpiresAt, 0)
+	p := &validators.Principal{
+		Subject: v.Subject, ClientID: v.ClientId, Issuer: v.Issuer, Claims: v.Claims,
+		Scopes: v.Scopes, Audience: v.Audience,
+	}
+	if !v.ExpIsCacheBound {
+		p.ExpiresAt = exp
+	}
+	if exp.Before(until) {
+		until = exp
+	}
+	return Entry{until: until, Principal: p}, true, ""
+}
+
+// logLimiter lets one line through per period and counts the rest.
+type logLimiter struct {
+	period time.Duration
+
+	mu         sync.Mutex
+	next       time.Time
+	suppressed int
+}
+
+// allow reports whether to log at now, and how many lines it suppressed
+// since the last one.
+func (l *logLimiter) allow(now time.Time) (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Before(l.next) {
+		l.suppressed++
+		return false, 0
+	}
+	n := l.suppressed
+	l.next, l.suppressed = now.Add(l.period), 0
+	return true, n
+}
+
+// integrityFailure counts and logs a value that failed its checks. The log
+// names the policy and the first 8 hex digits of the token's digest, as
+// denials do; never the value or the token.
+func (r *Redis) integrityFailure(k Key, reason string) {
+	r.integrity.Add(1)
+	if ok, suppressed := r.integrityLog.allow(time.Now()); ok {
+		r.opts.Logger.Warn("ignoring a cached verdict in Redis that fails its integrity check",
+			slog.String("reason", reason), slog.String("policy", k.Policy),
+			slog.String("token_sha256", fmt.Sprintf("%x", k.Token[:4])), slog.Int("suppressed", suppressed))
+	}
+}
