@@ -3,10 +3,13 @@ package cache
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mcp-authz/mcp-authz/internal/redistest"
 )
 
 // fakeShared is a SharedSessions that can be told to fail.
@@ -72,5 +75,48 @@ func TestSessionsWithoutTheSharedStoreDecideLocally(t *testing.T) {
 	}
 	if got := s.Bind(context.Background(), key, "mallory", time.Hour); got != "alice" {
 		t.Fatalf("a Redis outage let another principal take the session: %q", got)
+	}
+}
+
+// TestSessionsAcrossReplicasWithRedis: two replicas sharing a real Redis
+// agree on who owns a session, and a binding forged in Redis is ignored.
+func TestSessionsAcrossReplicasWithRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	ra, client := newRedisStore(t, srv)
+	rb, _ := newRedisStore(t, srv)
+	a, _ := NewSessions(SessionOptions{Shared: ra})
+	b, _ := NewSessions(SessionOptions{Shared: rb})
+	ctx := context.Background()
+	key := sha256.Sum256([]byte("https://m.example/mcp\x00sess-1"))
+	if got := a.Bind(ctx, key, "iss\x00alice", time.Hour); got != "iss\x00alice" {
+		t.Fatalf("A: %q", got)
+	}
+	if got := b.Bind(ctx, key, "iss\x00mallory", time.Hour); got != "iss\x00alice" {
+		t.Fatalf("B let another principal take A's session: %q", got)
+	}
+	// An attacker with Redis access binds a fresh session to themselves,
+	// in the format, without the fleet's secret.
+	forgedKey := sha256.Sum256([]byte("https://m.example/mcp\x00sess-2"))
+	rk := ra.sessionKey(forgedKey)
+	forged := append(make([]byte, 32), binary.BigEndian.AppendUint64(nil, uint64(time.Now().Add(time.Hour).UnixMilli()))...)
+	forged = append(forged, "iss\x00mallory"...)
+	if err := client.Set(ctx, rk, forged, time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	before := rb.Stats().IntegrityFailures
+	if got := b.Bind(ctx, forgedKey, "iss\x00alice", time.Hour); got != "iss\x00alice" {
+		t.Fatalf("a forged binding decided: %q", got)
+	}
+	if rb.Stats().IntegrityFailures != before+1 {
+		t.Fatal("forged binding not counted")
+	}
+	// The binding now in Redis is alice's, signed: another replica agrees.
+	c, _ := NewSessions(SessionOptions{Shared: ra})
+	if got := c.Bind(ctx, forgedKey, "iss\x00mallory", time.Hour); got != "iss\x00alice" {
+		t.Fatalf("after replacement: %q", got)
+	}
+	// Bindings expire with their TTL in Redis too.
+	if ttl := client.PTTL(ctx, rk).Val(); ttl <= 0 || ttl > time.Hour {
+		t.Fatalf("binding TTL %v", ttl)
 	}
 }

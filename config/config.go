@@ -95,6 +95,16 @@ type RedisConfig struct {
 	// Backoff is how long the tier is skipped after repeated errors; it
 	// doubles while Redis stays down, up to 30s. Default 1s.
 	Backoff Duration `yaml:"backoff"`
+	// VerdictSecretFile holds the fleet's verdict secrets, one per line
+	// (the first signs, all verify): Redis is shared, so what it returns
+	// is trusted only with a valid HMAC. Required with Redis, unless
+	// MCP_AUTHZ_CACHE_SECRET gives them.
+	VerdictSecretFile string `yaml:"verdict_secret_file"`
+
+	// Secrets are the verdict secrets, resolved by validation.
+	Secrets [][]byte `yaml:"-"`
+	// envSecrets holds MCP_AUTHZ_CACHE_SECRET, comma-separated, as given.
+	envSecrets string
 }
 
 // AdminConfig enables the side server's admin endpoints (POST

@@ -342,6 +342,7 @@ func TestLegacyValidationConfig(t *testing.T) {
 func TestRedisConfig(t *testing.T) {
 	env := seedEnv()
 	env["REDIS_URL"] = "rediss://user:pa55@cache.internal:6380/3"
+	env["MCP_AUTHZ_CACHE_SECRET"] = strings.Repeat("a", 32) + "," + strings.Repeat("b", 40)
 	cfg, err := Load("", envFunc(env))
 	if err != nil {
 		t.Fatal(err)
@@ -359,14 +360,25 @@ func TestRedisConfig(t *testing.T) {
 	if cfg.Redis.Timeout.D() != 10*time.Millisecond || cfg.Redis.L1TTL.D() != 30*time.Second || cfg.Redis.Prefix != "mcp-authz" {
 		t.Fatalf("defaults %+v", cfg.Redis)
 	}
-	path := filepath.Join(t.TempDir(), "c.yaml")
-	yaml := "redis: {addresses: [10.0.0.1:26379, 10.0.0.2:26379], master_name: mymaster, password: x}\n"
+	if len(cfg.Redis.Secrets) != 2 || len(cfg.Redis.Secrets[1]) != 40 {
+		t.Fatalf("verdict secrets %d", len(cfg.Redis.Secrets))
+	}
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secrets")
+	if err := os.WriteFile(secretFile, []byte(strings.Repeat("n", 32)+"\r\n\n"+strings.Repeat("o", 33)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "c.yaml")
+	yaml := "redis: {addresses: [10.0.0.1:26379, 10.0.0.2:26379], master_name: mymaster, password: x, verdict_secret_file: " + secretFile + "}\n"
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err = Load(path, envFunc(seedEnv()))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(cfg.Redis.Secrets) != 2 || string(cfg.Redis.Secrets[0]) != strings.Repeat("n", 32) {
+		t.Fatalf("secrets from the file: %q", cfg.Redis.Secrets)
 	}
 	o, _ = cfg.Redis.UniversalOptions()
 	if o.MasterName != "mymaster" || len(o.Addrs) != 2 {
@@ -380,5 +392,35 @@ func TestRedisConfig(t *testing.T) {
 	o.MasterName = ""
 	if _, ok := redis.NewUniversalClient(o).(*redis.ClusterClient); !ok {
 		t.Error("several addresses do not give a Cluster client")
+	}
+}
+
+// TestVerdictSecretErrors: Redis without a usable secret stops start-up
+// with a line naming the setting, never the secret.
+func TestVerdictSecretErrors(t *testing.T) {
+	short := "too-short-secret-value"
+	for name, tc := range map[string]struct {
+		env  map[string]string
+		want string
+	}{
+		"missing":      {map[string]string{"REDIS_URL": "redis://127.0.0.1:6379/0"}, "required with Redis"},
+		"short":        {map[string]string{"REDIS_URL": "redis://127.0.0.1:6379/0", "MCP_AUTHZ_CACHE_SECRET": short}, "MCP_AUTHZ_CACHE_SECRET: secret 1 of 1 is 22 bytes"},
+		"second short": {map[string]string{"REDIS_URL": "redis://127.0.0.1:6379/0", "MCP_AUTHZ_CACHE_SECRET": strings.Repeat("x", 32) + "," + short}, "secret 2 of 2"},
+		"both":         {map[string]string{"REDIS_URL": "redis://127.0.0.1:6379/0", "MCP_AUTHZ_CACHE_SECRET": strings.Repeat("x", 32), "MCP_AUTHZ_CACHE_SECRET_FILE": "/nonexistent"}, "not both"},
+		"no file":      {map[string]string{"REDIS_URL": "redis://127.0.0.1:6379/0", "MCP_AUTHZ_CACHE_SECRET_FILE": "/nonexistent/secret"}, "MCP_AUTHZ_CACHE_SECRET_FILE"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			env := seedEnv()
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			_, err := Load("", envFunc(env))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), short) || strings.Contains(err.Error(), "xxxxxxxx") {
+				t.Fatalf("error echoes a secret: %v", err)
+			}
+		})
 	}
 }

@@ -175,15 +175,18 @@ func (e envReader) boolean(name string, dst *bool) error {
 	return nil
 }
 
-// redis applies REDIS_URL, creating the redis section if the file has none.
+// redis applies REDIS_URL and the verdict secret variables, creating the
+// redis section if the file has none.
 func (e envReader) redis(c *Config) {
-	if !e.has("REDIS_URL") {
+	if !e.has("REDIS_URL", "MCP_AUTHZ_CACHE_SECRET", "MCP_AUTHZ_CACHE_SECRET_FILE") {
 		return
 	}
 	if c.Redis == nil {
 		c.Redis = &RedisConfig{}
 	}
 	e.str("REDIS_URL", "redis.url", &c.Redis.URL)
+	e.raw("MCP_AUTHZ_CACHE_SECRET", "redis.verdict_secret", &c.Redis.envSecrets)
+	e.str("MCP_AUTHZ_CACHE_SECRET_FILE", "redis.verdict_secret_file", &c.Redis.VerdictSecretFile)
 }
 
 // The seed's single-resource variables, by the part of the resource they set.

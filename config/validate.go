@@ -378,6 +378,9 @@ func (c *Config) validateRedis() error {
 			return c.fieldError("redis.password_file", "%v", err)
 		}
 	}
+	if err := c.verdictSecrets(); err != nil {
+		return err
+	}
 	if r.Timeout.D() > time.Second {
 		return c.fieldError("redis.timeout", "%v is more than 1s; a cache is never worth waiting for", r.Timeout.D())
 	}
@@ -511,6 +514,49 @@ func checkOrigin(o string) error {
 	u, err := url.Parse(strings.TrimSuffix(o, ":*"))
 	if err != nil || u.Scheme == "" || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 		return fmt.Errorf("%q is not an origin (scheme://host[:port], or scheme://host:* for any port)", o)
+	}
+	return nil
+}
+
+// minVerdictSecret is the shortest verdict secret accepted: HMAC-SHA256
+// keys shorter than the hash add no strength and are guessable.
+const minVerdictSecret = 32
+
+// verdictSecrets resolves the Redis verdict secrets: MCP_AUTHZ_CACHE_SECRET
+// (comma-separated, each as given), or one per line of the secret file.
+func (c *Config) verdictSecrets() error {
+	r := c.Redis
+	var list []string
+	field := "redis.verdict_secret_file"
+	switch {
+	case r.envSecrets != "" && r.VerdictSecretFile != "":
+		return c.fieldError("redis.verdict_secret", "set either MCP_AUTHZ_CACHE_SECRET or a secret file (MCP_AUTHZ_CACHE_SECRET_FILE, redis.verdict_secret_file), not both")
+	case r.envSecrets != "":
+		list, field = strings.Split(r.envSecrets, ","), "redis.verdict_secret"
+	case r.VerdictSecretFile != "":
+		b, err := os.ReadFile(r.VerdictSecretFile)
+		if err != nil {
+			return c.fieldError(field, "%v", err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if line = strings.TrimRight(line, "\r"); line != "" {
+				list = append(list, line)
+			}
+		}
+		if len(list) == 0 {
+			return c.fieldError(field, "%s holds no secret", r.VerdictSecretFile)
+		}
+	case len(r.Secrets) > 0:
+		return nil // given in code (dev)
+	default:
+		return c.fieldError("redis.verdict_secret_file", "required with Redis: Redis is shared, so verdicts read from it are trusted only with an HMAC under the fleet's secret (MCP_AUTHZ_CACHE_SECRET, or MCP_AUTHZ_CACHE_SECRET_FILE with one secret of at least %d bytes per line)", minVerdictSecret)
+	}
+	r.Secrets = r.Secrets[:0]
+	for i, sec := range list {
+		if len(sec) < minVerdictSecret {
+			return c.fieldError(field, "secret %d of %d is %d bytes; each must be at least %d", i+1, len(list), len(sec), minVerdictSecret)
+		}
+		r.Secrets = append(r.Secrets, []byte(sec))
 	}
 	return nil
 }

@@ -291,3 +291,6 @@ func deniedHeader(resp *authv3.CheckResponse, name string) string {
 	}
 	return ""
 }
+
+// testCacheSecret is the fleet's verdict secret in tests with Redis.
+const testCacheSecret = "e2e-verdict-secret-0123456789abcdef"

@@ -49,6 +49,7 @@ func TestPurge(t *testing.T) {
 	proxy, _ := countingProxy(t)
 	env := introspectionEnv(proxy)
 	env["REDIS_URL"] = rs.URL()
+	env["MCP_AUTHZ_CACHE_SECRET"] = testCacheSecret
 	env["OAUTH_INTROSPECTION_CACHE_TTL"] = "5m"
 	const adminToken = "admin-token-0123456789"
 	env["MCP_AUTHZ_ADMIN_TOKEN"] = adminToken
@@ -73,7 +74,7 @@ func TestPurge(t *testing.T) {
 		tok := cached()
 		sum := sha256.Sum256([]byte(tok))
 		cmd := exec.Command(binary, "purge", "--sha256", hex.EncodeToString(sum[:]))
-		cmd.Env = []string{"REDIS_URL=" + rs.URL()}
+		cmd.Env = []string{"REDIS_URL=" + rs.URL(), "MCP_AUTHZ_CACHE_SECRET=" + testCacheSecret}
 		out, err := cmd.CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "Redis keys deleted") {
 			t.Fatalf("purge: %v\n%s", err, out)

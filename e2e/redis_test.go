@@ -23,6 +23,7 @@ func TestFleetSharesRedis(t *testing.T) {
 	proxy, calls := countingProxy(t)
 	env := introspectionEnv(proxy)
 	env["REDIS_URL"] = rs.URL()
+	env["MCP_AUTHZ_CACHE_SECRET"] = testCacheSecret
 	env["OAUTH_INTROSPECTION_CACHE_TTL"] = "5m"
 	// The production defaults (10 ms, 1 s back-off) relaxed for a 2-core
 	// machine running every test package at once, and a back-off short
@@ -54,7 +55,7 @@ func TestFleetSharesRedis(t *testing.T) {
 	}
 	for _, k := range keys {
 		v, _ := client.Get(ctx, k).Result()
-		if strings.Contains(k, tok) || strings.Contains(v, tok) || !strings.HasPrefix(k, "mcp-authz:v1:") {
+		if strings.Contains(k, tok) || strings.Contains(v, tok) || !strings.HasPrefix(k, "mcp-authz:v2:") {
 			t.Fatalf("key %q holds the token or has the wrong shape", k)
 		}
 	}
@@ -79,6 +80,7 @@ func TestFleetSharesRedis(t *testing.T) {
 	t.Run("another policy does not reuse the verdict", func(t *testing.T) {
 		other := introspectionEnv(proxy)
 		other["REDIS_URL"] = rs.URL()
+		other["MCP_AUTHZ_CACHE_SECRET"] = testCacheSecret
 		other["OAUTH_RESOURCE"] = "https://other.example.com/opaque"
 		c := startAuthz(t, other, true)
 		if ok, www := allowed(t, c, tok); ok || !strings.Contains(www, "Token audience invalid") {

@@ -63,7 +63,16 @@ func devCmd(args []string, getenv func(string) string, stdout, stderr io.Writer)
 		cfg.Log.Level = "debug"
 	}
 	if u := getenv("REDIS_URL"); u != "" {
+		// dev is one process: an ephemeral verdict secret serves unless the
+		// fleet's is given.
+		secret := getenv("MCP_AUTHZ_CACHE_SECRET")
+		if secret == "" {
+			b := make([]byte, 32)
+			_, _ = rand.Read(b)
+			secret = hex.EncodeToString(b)
+		}
 		cfg.Redis = &config.RedisConfig{URL: u}
+		cfg.Redis.Secrets = [][]byte{[]byte(secret)}
 	}
 	if err := cfg.Complete(); err != nil {
 		fmt.Fprintf(stderr, "mcp-authz dev: config: %v\n", err)

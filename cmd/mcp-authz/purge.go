@@ -65,7 +65,7 @@ func purgeCmd(args []string, getenv func(string) string, stdout, stderr io.Write
 	}
 	client := redis.NewUniversalClient(opts)
 	defer client.Close()
-	store, err := cache.NewRedis(cache.RedisOptions{Client: client, Prefix: rc.Prefix, Logger: slog.New(slog.NewTextHandler(stderr, nil))})
+	store, err := cache.NewRedis(cache.RedisOptions{Client: client, Prefix: rc.Prefix, Secrets: rc.Secrets, Logger: slog.New(slog.NewTextHandler(stderr, nil))})
 	if err != nil {
 		fmt.Fprintf(stderr, "mcp-authz purge: %v\n", err)
 		return 1

@@ -157,7 +157,8 @@ func newService(ctx context.Context, cfg *config.Config, log *slog.Logger) (*ser
 		}
 		client := redis.NewUniversalClient(opts)
 		context.AfterFunc(ctx, func() { _ = client.Close() })
-		l2, err := cache.NewRedis(cache.RedisOptions{Client: client, Prefix: rc.Prefix, Timeout: rc.Timeout.D(), Backoff: rc.Backoff.D(), Logger: log})
+		l2, err := cache.NewRedis(cache.RedisOptions{Client: client, Prefix: rc.Prefix, Timeout: rc.Timeout.D(), Backoff: rc.Backoff.D(),
+			Secrets: rc.Secrets, Logger: log})
 		if err != nil {
 			return nil, err
 		}
@@ -205,7 +206,11 @@ func newService(ctx context.Context, cfg *config.Config, log *slog.Logger) (*ser
 	var sessions authz.SessionStore
 	for _, rc := range cfg.Resources {
 		if rc.SessionBinding {
-			st, err := cache.NewSessions(cache.SessionOptions{})
+			opts := cache.SessionOptions{}
+			if s.redis != nil {
+				opts.Shared = s.redis
+			}
+			st, err := cache.NewSessions(opts)
 			if err != nil {
 				return nil, err
 			}
