@@ -17,7 +17,8 @@
 //   registered  the dynamic registration's result
 //   tokens      the tokens saved: scope, and the access token's claims
 //   unauthorized  the SDK gave up a request to let the user authorize
-//   connected, tools, call, whoami, terminated, done, error
+//   connected, tools, call, whoami, sse (the standalone SSE stream's status),
+//   terminated, done, error
 // basic: connect (401 -> OAuth), list tools, call echo and whoami, end the
 // session. stepup: the same, then call delete_repo, which needs more scope:
 // the SDK meets 403 insufficient_scope, authorizes again for the challenge's
@@ -48,10 +49,17 @@ function rpcMethod(body) {
   }
 }
 
+// sseOpened settles with the status of the SDK's standalone SSE stream (the
+// GET it opens after initialization), so the run ends only after it went
+// through the front.
+let sseStatus;
+const sseOpened = new Promise((resolve) => (sseStatus = resolve));
+
 // loggingFetch is the fetch the SDK uses for everything it sends.
 async function loggingFetch(url, init = {}) {
   const res = await fetch(url, init);
   const sent = new Headers(init.headers);
+  if ((init.method || 'GET') === 'GET' && String(url) === mcpUrl) sseStatus(res.status);
   out('http', {
     method: init.method || 'GET',
     url: String(url),
@@ -254,6 +262,9 @@ async function main() {
     const after = await client.callTool({ name: 'whoami', arguments: {} });
     out('whoami', JSON.parse(text(after)));
   }
+
+  const sse = await Promise.race([sseOpened, new Promise((r) => setTimeout(r, 30000, 'none within 30 s'))]);
+  out('sse', { status: sse });
 
   await transport.terminateSession();
   out('terminated', {});
