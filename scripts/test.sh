@@ -21,6 +21,10 @@ if [ ! -d e2e/oidc/node_modules/oidc-provider ]; then
   echo "installing e2e/oidc (oidc-provider, pinned by package-lock.json)" >&2
   (cd e2e/oidc && npm ci --no-audit --no-fund --loglevel=error)
 fi
+if [ ! -d e2e/mcpsdk/node_modules/@modelcontextprotocol/sdk ]; then
+  echo "installing e2e/mcpsdk (MCP TypeScript SDK, oidc-provider; pinned by package-lock.json)" >&2
+  (cd e2e/mcpsdk && npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 # The tests start their own redis-server and oidc-provider on free loopback ports.
 exec go test -race -count=1 "$@" ./...
