@@ -33,7 +33,9 @@ func (f *fakeShared) BindShared(_ context.Context, k [sha256.Size]byte, p string
 	return p, true
 }
 
-func (f *fakeShared) RenewShared(context.Context, [sha256.Size]byte, string, time.Duration) { f.renewed.Add(1) }
+func (f *fakeShared) RenewShared(context.Context, [sha256.Size]byte, string, time.Duration) {
+	f.renewed.Add(1)
+}
 
 func TestSessionsBindOnceAndAgreeThroughTheSharedStore(t *testing.T) {
 	shared := &fakeShared{m: map[[sha256.Size]byte]string{}}
