@@ -29,10 +29,6 @@ import (
 	"testing"
 	"time"
 
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	"github.com/mcp-authz/mcp-authz/internal/envoyfront"
 )
 
@@ -127,9 +123,6 @@ func TestMCPSDKOAuthFlow(t *testing.T) {
 func TestMCPSDKStepUp(t *testing.T) {
 	st, err := startMCPSDKStand(t, true)
 	if err != nil {
-		if strings.Contains(err.Error(), "field operations not found") {
-			t.Skip("needs per-tool scopes (operations), issue 8")
-		}
 		t.Fatal(err)
 	}
 	run := st.runClient(t, "stepup", "alice")
@@ -267,22 +260,12 @@ resources:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	st.authz, err = launchAuthzConfig(t, cfgPath)
-	if err != nil {
-		ln.Close()
-		return nil, err
-	}
-
-	conn, err := grpc.NewClient(st.authz.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	st.authz = startAuthz(t, nil, true, "serve", "--config", cfgPath)
 	upstream := strings.TrimSuffix(st.serverURL, "/mcp")
 	frontLogs := &syncBuffer{}
 	st.logs["envoyfront"] = frontLogs
 	f, err := envoyfront.New(envoyfront.Config{
-		Client: authv3.NewAuthorizationClient(conn),
+		Client: st.authz.client,
 		Routes: []envoyfront.Route{
 			// As deploy/envoy/envoy.yaml: the metadata is public, /mcp is checked.
 			{Prefix: "/.well-known/oauth-protected-resource", Upstream: "http://" + st.authz.httpAddr, DisableAuthz: true},
@@ -380,51 +363,6 @@ func (st *mcpsdkStand) launchNode(t *testing.T, script string) func() string {
 			t.Fatalf("%s did not start\n%s", script, logs.String())
 		}
 		return ""
-	}
-}
-
-// launchAuthzConfig runs the binary with a configuration file and waits for
-// /readyz (the JWKS loaded). If the process exits first, the error carries
-// its output.
-func launchAuthzConfig(t *testing.T, cfgPath string) (*authzProc, error) {
-	t.Helper()
-	p := &authzProc{grpcAddr: freeAddr(t), httpAddr: freeAddr(t), logs: &syncBuffer{}, exited: make(chan error, 1)}
-	p.cmd = exec.Command(binary, "--config", cfgPath)
-	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "MCP_AUTHZ_GRPC_ADDR=" + p.grpcAddr, "MCP_AUTHZ_HTTP_ADDR=" + p.httpAddr}
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.exited <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.exited:
-		case <-time.After(10 * time.Second):
-			_ = p.cmd.Process.Kill()
-		}
-		if t.Failed() {
-			t.Logf("mcp-authz logs:\n%s", p.logs.String())
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + p.httpAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p, nil
-			}
-		}
-		select {
-		case err := <-p.exited:
-			p.exited <- err // for the cleanup
-			return nil, fmt.Errorf("mcp-authz exited (%v): %s", err, p.logs.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("mcp-authz not ready: %v\n%s", err, p.logs.String())
-		}
 	}
 }
 
