@@ -467,6 +467,27 @@ func (s *service) serveReady(w http.ResponseWriter, _ *http.Request) {
 	_ = json.NewEncoder(w).Encode(map[string]any{"ready": ready, "issuers": issuers})
 }
 
+// sideLimits bound what one client may take of the HTTP side server.
+type sideLimits struct {
+	readHeader, read, write, idle time.Duration
+	body                          int64
+}
+
+// sideServerLimits: the side server is public (RFC 9728 metadata), so a
+// slow or oversized client must not hold it (DESIGN §7).
+var sideServerLimits = sideLimits{readHeader: 5 * time.Second, read: 10 * time.Second, write: 10 * time.Second, idle: 60 * time.Second, body: 64 << 10}
+
+func newSideServer(h http.Handler, l sideLimits) *http.Server {
+	return &http.Server{
+		Handler:           http.MaxBytesHandler(h, l.body),
+		ReadHeaderTimeout: l.readHeader,
+		ReadTimeout:       l.read,
+		WriteTimeout:      l.write,
+		IdleTimeout:       l.idle,
+		MaxHeaderBytes:    32 << 10,
+	}
+}
+
 // serve runs until ctx ends, then shuts down gracefully: health turns
 // NOT_SERVING first so Envoy stops routing new checks here.
 func (s *service) serve(ctx context.Context) error {
@@ -492,16 +513,7 @@ func (s *service) serve(ctx context.Context) error {
 		reflection.Register(gs)
 	}
 
-	hs := &http.Server{
-		// The side server is public (RFC 9728 metadata): a slow or
-		// oversized client must not hold it.
-		Handler:           http.MaxBytesHandler(s.httpHandler(), 64<<10),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      10 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    32 << 10,
-	}
+	hs := newSideServer(s.httpHandler(), sideServerLimits)
 
 	errc := make(chan error, 2)
 	go func() { errc <- gs.Serve(s.grpcLn) }()
