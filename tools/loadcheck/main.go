@@ -119,6 +119,15 @@ func cpuTicks(pid int) (int64, error) {
 // clockTick is USER_HZ, 100 on Linux for every architecture Go supports here.
 const clockTick = 10 * time.Millisecond
 
+// toolCallBody is a tools/call request padded to about n bytes with a
+// string argument, the shape of a typical MCP call.
+func toolCallBody(n int) []byte {
+	const head = `{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"search_repositories","arguments":{"query":"`
+	const tail = `","page":1}}}`
+	pad := max(0, n-len(head)-len(tail))
+	return []byte(head + strings.Repeat("x", pad) + tail)
+}
+
 func run(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ExitOnError)
 	addr := fs.String("addr", "", "mcp-authz (or allow-server) gRPC address")
@@ -129,6 +138,7 @@ func run(args []string) error {
 	conns := fs.Int("conns", 2, "gRPC connections (Envoy keeps one per worker)")
 	pid := fs.Int("pid", 0, "server process to measure CPU of")
 	label := fs.String("label", "", "label printed with the result")
+	bodyBytes := fs.Int("body-bytes", 0, "send a JSON-RPC tools/call body of about this size with every Check (as Envoy's with_request_body does), 0 for none")
 	decode := fs.String("decode", "status", "response decoding: status (read only the gRPC status code, the way a C++ Envoy pays little for it) or full (unmarshal the whole CheckResponse)")
 	_ = fs.Parse(args)
 	if err := loopback(*addr); err != nil {
@@ -160,6 +170,10 @@ func run(args []string) error {
 	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
 		Http: &authv3.AttributeContext_HttpRequest{Method: "POST", Host: "mcp.example.com", Path: "/mcp", Scheme: "https", Protocol: "HTTP/2", Headers: headers},
 	}}}
+	if *bodyBytes > 0 {
+		headers["mcp-session-id"] = "5c8b2f0e-loadcheck"
+		req.Attributes.Request.Http.RawBody = toolCallBody(*bodyBytes)
+	}
 
 	var measuring atomic.Bool
 	var errs, denied atomic.Int64
