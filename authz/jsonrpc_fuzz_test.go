@@ -222,3 +222,181 @@ func FuzzJSONRPC(f *testing.F) {
 		}
 	})
 }
+
+// FuzzJSONRPCGenerated is FuzzJSONRPC on bodies built from the fuzzer's
+// bytes out of the names and values that matter (escaped, case-changed and
+// invalid variants of method, params, name, uri...), so that most inputs
+// are JSON and the search spends its time on meaning rather than syntax.
+func FuzzJSONRPCGenerated(f *testing.F) {
+	f.Add([]byte{0, 5, 0, 1, 4, 2})
+	f.Add([]byte{0, 3, 0, 1, 16, 1, 0, 2, 0, 0, 4, 0})
+	f.Add([]byte{3, 3, 0, 2, 0, 1, 0, 3, 0, 20, 40, 0, 30, 1, 5, 60, 2})
+	f.Add(bytes.Repeat([]byte{0, 23, 7, 4}, 30))
+	f.Fuzz(func(t *testing.T, program []byte) {
+		g := jsonrpcGen{program: program}
+		g.body()
+		checkJSONRPCAgainstReference(t, g.out)
+	})
+}
+
+// The generator's vocabulary: valid pieces, and rarer invalid ones.
+var (
+	jsonrpcGenNames = []string{
+		`method`, `Method`, `m\u0065thod`, `params`, `p\u0061rams`, `name`, `n\u0061me`, `NAME`,
+		`uri`, `\u0075ri`, `result`, `error`, `id`, `jsonrpc`, `__proto__`, `arguments`, `k1`,
+		`k\u0031`, ``, `\u00e9`, "\xc3\xa9", `\ud83d\ude00`, "\xf0\x9f\x98\x80", `\/`, `/`,
+		`a\"`, `a\u0000`, `me\thod`,
+	}
+	jsonrpcGenBadNames = []string{`x\ud800`, "x\xff", `a"`, "a\x00", `\x`, "\xed\xa0\x80"}
+	jsonrpcGenValues   = []string{
+		`"tools/call"`, `"tools\/call"`, `"prompts/get"`, `"resources/read"`, `"resources/subscribe"`,
+		`"resources/unsubscribe"`, `"tools/list"`, `"initialize"`, `"admin"`, `"adm\u0069n"`,
+		`"\ud83d\ude00"`, "\"caf\xc3\xa9\"", `""`, `"2.0"`, `0`, `-1.5e3`, `1e999`, `true`, `false`,
+		`null`, `[]`, `{}`,
+	}
+	jsonrpcGenBadValues = []string{`"\ud800"`, `"\udc00\ud800"`, "\"\xff\"", `01`, `nul`, `"a`, `.5`}
+	jsonrpcGenSpace     = []string{" ", "\n", "\t", "\r\n  "}
+	jsonrpcGenBadSpace  = []string{"\f", "\xc2\xa0", "\x00", ","}
+)
+
+type jsonrpcGen struct {
+	program []byte
+	out     []byte
+}
+
+// next is the program's next byte, or -1 at its end.
+func (g *jsonrpcGen) next() int {
+	if len(g.program) == 0 {
+		return -1
+	}
+	c := g.program[0]
+	g.program = g.program[1:]
+	return int(c)
+}
+
+// pick chooses from good, or from bad for the highest few byte values.
+func (g *jsonrpcGen) pick(good, bad []string) string {
+	switch c := g.next(); {
+	case c < 0:
+		return good[0]
+	case c >= 250:
+		return bad[c%len(bad)]
+	default:
+		return good[c%len(good)]
+	}
+}
+
+// body is mostly a message or a batch of them, sometimes any value.
+func (g *jsonrpcGen) body() {
+	switch c := g.next(); {
+	case c == 255:
+		g.value(0)
+	case c >= 0 && c%4 == 0:
+		g.out = append(g.out, '[')
+		for k := range 1 + max(g.next(), 0)%3 {
+			if k > 0 {
+				g.out = append(g.out, ',')
+			}
+			g.message()
+		}
+		g.out = append(g.out, ']')
+	default:
+		g.message()
+	}
+}
+
+// message is an object whose members are mostly a method, params with a
+// name or uri, or the members of a response.
+func (g *jsonrpcGen) message() {
+	g.space()
+	g.out = append(g.out, '{')
+	for k := range 1 + max(g.next(), 0)%4 {
+		if k > 0 {
+			g.out = append(g.out, ',')
+		}
+		g.space()
+		switch max(g.next(), 0) % 5 {
+		case 0, 1:
+			g.member(g.pick([]string{`method`, `m\u0065thod`, `Method`}, jsonrpcGenBadNames))
+			g.out = append(g.out, g.pick(jsonrpcGenValues[:10], jsonrpcGenBadValues)...)
+		case 2:
+			g.member(g.pick([]string{`params`, `p\u0061rams`, `Params`}, jsonrpcGenBadNames))
+			g.out = append(g.out, '{')
+			for k := range max(g.next(), 0) % 4 {
+				if k > 0 {
+					g.out = append(g.out, ',')
+				}
+				g.member(g.pick([]string{`name`, `uri`, `n\u0061me`, `\u0075ri`, `arguments`, `Name`}, jsonrpcGenBadNames))
+				g.value(2)
+			}
+			g.out = append(g.out, '}')
+		case 3:
+			g.member(g.pick([]string{`result`, `error`, `id`, `jsonrpc`}, jsonrpcGenBadNames))
+			g.value(1)
+		default:
+			g.member(g.pick(jsonrpcGenNames, jsonrpcGenBadNames))
+			g.value(1)
+		}
+		g.space()
+	}
+	g.out = append(g.out, '}')
+	g.space()
+}
+
+// member writes "name": .
+func (g *jsonrpcGen) member(name string) {
+	g.out = append(g.out, '"')
+	g.out = append(g.out, name...)
+	g.out = append(g.out, '"', ':')
+}
+
+func (g *jsonrpcGen) space() {
+	if c := g.next(); c >= 224 {
+		g.out = append(g.out, g.pick(jsonrpcGenSpace, jsonrpcGenBadSpace)...)
+	}
+}
+
+func (g *jsonrpcGen) value(depth int) {
+	g.space()
+	switch c := g.next(); {
+	case c < 0:
+		g.out = append(g.out, '0')
+	case depth < 8 && c%8 < 4: // object
+		g.out = append(g.out, '{')
+		n := max(g.next(), 0)
+		if n < 240 {
+			n %= 5 // mostly a few members; sometimes more than duplicateIn checks pairwise
+		} else {
+			n = 17 + n%8
+		}
+		for k := range n {
+			if k > 0 {
+				g.out = append(g.out, ',')
+			}
+			g.space()
+			g.out = append(g.out, '"')
+			g.out = append(g.out, g.pick(jsonrpcGenNames, jsonrpcGenBadNames)...)
+			g.out = append(g.out, '"')
+			g.space()
+			g.out = append(g.out, ':')
+			g.value(depth + 1)
+		}
+		g.space()
+		g.out = append(g.out, '}')
+	case depth < 8 && c%8 == 4: // array
+		g.out = append(g.out, '[')
+		n := max(g.next(), 0) % 4
+		for k := range n {
+			if k > 0 {
+				g.out = append(g.out, ',')
+			}
+			g.value(depth + 1)
+		}
+		g.out = append(g.out, ']')
+	case c == 255: // any byte
+		g.out = append(g.out, byte(g.next()))
+	default:
+		g.out = append(g.out, g.pick(jsonrpcGenValues, jsonrpcGenBadValues)...)
+	}
+	g.space()
+}
