@@ -3,7 +3,9 @@ package authz
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"slices"
 	"strings"
 	"testing"
@@ -252,6 +254,29 @@ func TestJSONRPCAllocations(t *testing.T) {
 				t.Fatalf("%v allocations, want %v", got, c.want)
 			}
 		})
+	}
+}
+
+// TestJSONStringSpecial: the lowest flagged byte of a word is exactly its
+// first '"', '\\' or control character, for every pair of adjacent bytes
+// (the borrow that makes higher flags spurious only crosses to a neighbour).
+func TestJSONStringSpecial(t *testing.T) {
+	for pos := range 7 {
+		for pair := range 1 << 16 {
+			word := []byte("xxxxxxxx")
+			word[pos], word[pos+1] = byte(pair), byte(pair>>8)
+			want := 8
+			for k, c := range word {
+				if c == '"' || c == '\\' || c < 0x20 {
+					want = k
+					break
+				}
+			}
+			m := jsonStringSpecial(binary.LittleEndian.Uint64(word))
+			if got := bits.TrailingZeros64(m) >> 3; got != want {
+				t.Fatalf("%q: first special byte at %d, want %d", word, got, want)
+			}
+		}
 	}
 }
 
