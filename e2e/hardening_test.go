@@ -200,3 +200,42 @@ func TestHugeCheckRequestsStayBounded(t *testing.T) {
 		t.Fatalf("service not answering after the attack: %v", resp)
 	}
 }
+
+// TestPathTricksDoNotReachAnotherResource: with host+path routing (the
+// Istio form), a token good for the tools resource on /mcp must not pass
+// for the admin resource on /mcp/admin however the path is spelled: each
+// spelling is refused (400) or judged as admin (403 without mcp:admin).
+func TestPathTricksDoNotReachAnotherResource(t *testing.T) {
+	cfg := writeConfig(t, fmt.Sprintf(`
+resources:
+  - name: tools
+    resource: https://mcp.example.com/mcp
+    authorization_servers: [%[1]s]
+    required_scopes: [mcp:read]
+    hosts: [mcp.example.com]
+    path_prefixes: [/mcp]
+  - name: admin
+    resource: https://mcp.example.com/mcp/admin
+    authorization_servers: [%[1]s]
+    audiences: [https://mcp.example.com/mcp]
+    required_scopes: [mcp:admin]
+    hosts: [mcp.example.com]
+    path_prefixes: [/mcp/admin]
+`, issuer))
+	p := startAuthz(t, nil, true, "serve", "--config", cfg)
+	tok := token(t, "rs-client", "mcp:read", resource)
+	if resp := p.check(t, envoyCheck("POST", "/mcp", map[string]string{"authorization": "Bearer " + tok})); codes.Code(resp.GetStatus().GetCode()) != codes.OK {
+		t.Fatalf("the token is not good for tools: %v", resp.GetDeniedResponse())
+	}
+	for _, path := range []string{
+		"/mcp/admin", "/mcp//admin", "/mcp/./admin", "/mcp/x/../admin", "/mcp/%2e/admin", "/mcp/%61dmin",
+		"/mcp/admin;x", "/mcp/admin%2Fx", "/mcp/admin%00", "/mcp/%2E%2E/mcp/admin", "/mcp///admin/",
+		"/mcp/x//../admin", `/mcp\admin`, "/mcp%2Fadmin", "/mcp/adm%69n?x=1",
+	} {
+		resp := p.check(t, envoyCheck("POST", path, map[string]string{"authorization": "Bearer " + tok}))
+		code := resp.GetDeniedResponse().GetStatus().GetCode()
+		if codes.Code(resp.GetStatus().GetCode()) == codes.OK || (code != 400 && code != 403) {
+			t.Errorf("%s: allowed or unexpected answer (HTTP %d)", path, code)
+		}
+	}
+}
