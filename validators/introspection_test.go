@@ -119,10 +119,12 @@ func TestIntrospectionValidate(t *testing.T) {
 		{"no-active", DescIntrospect, ErrUnavailable},
 		{"not-json", DescIntrospect, ErrUnavailable},
 		{"trailing", DescIntrospect, ErrUnavailable},
-		{"exp-string", DescIntrospect, ErrUnavailable},
-		{"aud-number", DescIntrospect, ErrUnavailable},
 		{"array", DescIntrospect, ErrUnavailable},
-		{"scope-array", DescIntrospect, ErrUnavailable},
+		// A member the token's answer carries that we cannot accept is
+		// invalid_token, never a 503 (see ParseIntrospection).
+		{"exp-string", DescMalformed, ErrInvalidToken},
+		{"aud-number", DescMalformed, ErrInvalidToken},
+		{"scope-array", DescMalformed, ErrInvalidToken},
 	}
 	for _, tt := range tests {
 		t.Run(tt.token, func(t *testing.T) {
@@ -282,16 +284,36 @@ func FuzzParseIntrospection(f *testing.F) {
 		`{"active":true}`, `{"active":false}`, `{"active":"true"}`, `{}`, `[]`, `null`,
 		`{"active":true,"exp":1e300}`, `{"active":true,"aud":["a",1]}`, `{"active":true,"scope":"a b"}`,
 		`{"active":true,"exp":-1}`, `{"active":true}garbage`, `{"active":true,"active":false}`,
+		`{"active":false,"Active":true}`, `{"active":true,"exp":1e19}`, `{"active":true,"iat":"x"}`,
+		`{"active":true,"scope":"x\u2003mcp:read"}`, `{"active":true,"scope":" a  b "}`,
+		`{"active":true,"username":"a\u0000"}`, `{"active":true,"sub":"\ud800"}`, "{\"active\":true,\"sub\":\"\xff\"}",
+		`{"active":true,"x":{"y":1,"y":2}}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := ParseIntrospection(b)
 		if err != nil {
+			if len(b) > 16 && strings.Contains(err.Error(), string(b)) {
+				t.Fatalf("error echoes the response: %v", err)
+			}
 			return
 		}
 		if r.Active && !strings.Contains(string(b), "true") {
 			t.Fatalf("active without a true in %q", b)
+		}
+		if !r.Active {
+			return
+		}
+		for _, id := range []string{r.Subject, r.Username, r.ClientID, r.Issuer} {
+			if checkIdentity("id", id) != nil {
+				t.Fatalf("identity %q accepted", id)
+			}
+		}
+		for _, s := range r.Scope {
+			if !isScopeToken(s) {
+				t.Fatalf("scope %q accepted", s)
+			}
 		}
 	})
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,11 +26,6 @@ var asymmetricAlgorithms = []string{
 	"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
 	"ES256", "ES384", "ES512", "EdDSA",
 }
-
-// forbiddenHeaders are token-supplied key locations (RFC 8725 §3.10). Keys
-// come only from the configured issuer's JWKS, so a token carrying them is
-// refused rather than silently half-trusted.
-var forbiddenHeaders = []string{"jku", "jwk", "x5u", "crit"}
 
 // IssuerConfig is one trusted JWT issuer.
 type IssuerConfig struct {
@@ -77,14 +71,14 @@ type JWTConfig struct {
 type JWT struct {
 	issuers     map[string]*jwtIssuer
 	audiences   []string
+	leeway      time.Duration
+	now         func() time.Time
 	fingerprint string
-	parser      *jwt.Parser
 }
 
 type jwtIssuer struct {
-	cfg       IssuerConfig
-	keys      *RemoteKeySet
-	validator *jwt.Validator
+	cfg  IssuerConfig
+	keys *RemoteKeySet
 }
 
 // NewJWT builds a JWT validator and starts each issuer's background JWKS
@@ -109,7 +103,8 @@ func NewJWT(ctx context.Context, cfg JWTConfig) (*JWT, error) {
 	v := &JWT{
 		issuers:   make(map[string]*jwtIssuer, len(cfg.Issuers)),
 		audiences: slices.Clone(cfg.Audiences),
-		parser:    jwt.NewParser(),
+		leeway:    cfg.Leeway,
+		now:       now,
 	}
 	cfg.Issuers = slices.Clone(cfg.Issuers) // defaults below must not write to the caller's slice
 	// Validate every issuer before starting any key set, so a rejected
@@ -150,14 +145,7 @@ func NewJWT(ctx context.Context, cfg JWTConfig) (*JWT, error) {
 		if err != nil {
 			return nil, fmt.Errorf("jwt: issuer %q: %w", ic.Issuer, err)
 		}
-		iss := v.issuers[ic.Issuer]
-		iss.keys = keys
-		iss.validator = jwt.NewValidator(
-			jwt.WithLeeway(cfg.Leeway),
-			jwt.WithExpirationRequired(),
-			jwt.WithIssuedAt(),
-			jwt.WithTimeFunc(now),
-		)
+		v.issuers[ic.Issuer].keys = keys
 	}
 	v.fingerprint = jwtFingerprint(cfg)
 	return v, nil
@@ -190,31 +178,26 @@ func (v *JWT) KeySets() map[string]*RemoteKeySet {
 
 // Validate checks token and returns its principal, or an *Error.
 func (v *JWT) Validate(ctx context.Context, token string) (*Principal, error) {
-	var c accessClaims
-	tok, parts, err := v.parser.ParseUnverified(token, &c)
-	if err != nil {
-		if errors.Is(err, jwt.ErrTokenUnverifiable) {
-			return nil, invalid(DescAlgorithm, err)
-		}
-		return nil, invalid(DescMalformed, err)
+	var t jws
+	if err := parseJWS(token, &t); err != nil {
+		return nil, err
 	}
+	c := &t.claims
 	iss, ok := v.issuers[c.Issuer]
 	if !ok {
 		// Unknown issuers are refused before any key lookup, so a forged iss
 		// cannot make us fetch anything.
 		return nil, invalid(DescIssuer, errors.New("iss is not a configured issuer"))
 	}
-	alg := tok.Method.Alg()
+	alg := t.header.Alg
 	if !slices.Contains(iss.cfg.Algorithms, alg) {
-		return nil, invalid(DescAlgorithm, fmt.Errorf("alg %q not in the allow-list %v", alg, iss.cfg.Algorithms))
+		return nil, invalid(DescAlgorithm, fmt.Errorf("alg not in the allow-list %v", iss.cfg.Algorithms))
 	}
-	for _, h := range forbiddenHeaders {
-		if _, present := tok.Header[h]; present {
-			return nil, invalid(DescHeader, fmt.Errorf("header parameter %q is not accepted", h))
-		}
+	if h := t.header.forbiddenHeader(); h != "" {
+		return nil, invalid(DescHeader, fmt.Errorf("header parameter %q is not accepted", h))
 	}
 	if iss.cfg.RequireATJWT {
-		typ, _ := tok.Header["typ"].(string)
+		typ := t.header.Typ.s
 		if !strings.EqualFold(typ, "at+jwt") && !strings.EqualFold(typ, "application/at+jwt") {
 			return nil, invalid(DescType, errors.New(`expected typ "at+jwt" (RFC 9068)`))
 		}
@@ -222,8 +205,8 @@ func (v *JWT) Validate(ctx context.Context, token string) (*Principal, error) {
 
 	// Claims before the signature: they are cheap, and the signature check
 	// may need a key fetch.
-	if err := iss.validator.Validate(&c); err != nil {
-		return nil, claimsError(err)
+	if err := checkTimes(c.ExpiresAt, c.NotBefore, c.IssuedAt, v.now(), v.leeway, true); err != nil {
+		return nil, err
 	}
 	if iss.cfg.RequireTokenUse != "" && c.TokenUse != iss.cfg.RequireTokenUse {
 		return nil, invalid(DescType, fmt.Errorf("expected token_use %q", iss.cfg.RequireTokenUse))
@@ -237,7 +220,12 @@ func (v *JWT) Validate(ctx context.Context, token string) (*Principal, error) {
 		return nil, invalid(DescAudience, fmt.Errorf("expected audience %q", v.audiences))
 	}
 
-	if _, hasKID := tok.Header["kid"]; !hasKID && !iss.keys.Loaded() {
+	// alg is in the allow-list, so golang-jwt knows it.
+	method := jwt.GetSigningMethod(alg)
+	tok := &jwt.Token{Header: map[string]any{"alg": alg}, Method: method}
+	if t.header.Kid.set {
+		tok.Header["kid"] = t.header.Kid.s
+	} else if !iss.keys.Loaded() {
 		return nil, unavailable(DescJWKS, errKeySetUnavailable)
 	}
 	key, err := iss.keys.KeyfuncCtx(ctx)(tok)
@@ -253,30 +241,10 @@ func (v *JWT) Validate(ctx context.Context, token string) (*Principal, error) {
 			return nil, invalid(DescSignature, err)
 		}
 	}
-	signed := token[:len(parts[0])+1+len(parts[1])]
-	if err := verify(tok.Method, signed, tok.Signature, key); err != nil {
+	if err := verify(method, t.signed, t.signature, key); err != nil {
 		return nil, invalid(DescSignature, err)
 	}
-
-	return c.principal(parts[1]), nil
-}
-
-// principal is the identity of a verified token whose payload segment is
-// payload.
-func (c *accessClaims) principal(payload string) *Principal {
-	p := &Principal{
-		Subject:  c.Subject,
-		ClientID: c.clientID(),
-		Issuer:   c.Issuer,
-		Audience: c.Audience,
-		Scopes:   c.scopes(),
-		// A clone, so the cached principal does not pin the whole token.
-		Claims: strings.Clone(payload),
-	}
-	if c.ExpiresAt != nil {
-		p.ExpiresAt = c.ExpiresAt.Time
-	}
-	return p
+	return c.principal(t.payload), nil
 }
 
 // verify checks sig with key, or with any key of a set (tokens without kid).
@@ -294,19 +262,22 @@ func verify(m jwt.SigningMethod, signed string, sig []byte, key any) error {
 	return err
 }
 
-func claimsError(err error) *Error {
-	switch {
-	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return invalid(DescNoExpiry, err)
-	case errors.Is(err, jwt.ErrTokenExpired):
-		return invalid(DescExpired, err)
-	case errors.Is(err, jwt.ErrTokenNotValidYet):
-		return invalid(DescNotYetValid, err)
-	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
-		return invalid(DescIssuedFuture, err)
-	default:
-		return invalid(DescMalformed, err)
+// principal is the identity of a verified token whose payload segment is
+// payload.
+func (c *accessClaims) principal(payload string) *Principal {
+	p := &Principal{
+		Subject:  c.Subject,
+		ClientID: c.clientID(),
+		Issuer:   c.Issuer,
+		Audience: c.Audience,
+		Scopes:   c.scopes(),
+		// A clone, so the cached principal does not pin the whole token.
+		Claims: strings.Clone(payload),
 	}
+	if c.ExpiresAt.set {
+		p.ExpiresAt = c.ExpiresAt.t
+	}
+	return p
 }
 
 // audienceMatches reports whether any token audience equals a configured one,
@@ -320,59 +291,6 @@ func audienceMatches(tokenAud, want []string) bool {
 		}
 	}
 	return false
-}
-
-// accessClaims is the claim set of an access token as mcp-authz reads it.
-type accessClaims struct {
-	jwt.RegisteredClaims
-	Scope    scopeClaim `json:"scope"`
-	Scp      scopeClaim `json:"scp"`
-	ClientID string     `json:"client_id"`
-	Azp      string     `json:"azp"`   // OIDC, Auth0, Azure AD v2
-	Cid      string     `json:"cid"`   // Okta
-	AppID    string     `json:"appid"` // Azure AD v1
-	TokenUse string     `json:"token_use"`
-}
-
-func (c *accessClaims) scopes() []string {
-	if len(c.Scope) > 0 {
-		return c.Scope
-	}
-	return c.Scp
-}
-
-func (c *accessClaims) clientID() string {
-	for _, id := range []string{c.ClientID, c.Azp, c.Cid, c.AppID} {
-		if id != "" {
-			return id
-		}
-	}
-	return ""
-}
-
-// scopeClaim accepts a space-separated string (RFC 9068 scope, Azure AD scp)
-// or an array of strings (Okta scp).
-type scopeClaim []string
-
-func (s *scopeClaim) UnmarshalJSON(b []byte) error {
-	if len(b) > 0 && b[0] == '"' {
-		var str string
-		if err := json.Unmarshal(b, &str); err != nil {
-			return err
-		}
-		*s = splitScopes(str)
-		return nil
-	}
-	if string(b) == "null" {
-		*s = nil
-		return nil
-	}
-	var list []string
-	if err := json.Unmarshal(b, &list); err != nil {
-		return fmt.Errorf("scope claim must be a string or an array of strings")
-	}
-	*s = list
-	return nil
 }
 
 func jwtFingerprint(cfg JWTConfig) string {
