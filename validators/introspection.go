@@ -47,6 +47,10 @@ type IntrospectionConfig struct {
 	// ext_authz timeout. Zero means 150 ms.
 	Timeout time.Duration
 	// Client performs the calls; its transport's connection reuse matters.
+	// Introspection follows no redirects whatever its CheckRedirect says
+	// (the POST carries the token and, with client_secret_basic or
+	// client_secret_post, the client secret); discovery follows them only
+	// under CheckOutboundURL.
 	Client *http.Client
 	Logger *slog.Logger
 	// Now overrides the clock, for tests.
@@ -57,6 +61,8 @@ type IntrospectionConfig struct {
 type Introspection struct {
 	cfg         IntrospectionConfig
 	fingerprint string
+	// post is a copy of cfg.Client that never follows a redirect.
+	post *http.Client
 
 	mu       sync.Mutex
 	endpoint string // resolved
@@ -102,7 +108,9 @@ func NewIntrospection(cfg IntrospectionConfig) (*Introspection, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	v := &Introspection{cfg: cfg, endpoint: cfg.Endpoint}
+	post := *cfg.Client
+	post.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	v := &Introspection{cfg: cfg, endpoint: cfg.Endpoint, post: &post}
 	h := sha256.New()
 	aud := slices.Clone(cfg.Audiences)
 	slices.Sort(aud)
@@ -184,7 +192,7 @@ func (v *Introspection) call(ctx context.Context, endpoint, token string) ([]byt
 		// RFC 6749 §2.3.1: form-encode before Basic.
 		req.SetBasicAuth(url.QueryEscape(v.cfg.ClientID), url.QueryEscape(v.cfg.ClientSecret))
 	}
-	resp, err := v.cfg.Client.Do(req)
+	resp, err := v.post.Do(req)
 	if err != nil {
 		// url.Error names the URL and the cause, never the form body.
 		return nil, unavailable(DescIntrospect, err)
@@ -195,6 +203,8 @@ func (v *Introspection) call(ctx context.Context, endpoint, token string) ([]byt
 		return nil, unavailable(DescIntrospect, fmt.Errorf("POST %s: reading body: %w", endpoint, err))
 	}
 	switch {
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		return nil, unavailable(DescIntrospect, fmt.Errorf("POST %s: status %d: the authorization server redirects, and introspection follows no redirects (the request carries the token and client credentials): configure the final endpoint URL", endpoint, resp.StatusCode))
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 		return nil, unavailable(DescIntrospect, fmt.Errorf("POST %s: status %d: the authorization server rejected this service's client credentials (check the client id and secret)", endpoint, resp.StatusCode))
 	case resp.StatusCode != http.StatusOK:

@@ -317,3 +317,43 @@ func FuzzParseIntrospection(f *testing.F) {
 		}
 	})
 }
+
+// TestIntrospectionFollowsNoRedirect: the introspection POST carries the
+// token and the client credentials, so a redirect is never followed, to
+// any host: it is "unavailable", with the cause in the log.
+func TestIntrospectionFollowsNoRedirect(t *testing.T) {
+	target := &fakeAS{answers: map[string]string{
+		"good": fmt.Sprintf(`{"active":true,"aud":%q,"exp":%d}`, testAudience, time.Now().Add(time.Hour).Unix()),
+	}}
+	targetSrv := httptest.NewServer(target) // another loopback port
+	defer targetSrv.Close()
+	for _, status := range []int{301, 302, 303, 307, 308} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				http.Redirect(w, r, targetSrv.URL+"/introspect", status)
+			}))
+			defer redirector.Close()
+			for _, method := range []string{"client_secret_basic", "client_secret_post"} {
+				v, err := NewIntrospection(IntrospectionConfig{Endpoint: redirector.URL, ClientID: "rs", ClientSecret: "s3cret",
+					AuthMethod: method, Audiences: []string{testAudience}, Client: http.DefaultClient, Timeout: 5 * time.Second})
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = v.Validate(context.Background(), "good")
+				var verr *Error
+				if !errors.As(err, &verr) || !errors.Is(err, ErrUnavailable) || verr.Description != DescIntrospect {
+					t.Fatalf("%s: got %v, want unavailable %q", method, err, DescIntrospect)
+				}
+				if !strings.Contains(err.Error(), "redirect") || !strings.Contains(err.Error(), fmt.Sprint(status)) {
+					t.Errorf("the cause does not name the redirect: %v", err)
+				}
+				if strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "good") {
+					t.Errorf("error leaks a secret or the token: %v", err)
+				}
+			}
+			if n := target.calls.Load(); n != 0 {
+				t.Fatalf("the redirect target was asked %d times", n)
+			}
+		})
+	}
+}

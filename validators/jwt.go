@@ -57,7 +57,9 @@ type JWTConfig struct {
 	Audiences []string
 	// Leeway for exp, nbf and iat. Zero means none.
 	Leeway time.Duration
-	// Client fetches discovery documents and JWKS. Required.
+	// Client fetches discovery documents and JWKS. Required. Redirects are
+	// followed only to URLs that CheckOutboundURL accepts, whatever the
+	// client's own CheckRedirect allows.
 	Client *http.Client
 	// RefreshWait and MinRefreshInterval tune unknown-kid refreshes; see KeySetConfig.
 	RefreshWait        time.Duration

@@ -26,7 +26,8 @@ type KeySetConfig struct {
 	Issuer string
 	// JWKSURI, when set, takes precedence over the discovered jwks_uri.
 	JWKSURI string
-	// Client performs every fetch. Required.
+	// Client performs every fetch. Required. Redirects are followed only
+	// to URLs that CheckOutboundURL accepts (see outboundClient).
 	Client *http.Client
 	// RefreshInterval is how often the key set is fetched again (the JWKS cache TTL).
 	RefreshInterval time.Duration
@@ -113,6 +114,13 @@ func NewRemoteKeySet(ctx context.Context, cfg KeySetConfig) (*RemoteKeySet, erro
 
 // Loaded reports whether a JWKS has been fetched successfully at least once.
 func (ks *RemoteKeySet) Loaded() bool { return ks.loaded.Load() }
+
+// lastError returns the last finished fetch's error (nil after a success).
+func (ks *RemoteKeySet) lastError() error {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	return ks.lastErr
+}
 
 // Fetches returns how many JWKS fetches have been attempted.
 func (ks *RemoteKeySet) Fetches() int64 { return ks.fetches.Load() }

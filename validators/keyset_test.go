@@ -3,11 +3,14 @@ package validators
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -239,4 +242,109 @@ func TestCheckOutboundURL(t *testing.T) {
 			t.Errorf("CheckOutboundURL(%q) = %v, want ok=%v", tt.url, err, tt.ok)
 		}
 	}
+}
+
+// fakeDNSClient resolves host (any port) to the loopback listener addr,
+// so a test can serve "http://host/..." — a URL CheckOutboundURL refuses —
+// without a network. It has no CheckRedirect of its own (follow all), or
+// checkRedirect when given.
+func fakeDNSClient(host, addr string, checkRedirect func(*http.Request, []*http.Request) error) *http.Client {
+	dialer := &net.Dialer{}
+	return &http.Client{
+		Transport: &http.Transport{DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
+			if h, _, _ := net.SplitHostPort(a); h == host {
+				a = addr
+			}
+			return dialer.DialContext(ctx, network, a)
+		}},
+		CheckRedirect: checkRedirect,
+	}
+}
+
+// redirectTo answers every request with a 302 to target(r).
+func redirectTo(t *testing.T, target func(*http.Request) string) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target(r), http.StatusFound)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestJWKSAndDiscoveryRedirectsStayHTTPSOrLoopback: the validators enforce
+// CheckOutboundURL on every redirect of a JWKS or discovery fetch
+// themselves, whatever client they are given.
+func TestJWKSAndDiscoveryRedirectsStayHTTPSOrLoopback(t *testing.T) {
+	iss, err := devissuer.Start(devissuer.Config{Algorithms: []string{"RS256"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer iss.Close()
+	issAddr := strings.TrimPrefix(iss.URL, "http://")
+	follow := func(*http.Request, []*http.Request) error { return nil }
+
+	// The discovery document for a redirecting issuer is served by another
+	// loopback server, reachable as http://as.example too.
+	var issuer string
+	docs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"issuer":%q,"jwks_uri":%q}`, issuer, iss.JWKSURL())
+	}))
+	defer docs.Close()
+	docsAddr := strings.TrimPrefix(docs.URL, "http://")
+	offLoopback := redirectTo(t, func(r *http.Request) string { return "http://as.example" + r.URL.Path })
+	onLoopback := redirectTo(t, func(r *http.Request) string { return docs.URL + r.URL.Path })
+
+	tests := []struct {
+		name    string
+		client  *http.Client
+		target  string // where the JWKS URI redirects
+		refused bool
+	}{
+		{"to another loopback port", fakeDNSClient("jwks.example", issAddr, nil), iss.JWKSURL(), false},
+		{"to http off loopback", fakeDNSClient("jwks.example", issAddr, nil), "http://jwks.example/jwks", true},
+		{"to http off loopback, client follows everything", fakeDNSClient("jwks.example", issAddr, follow), "http://jwks.example/jwks", true},
+		{"to ftp", fakeDNSClient("jwks.example", issAddr, nil), "ftp://jwks.example/jwks", true},
+	}
+	for _, tt := range tests {
+		t.Run("JWKS "+tt.name, func(t *testing.T) {
+			srv := redirectTo(t, func(*http.Request) string { return tt.target })
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			ks, err := NewRemoteKeySet(ctx, KeySetConfig{Issuer: iss.URL, JWKSURI: srv.URL + "/jwks", Client: tt.client})
+			if err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for !ks.Loaded() && ks.lastError() == nil {
+				if time.Now().After(deadline) {
+					t.Fatal("no fetch finished")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			if tt.refused {
+				if ks.Loaded() || !strings.Contains(fmt.Sprint(ks.lastError()), "redirect refused") {
+					t.Fatalf("loaded=%v, last error %v: want the redirect refused", ks.Loaded(), ks.lastError())
+				}
+				return
+			}
+			if !ks.Loaded() {
+				t.Fatalf("not loaded: %v", ks.lastError())
+			}
+		})
+	}
+
+	t.Run("discovery to http off loopback", func(t *testing.T) {
+		issuer = offLoopback.URL
+		_, err := Discover(context.Background(), fakeDNSClient("as.example", docsAddr, follow), issuer)
+		if err == nil || !strings.Contains(err.Error(), "redirect refused") {
+			t.Fatalf("got %v, want the redirect refused", err)
+		}
+	})
+	t.Run("discovery to another loopback port", func(t *testing.T) {
+		issuer = onLoopback.URL
+		md, err := Discover(context.Background(), http.DefaultClient, issuer)
+		if err != nil || md.JWKSURI != iss.JWKSURL() {
+			t.Fatalf("got %+v, %v", md, err)
+		}
+	})
 }
