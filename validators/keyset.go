@@ -2,7 +2,6 @@ package validators
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
+	json "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -64,6 +65,7 @@ type RemoteKeySet struct {
 	lastStart   time.Time
 	lastErr     error
 	resolvedURI string
+	lastSkipped string // the last fetch's skipped keys, logged when it changes
 }
 
 type refreshCall struct {
@@ -223,7 +225,8 @@ func (ks *RemoteKeySet) fetch(ctx context.Context) error {
 			ks.mu.Unlock()
 		}
 	}
-	keys, err := fetchJWKS(ctx, ks.cfg.Client, uri, ks.cfg.Logger)
+	keys, skipped, err := fetchJWKS(ctx, ks.cfg.Client, uri)
+	ks.logSkipped(uri, skipped)
 	if err != nil {
 		if ks.cfg.JWKSURI == "" {
 			// The issuer may have moved its keys: discover again next time.
@@ -238,6 +241,24 @@ func (ks *RemoteKeySet) fetch(ctx context.Context) error {
 	}
 	ks.loaded.Store(true)
 	return nil
+}
+
+// logSkipped reports the keys a fetch had to skip, once per change: an
+// unknown kid may refetch every second, and the same bad key must not log
+// every second.
+func (ks *RemoteKeySet) logSkipped(uri string, skipped []skippedKey) {
+	summary := fmt.Sprint(skipped)
+	ks.mu.Lock()
+	changed := summary != ks.lastSkipped
+	ks.lastSkipped = summary
+	ks.mu.Unlock()
+	if !changed {
+		return
+	}
+	for _, k := range skipped {
+		ks.cfg.Logger.Warn("ignoring an unusable JWKS key; the other keys are used", "issuer", ks.cfg.Issuer,
+			"jwks_uri", uri, "index", k.index, "kid", k.kid, "error", k.err)
+	}
 }
 
 // run refreshes every RefreshInterval, and retries with back-off while the
@@ -271,34 +292,58 @@ func (ks *RemoteKeySet) run() {
 	}
 }
 
+// skippedKey is a JWK that fetchJWKS could not use.
+type skippedKey struct {
+	index int
+	kid   string
+	err   error
+}
+
+func (k skippedKey) String() string { return fmt.Sprintf("%d/%q: %v", k.index, k.kid, k.err) }
+
 // fetchJWKS downloads a JWK Set and keeps the keys fit for verifying
-// signatures: symmetric ("oct") and encryption keys are dropped, since a
-// public document can never hold a verification secret.
-func fetchJWKS(ctx context.Context, client *http.Client, uri string, log *slog.Logger) ([]jwkset.JWK, error) {
+// signatures. Each key is decoded on its own: a key this code cannot read
+// (a typo, garbage, a member of the wrong type, a duplicate member) is
+// skipped and reported, and the rest of the set is used, so one bad key
+// cannot take an issuer down. Symmetric ("oct") and encryption keys, and
+// key types jwkset does not support, are dropped silently: a public
+// document can never hold a verification secret. A set with no usable key
+// at all is an error.
+func fetchJWKS(ctx context.Context, client *http.Client, uri string) ([]jwkset.JWK, []skippedKey, error) {
 	body, err := getJSON(ctx, client, uri)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var set jwkset.JWKSMarshal
-	if err := json.Unmarshal(body, &set); err != nil {
-		return nil, fmt.Errorf("GET %s: decoding JWKS: %w", uri, err)
+	var set struct {
+		Keys []jsontext.Value `json:"keys"`
+	}
+	// Lenient about the envelope, the issuer's own document; each key is
+	// decoded strictly below.
+	if err := json.Unmarshal(body, &set, jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)); err != nil {
+		return nil, nil, fmt.Errorf("GET %s: decoding JWKS: %w", uri, jsonError("JWKS", err))
 	}
 	keys := make([]jwkset.JWK, 0, len(set.Keys))
-	for _, m := range set.Keys {
+	var skipped []skippedKey
+	for i, raw := range set.Keys {
+		var m jwkset.JWKMarshal
+		if err := json.Unmarshal(raw, &m); err != nil {
+			skipped = append(skipped, skippedKey{index: i, err: jsonError("JWK", err)})
+			continue
+		}
 		if m.KTY == jwkset.KtyOct || m.USE == jwkset.UseEnc {
 			continue
 		}
 		k, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
 		if err != nil {
 			if !errors.Is(err, jwkset.ErrUnsupportedKey) {
-				log.Warn("ignoring unusable JWKS key", "jwks_uri", uri, "kid", m.KID, "error", err)
+				skipped = append(skipped, skippedKey{index: i, kid: m.KID, err: err})
 			}
 			continue
 		}
 		keys = append(keys, k)
 	}
 	if len(keys) == 0 {
-		return nil, fmt.Errorf("GET %s: JWKS has no usable signing keys", uri)
+		return nil, skipped, fmt.Errorf("GET %s: JWKS has no usable signing keys", uri)
 	}
-	return keys, nil
+	return keys, skipped, nil
 }

@@ -2,9 +2,11 @@ package validators
 
 import (
 	"context"
+	stdjson "encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -347,4 +349,99 @@ func TestJWKSAndDiscoveryRedirectsStayHTTPSOrLoopback(t *testing.T) {
 			t.Fatalf("got %+v, %v", md, err)
 		}
 	})
+}
+
+// countingHandler counts log records by message.
+type countingHandler struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *countingHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.counts[r.Message]++
+	return nil
+}
+func (h *countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *countingHandler) WithGroup(string) slog.Handler      { return h }
+func (h *countingHandler) count(msg string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.counts[msg]
+}
+
+// TestJWKSSkipsUnusableKeys: a JWK that fails to parse is skipped and
+// logged (once per change, not once per fetch); the rest of the set is
+// used. One bad key used to make the whole set unusable, and the issuer
+// never ready.
+func TestJWKSSkipsUnusableKeys(t *testing.T) {
+	good, err := devissuer.NewKey("RS256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	goodJWK, _ := stdjson.Marshal(good.JWK())
+	bad := []string{
+		`{"kty":"RSA","kid":"n-is-a-number","n":5,"e":"AQAB"}`,
+		`"not an object"`,
+		`{"kty":"EC","kid":"bad-point","crv":"P-256","x":"AAAA","y":"AAAA"}`,
+		`{"kty":"RSA","kid":"dup","kid":"dup","n":"AQAB","e":"AQAB"}`,
+		`{"kty":"RSA","kid":"no-modulus","e":"AQAB"}`,
+	}
+	var extra atomic.Value
+	extra.Store("")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"keys":[%s,{"kty":"XYZ","kid":"unsupported"},%s%s]}`, strings.Join(bad, ","), goodJWK, extra.Load())
+	}))
+	defer srv.Close()
+	logs := &countingHandler{counts: map[string]int{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const issuer = "https://as.example"
+	v, err := NewJWT(ctx, JWTConfig{
+		Issuers:            []IssuerConfig{{Issuer: issuer, JWKSURI: srv.URL, Algorithms: []string{"RS256"}}},
+		Audiences:          []string{testAudience},
+		Client:             srv.Client(),
+		MinRefreshInterval: time.Nanosecond,
+		Logger:             slog.New(logs),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitLoaded(t, v)
+	claims := map[string]any{"iss": issuer, "sub": "s", "aud": testAudience, "exp": time.Now().Add(time.Hour).Unix()}
+	for name, header := range map[string]map[string]any{"with kid": nil, "without kid": {"kid": nil}} {
+		tok, err := good.Sign(claims, header)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.Validate(ctx, tok); err != nil {
+			t.Errorf("token %s signed by the good key: %v", name, err)
+		}
+	}
+
+	const msg = "ignoring an unusable JWKS key; the other keys are used"
+	ks := v.KeySets()[issuer]
+	refetch := func() {
+		t.Helper()
+		call, _ := ks.refresh()
+		if call == nil {
+			t.Fatal("refresh rate limited")
+		}
+		<-call.done
+		if call.err != nil {
+			t.Fatal(call.err)
+		}
+	}
+	refetch()
+	refetch()
+	if got := logs.count(msg); got != len(bad) {
+		t.Errorf("%d warnings after 3 fetches of %d bad keys, want each logged once", got, len(bad))
+	}
+	extra.Store(`,{"kty":"EC","kid":"another","crv":"P-256"}`)
+	refetch()
+	if got := logs.count(msg); got != 2*len(bad)+1 {
+		t.Errorf("%d warnings after the set of bad keys changed, want %d", got, 2*len(bad)+1)
+	}
 }
