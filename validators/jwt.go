@@ -76,6 +76,8 @@ type JWT struct {
 	leeway      time.Duration
 	now         func() time.Time
 	fingerprint string
+	// onVerify, when set (tests), is called before each signature check.
+	onVerify func()
 }
 
 type jwtIssuer struct {
@@ -224,13 +226,13 @@ func (v *JWT) Validate(ctx context.Context, token string) (*Principal, error) {
 
 	// alg is in the allow-list, so golang-jwt knows it.
 	method := jwt.GetSigningMethod(alg)
-	tok := &jwt.Token{Header: map[string]any{"alg": alg}, Method: method}
-	if t.header.Kid.set {
-		tok.Header["kid"] = t.header.Kid.s
-	} else if !iss.keys.Loaded() {
-		return nil, unavailable(DescJWKS, errKeySetUnavailable)
+	if !t.header.Kid.set {
+		if err := v.verifyKidless(iss.keys, method, &t); err != nil {
+			return nil, err
+		}
+		return c.principal(t.payload), nil
 	}
-	key, err := iss.keys.KeyfuncCtx(ctx)(tok)
+	key, err := iss.keys.keyByKID(ctx, t.header.Kid.s, alg)
 	if err != nil {
 		switch {
 		case errors.Is(err, errKeySetUnavailable):
@@ -243,25 +245,34 @@ func (v *JWT) Validate(ctx context.Context, token string) (*Principal, error) {
 			return nil, invalid(DescSignature, err)
 		}
 	}
-	if err := verify(method, t.signed, t.signature, key); err != nil {
+	if v.onVerify != nil {
+		v.onVerify()
+	}
+	if err := method.Verify(t.signed, t.signature, key); err != nil {
 		return nil, invalid(DescSignature, err)
 	}
 	return c.principal(t.payload), nil
 }
 
-// verify checks sig with key, or with any key of a set (tokens without kid).
-func verify(m jwt.SigningMethod, signed string, sig []byte, key any) error {
-	set, ok := key.(jwt.VerificationKeySet)
-	if !ok {
-		return m.Verify(signed, sig, key)
+// verifyKidless checks the signature of a token without kid against the
+// few keys that fit its alg (RemoteKeySet.kidlessKeys), never the whole set.
+func (v *JWT) verifyKidless(keys *RemoteKeySet, method jwt.SigningMethod, t *jws) *Error {
+	if !keys.Loaded() {
+		return unavailable(DescJWKS, errKeySetUnavailable)
 	}
-	err := jwt.ErrTokenSignatureInvalid
-	for _, k := range set.Keys {
-		if err = m.Verify(signed, sig, k); err == nil {
+	candidates := keys.kidlessKeys(method.Alg())
+	if len(candidates) == 0 {
+		return invalid(DescUnknownKey, errors.New("no kid, and the issuer's JWKS has no key for this alg"))
+	}
+	for _, k := range candidates {
+		if v.onVerify != nil {
+			v.onVerify()
+		}
+		if method.Verify(t.signed, t.signature, k) == nil {
 			return nil
 		}
 	}
-	return err
+	return invalid(DescSignature, fmt.Errorf("no kid, and none of the first %d keys fitting alg verifies", len(candidates)))
 }
 
 // principal is the identity of a verified token whose payload segment is

@@ -445,3 +445,107 @@ func TestJWKSSkipsUnusableKeys(t *testing.T) {
 		t.Errorf("%d warnings after the set of bad keys changed, want %d", got, 2*len(bad)+1)
 	}
 }
+
+// jwkAs is k's public JWK under kid, with "alg" set to alg ("" drops it).
+func jwkAs(k *devissuer.Key, kid, alg string) map[string]any {
+	m := k.JWK()
+	m["kid"] = kid
+	delete(m, "alg")
+	if alg != "" {
+		m["alg"] = alg
+	}
+	return m
+}
+
+// TestKidlessTokenTriesAtMostFourFittingKeys: a token without kid is
+// checked only against keys whose type fits its alg (RSA for RS*/PS*, EC
+// on the right curve for ES*, OKP Ed25519 for EdDSA, and a JWK "alg", when
+// present, equal to the token's), at most the first four in JWKS order.
+// Every key of the set was tried before: with a 4,800-key JWKS one forged
+// token cost 400 ms of CPU.
+func TestKidlessTokenTriesAtMostFourFittingKeys(t *testing.T) {
+	keys := map[string]*devissuer.Key{}
+	for _, name := range []string{"RS256", "RS256 filler", "ES256", "ES384", "EdDSA"} {
+		k, err := devissuer.NewKey(strings.Fields(name)[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[name] = k
+	}
+	good, filler := keys["RS256"], keys["RS256 filler"]
+	fillers := func(n int, prefix string) []map[string]any {
+		var set []map[string]any
+		for i := range n {
+			set = append(set, jwkAs(filler, fmt.Sprintf("%s-%d", prefix, i), ""))
+		}
+		return set
+	}
+	// Keys that fit no RS256 token, ahead of the RSA keys.
+	unfit := []map[string]any{
+		jwkAs(keys["ES384"], "ec384", ""), jwkAs(keys["EdDSA"], "okp", ""), jwkAs(good, "good-as-rs512", "RS512"), jwkAs(good, "good-as-ps256", "PS256"),
+	}
+	cat := func(parts ...[]map[string]any) []map[string]any {
+		var all []map[string]any
+		for _, p := range parts {
+			all = append(all, p...)
+		}
+		return all
+	}
+	one := func(m map[string]any) []map[string]any { return []map[string]any{m} }
+
+	tests := []struct {
+		name     string
+		set      []map[string]any
+		signer   *devissuer.Key
+		want     string // description, "" = valid
+		verifies int64
+	}{
+		{"good key is the 4th fitting key", cat(unfit, fillers(3, "f"), one(jwkAs(good, "good", "RS256")), fillers(100, "g")), good, "", 4},
+		{"good key is the 5th fitting key", cat(unfit, fillers(4, "f"), one(jwkAs(good, "good", "")), fillers(100, "g")), good, DescSignature, 4},
+		{"2,000 fitting keys, the signer's first", cat(unfit, fillers(2000, "f")), filler, "", 1},
+		{"2,000 fitting keys, none the signer's", cat(unfit, fillers(2000, "f")), good, DescSignature, 4},
+		{"JWK alg other than the token's is not tried", cat(one(jwkAs(good, "good-as-rs384", "RS384")), fillers(3, "f"), one(jwkAs(good, "good", ""))), good, "", 4},
+		{"ES256 token, only P-384 and RSA keys", cat(unfit, fillers(10, "f")), keys["ES256"], DescUnknownKey, 0},
+		{"ES384 token, P-256 keys first", cat(fillers(3, "f"), []map[string]any{jwkAs(keys["ES256"], "p256-a", ""), jwkAs(keys["ES256"], "p256-b", ""), jwkAs(keys["ES384"], "p384", "")}), keys["ES384"], "", 1},
+		{"EdDSA token, RSA and EC keys first", cat(fillers(5, "f"), one(jwkAs(keys["ES256"], "p256", "")), one(jwkAs(keys["EdDSA"], "okp", "EdDSA"))), keys["EdDSA"], "", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body, _ := stdjson.Marshal(map[string]any{"keys": tt.set})
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(body) }))
+			defer srv.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			const issuer = "https://as.example"
+			v, err := NewJWT(ctx, JWTConfig{
+				Issuers:   []IssuerConfig{{Issuer: issuer, JWKSURI: srv.URL, Algorithms: []string{"RS256", "ES256", "ES384", "EdDSA"}}},
+				Audiences: []string{testAudience},
+				Client:    srv.Client(),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitLoaded(t, v)
+			var verifies atomic.Int64
+			v.onVerify = func() { verifies.Add(1) }
+			tok, err := tt.signer.Sign(map[string]any{"iss": issuer, "sub": "s", "aud": testAudience, "exp": time.Now().Add(time.Hour).Unix()}, map[string]any{"kid": nil})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = v.Validate(ctx, tok)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("want valid, got %v", err)
+				}
+			} else {
+				var verr *Error
+				if !errors.As(err, &verr) || verr.Description != tt.want {
+					t.Fatalf("got %v, want %q", err, tt.want)
+				}
+			}
+			if got := verifies.Load(); got != tt.verifies {
+				t.Fatalf("%d signature checks, want %d", got, tt.verifies)
+			}
+		})
+	}
+}
