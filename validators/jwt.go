@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/MicahParks/jwkset"
@@ -64,7 +65,12 @@ type JWTConfig struct {
 	// RefreshWait and MinRefreshInterval tune unknown-kid refreshes; see KeySetConfig.
 	RefreshWait        time.Duration
 	MinRefreshInterval time.Duration
-	Logger             *slog.Logger
+	// KeySets is the process's registry of JWKS caches, shared by every
+	// validator naming the same issuer and JWKS URI; see KeySets. Nil
+	// means a private registry: the key sets are this validator's own and
+	// refresh until ctx ends or Close.
+	KeySets *KeySets
+	Logger  *slog.Logger
 	// Now overrides the clock, for tests.
 	Now func() time.Time
 }
@@ -76,6 +82,8 @@ type JWT struct {
 	leeway      time.Duration
 	now         func() time.Time
 	fingerprint string
+	registry    *KeySets
+	closeOnce   sync.Once
 	// onVerify, when set (tests), is called before each signature check.
 	onVerify func()
 }
@@ -85,8 +93,10 @@ type jwtIssuer struct {
 	keys *RemoteKeySet
 }
 
-// NewJWT builds a JWT validator and starts each issuer's background JWKS
-// refresh, which ends with ctx.
+// NewJWT builds a JWT validator and retains each issuer's key set from
+// cfg.KeySets, which starts its background refresh on first use. Without a
+// registry the key sets are the validator's own and refresh until ctx ends.
+// Close releases them.
 func NewJWT(ctx context.Context, cfg JWTConfig) (*JWT, error) {
 	if len(cfg.Issuers) == 0 {
 		return nil, errors.New("jwt: at least one issuer is required")
@@ -109,6 +119,10 @@ func NewJWT(ctx context.Context, cfg JWTConfig) (*JWT, error) {
 		audiences: slices.Clone(cfg.Audiences),
 		leeway:    cfg.Leeway,
 		now:       now,
+		registry:  cfg.KeySets,
+	}
+	if v.registry == nil {
+		v.registry = NewKeySets(ctx)
 	}
 	cfg.Issuers = slices.Clone(cfg.Issuers) // defaults below must not write to the caller's slice
 	// Validate every issuer before starting any key set, so a rejected
@@ -137,7 +151,7 @@ func NewJWT(ctx context.Context, cfg JWTConfig) (*JWT, error) {
 		v.issuers[ic.Issuer] = &jwtIssuer{cfg: *ic}
 	}
 	for _, ic := range cfg.Issuers {
-		keys, err := NewRemoteKeySet(ctx, KeySetConfig{
+		keys, err := v.registry.Get(KeySetConfig{
 			Issuer:             ic.Issuer,
 			JWKSURI:            ic.JWKSURI,
 			Client:             cfg.Client,
@@ -147,6 +161,7 @@ func NewJWT(ctx context.Context, cfg JWTConfig) (*JWT, error) {
 			Logger:             cfg.Logger,
 		})
 		if err != nil {
+			v.Close()
 			return nil, fmt.Errorf("jwt: issuer %q: %w", ic.Issuer, err)
 		}
 		v.issuers[ic.Issuer].keys = keys
@@ -169,6 +184,20 @@ func CheckAlgorithms(algs []string) error {
 // Fingerprint identifies the validation policy, so that verdicts cached under
 // one policy are never served under another.
 func (v *JWT) Fingerprint() string { return v.fingerprint }
+
+// Close releases the validator's key sets: one that no other validator
+// retains stops refreshing. Validate must not be called after Close. On a
+// configuration reload, build the new validators before closing the old
+// ones, so an unchanged issuer keeps its loaded key set.
+func (v *JWT) Close() {
+	v.closeOnce.Do(func() {
+		for _, iss := range v.issuers {
+			if iss.keys != nil {
+				v.registry.Release(iss.keys)
+			}
+		}
+	})
+}
 
 // KeySets returns each issuer's key set, keyed by issuer, for readiness
 // reporting and tests.

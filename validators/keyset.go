@@ -58,6 +58,7 @@ type RemoteKeySet struct {
 	store   jwkset.Storage
 	keyfunc keyfunc.Keyfunc
 	ctx     context.Context // ends the background refresh
+	cancel  context.CancelFunc
 
 	loaded atomic.Bool
 	// fetches counts attempted JWKS fetches, for tests and metrics.
@@ -65,6 +66,10 @@ type RemoteKeySet struct {
 	// kidless holds, per algorithm, the keys a token without kid is
 	// tried against; replaced whole by each successful fetch.
 	kidless atomic.Pointer[map[string][]any]
+	// interval is the refresh interval in force (a KeySets registry may
+	// lower it); kick wakes the refresh loop to read it again.
+	interval atomic.Int64
+	kick     chan struct{}
 
 	mu          sync.Mutex
 	inflight    *refreshCall
@@ -82,8 +87,19 @@ type refreshCall struct {
 // NewRemoteKeySet returns a key set and starts its background refresh, which
 // ends with ctx. It does not wait for the first fetch: an unreachable JWKS at
 // start-up is retried in the background while validations answer
-// "unavailable".
+// "unavailable". Validators get their key sets from a KeySets registry,
+// which shares one per (issuer, JWKS URI).
 func NewRemoteKeySet(ctx context.Context, cfg KeySetConfig) (*RemoteKeySet, error) {
+	ks, err := newRemoteKeySet(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	go ks.run()
+	return ks, nil
+}
+
+// newRemoteKeySet checks cfg and returns a key set that is not started.
+func newRemoteKeySet(ctx context.Context, cfg KeySetConfig) (*RemoteKeySet, error) {
 	if cfg.Client == nil {
 		return nil, errors.New("keyset: Client is required")
 	}
@@ -110,13 +126,15 @@ func NewRemoteKeySet(ctx context.Context, cfg KeySetConfig) (*RemoteKeySet, erro
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	ks := &RemoteKeySet{cfg: cfg, store: jwkset.NewMemoryStorage(), ctx: ctx}
+	ctx, cancel := context.WithCancel(ctx)
+	ks := &RemoteKeySet{cfg: cfg, store: jwkset.NewMemoryStorage(), ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1)}
+	ks.interval.Store(int64(cfg.RefreshInterval))
 	kf, err := keyfunc.New(keyfunc.Options{Ctx: ctx, Storage: refreshingStorage{Storage: ks.store, ks: ks}})
 	if err != nil {
+		cancel()
 		return nil, fmt.Errorf("keyset: %w", err)
 	}
 	ks.keyfunc = kf
-	go ks.run()
 	return ks, nil
 }
 
@@ -334,8 +352,26 @@ func (ks *RemoteKeySet) logSkipped(uri string, skipped []skippedKey) {
 	}
 }
 
-// run refreshes every RefreshInterval, and retries with back-off while the
-// last attempt failed.
+// setMinInterval lowers the refresh interval to d if d is shorter, and
+// wakes the refresh loop so the new interval counts from the last fetch.
+func (ks *RemoteKeySet) setMinInterval(d time.Duration) {
+	for {
+		cur := ks.interval.Load()
+		if d <= 0 || int64(d) >= cur {
+			return
+		}
+		if ks.interval.CompareAndSwap(cur, int64(d)) {
+			select {
+			case ks.kick <- struct{}{}:
+			default:
+			}
+			return
+		}
+	}
+}
+
+// run refreshes every refresh interval, and retries with back-off while
+// the last attempt failed.
 func (ks *RemoteKeySet) run() {
 	backoff := time.Second
 	for {
@@ -348,19 +384,42 @@ func (ks *RemoteKeySet) run() {
 				return
 			}
 		}
-		wait := ks.cfg.RefreshInterval
+		done := time.Now()
+		retry := time.Duration(0)
 		if err != nil {
-			wait = min(backoff, ks.cfg.RefreshInterval)
+			retry = backoff
 			backoff = min(backoff*2, time.Minute)
 		} else {
 			backoff = time.Second
 		}
+		if !ks.sleep(done, retry) {
+			return
+		}
+	}
+}
+
+// sleep waits until the refresh interval (or retry, when set and shorter)
+// has passed since from, reading the interval again when it is lowered. It
+// reports false when the key set is stopped.
+func (ks *RemoteKeySet) sleep(from time.Time, retry time.Duration) bool {
+	for {
+		wait := time.Duration(ks.interval.Load())
+		if retry > 0 {
+			wait = min(wait, retry)
+		}
+		wait -= time.Since(from)
+		if wait <= 0 {
+			return true
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
+			return true
+		case <-ks.kick:
+			t.Stop()
 		case <-ks.ctx.Done():
 			t.Stop()
-			return
+			return false
 		}
 	}
 }
