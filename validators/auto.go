@@ -32,6 +32,9 @@ func NewAuto(jwt *JWT, introspection introspector) *Auto {
 // Fingerprint identifies the combined policy for the verdict cache.
 func (a *Auto) Fingerprint() string { return a.fingerprint }
 
+// Close releases the JWT validator's key sets (JWT.Close).
+func (a *Auto) Close() { a.jwt.Close() }
+
 // Validate routes token by its shape and unverified issuer.
 func (a *Auto) Validate(ctx context.Context, token string) (*Principal, error) {
 	if iss, ok := peekIssuer(token); ok {

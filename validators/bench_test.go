@@ -34,7 +34,7 @@ func introspectionBench(b *testing.B) (*httptest.Server, []byte) {
 func BenchmarkIntrospectionMiss(b *testing.B) {
 	srv, _ := introspectionBench(b)
 	v, err := NewIntrospection(IntrospectionConfig{Endpoint: srv.URL, Issuer: "https://as.example", ClientID: "rs", ClientSecret: "secret",
-		Audiences: []string{testAudience}, Client: srv.Client(), Timeout: time.Second})
+		Audiences: []string{testAudience}, Client: srv.Client(), Timeout: 10 * time.Second})
 	if err != nil {
 		b.Fatal(err)
 	}

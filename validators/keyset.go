@@ -22,6 +22,10 @@ import (
 // not be fetched, as opposed to a kid the issuer does not publish.
 var errKeySetUnavailable = errors.New("JWKS unavailable")
 
+// defaultRefreshInterval is the JWKS refresh interval (cache TTL) when none
+// is configured.
+const defaultRefreshInterval = 15 * time.Minute
+
 // KeySetConfig configures a RemoteKeySet.
 type KeySetConfig struct {
 	// Issuer is used for discovery when JWKSURI is empty, and in logs.
@@ -31,7 +35,8 @@ type KeySetConfig struct {
 	// Client performs every fetch. Required. Redirects are followed only
 	// to URLs that CheckOutboundURL accepts (see outboundClient).
 	Client *http.Client
-	// RefreshInterval is how often the key set is fetched again (the JWKS cache TTL).
+	// RefreshInterval is how often the key set is fetched again (the JWKS
+	// cache TTL); zero means 15 minutes.
 	RefreshInterval time.Duration
 	// MinRefreshInterval bounds how often an unknown kid may trigger a fetch.
 	MinRefreshInterval time.Duration
@@ -112,7 +117,7 @@ func newRemoteKeySet(ctx context.Context, cfg KeySetConfig) (*RemoteKeySet, erro
 		}
 	}
 	if cfg.RefreshInterval <= 0 {
-		cfg.RefreshInterval = 15 * time.Minute
+		cfg.RefreshInterval = defaultRefreshInterval
 	}
 	if cfg.MinRefreshInterval <= 0 {
 		cfg.MinRefreshInterval = time.Second
@@ -355,9 +360,12 @@ func (ks *RemoteKeySet) logSkipped(uri string, skipped []skippedKey) {
 // setMinInterval lowers the refresh interval to d if d is shorter, and
 // wakes the refresh loop so the new interval counts from the last fetch.
 func (ks *RemoteKeySet) setMinInterval(d time.Duration) {
+	if d <= 0 {
+		d = defaultRefreshInterval
+	}
 	for {
 		cur := ks.interval.Load()
-		if d <= 0 || int64(d) >= cur {
+		if int64(d) >= cur {
 			return
 		}
 		if ks.interval.CompareAndSwap(cur, int64(d)) {

@@ -51,6 +51,16 @@ func TestKeySetsShareOneJWKSPerIssuerAndURI(t *testing.T) {
 			interval:    10 * time.Minute,
 		},
 		{
+			name: "an interval left to the default counts as 15 minutes",
+			first: func(iss, jwks string) IssuerConfig {
+				return IssuerConfig{Issuer: iss, JWKSURI: jwks, JWKSCacheTTL: time.Hour}
+			},
+			second:      func(iss, jwks string) IssuerConfig { return IssuerConfig{Issuer: iss, JWKSURI: jwks} },
+			sets:        1,
+			jwksFetches: 1,
+			interval:    15 * time.Minute,
+		},
+		{
 			name:        "same issuer, JWKS URI and discovery: two key sets",
 			first:       func(iss, jwks string) IssuerConfig { return IssuerConfig{Issuer: iss, JWKSURI: jwks} },
 			second:      func(iss, _ string) IssuerConfig { return IssuerConfig{Issuer: iss} },
