@@ -3,10 +3,10 @@ package validators
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"strings"
+
+	json "github.com/go-json-experiment/json"
 )
 
 // Auto validates JWTs from a configured issuer locally and introspects
@@ -32,6 +32,9 @@ func NewAuto(jwt *JWT, introspection introspector) *Auto {
 // Fingerprint identifies the combined policy for the verdict cache.
 func (a *Auto) Fingerprint() string { return a.fingerprint }
 
+// Close releases the JWT validator's key sets (JWT.Close).
+func (a *Auto) Close() { a.jwt.Close() }
+
 // Validate routes token by its shape and unverified issuer.
 func (a *Auto) Validate(ctx context.Context, token string) (*Principal, error) {
 	if iss, ok := peekIssuer(token); ok {
@@ -43,14 +46,17 @@ func (a *Auto) Validate(ctx context.Context, token string) (*Principal, error) {
 }
 
 // peekIssuer returns the unverified iss of a JWS compact token. It only
-// routes: the JWT validator verifies everything.
+// routes: a token naming a configured JWT issuer is judged entirely by the
+// JWT validator. It reads iss as that validator will (strict base64url,
+// exact member names, no duplicates), so one token cannot be routed by one
+// reading of iss and judged by another.
 func peekIssuer(token string) (string, bool) {
 	first := strings.IndexByte(token, '.')
 	last := strings.LastIndexByte(token, '.')
 	if first <= 0 || last == first || strings.Count(token, ".") != 2 {
 		return "", false
 	}
-	payload, err := base64.RawURLEncoding.DecodeString(token[first+1 : last])
+	payload, err := strictB64.DecodeString(token[first+1 : last])
 	if err != nil {
 		return "", false
 	}

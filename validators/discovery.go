@@ -81,14 +81,44 @@ func fetchMetadata(ctx context.Context, client *http.Client, u string) (*ServerM
 	return &md, nil
 }
 
-// getJSON performs a bounded GET and returns the body of a 200 answer.
+// maxRedirects bounds the redirects one discovery or JWKS fetch follows.
+const maxRedirects = 5
+
+// outboundClient returns a copy of client whose redirects are followed
+// only to URLs that CheckOutboundURL accepts, at most maxRedirects, and
+// then only if client's own CheckRedirect agrees. The validators apply it
+// themselves, so no caller can hand in a client that follows a JWKS or
+// discovery redirect to plain http off loopback.
+func outboundClient(client *http.Client) *http.Client {
+	c := *client
+	own := client.CheckRedirect
+	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if err := CheckOutboundURL(req.URL.String()); err != nil {
+			return fmt.Errorf("redirect refused: %w", err)
+		}
+		if len(via) >= maxRedirects {
+			return fmt.Errorf("stopped after %d redirects", maxRedirects)
+		}
+		if own != nil {
+			return own(req, via)
+		}
+		return nil
+	}
+	return &c
+}
+
+// getJSON performs a bounded GET and returns the body of a 200 answer. u
+// and every redirect must pass CheckOutboundURL.
 func getJSON(ctx context.Context, client *http.Client, u string) ([]byte, error) {
+	if err := CheckOutboundURL(u); err != nil {
+		return nil, fmt.Errorf("GET %s: %w", u, err)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", u, err)
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := client.Do(req)
+	resp, err := outboundClient(client).Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", u, err)
 	}

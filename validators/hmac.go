@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -41,7 +40,6 @@ type HMACConfig struct {
 // from the seed's JWTAuthProvider.
 type HMAC struct {
 	cfg         HMACConfig
-	parser      *jwt.Parser
 	fingerprint string
 }
 
@@ -58,15 +56,8 @@ func NewHMAC(cfg HMACConfig) (*HMAC, error) {
 			return nil, fmt.Errorf("hmac: algorithm %q not allowed (choose from %s)", a, strings.Join(hmacAlgorithms, ", "))
 		}
 	}
-	opts := []jwt.ParserOption{jwt.WithValidMethods(cfg.Algorithms), jwt.WithLeeway(cfg.Leeway), jwt.WithIssuedAt()}
-	if !cfg.AllowMissingExpiry {
-		opts = append(opts, jwt.WithExpirationRequired())
-	}
-	if cfg.Issuer != "" {
-		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
-	}
-	if cfg.Now != nil {
-		opts = append(opts, jwt.WithTimeFunc(cfg.Now))
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	h := sha256.New()
 	// The fingerprint covers the secret's hash: a new secret must not
@@ -76,46 +67,37 @@ func NewHMAC(cfg HMACConfig) (*HMAC, error) {
 	slices.Sort(aud)
 	fmt.Fprintf(h, "hmac\x00%x\x00%s\x00%s\x00%s\x00%t\x00%d", secretSum, strings.Join(cfg.Algorithms, ","), cfg.Issuer,
 		strings.Join(aud, " "), cfg.AllowMissingExpiry, cfg.Leeway)
-	return &HMAC{cfg: cfg, parser: jwt.NewParser(opts...), fingerprint: hex.EncodeToString(h.Sum(nil)[:16])}, nil
+	return &HMAC{cfg: cfg, fingerprint: hex.EncodeToString(h.Sum(nil)[:16])}, nil
 }
 
 // Fingerprint identifies the validation policy for the verdict cache.
 func (v *HMAC) Fingerprint() string { return v.fingerprint }
 
-// Validate verifies the MAC and the claims.
+// Validate verifies the MAC and the claims. Parsing is as strict as for
+// JWKS-signed tokens (parseJWS).
 func (v *HMAC) Validate(_ context.Context, token string) (*Principal, error) {
-	var c accessClaims
-	tok, err := v.parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
-		for _, h := range forbiddenHeaders {
-			if _, present := t.Header[h]; present {
-				return nil, fmt.Errorf("header parameter %q is not accepted", h)
-			}
-		}
-		return v.cfg.Secret, nil
-	})
-	if err != nil {
-		switch {
-		case errors.Is(err, jwt.ErrTokenMalformed):
-			return nil, invalid(DescMalformed, err)
-		case errors.Is(err, jwt.ErrTokenSignatureInvalid) && tok != nil && tok.Method != nil && !slices.Contains(v.cfg.Algorithms, tok.Method.Alg()):
-			return nil, invalid(DescAlgorithm, err)
-		case errors.Is(err, jwt.ErrTokenUnverifiable):
-			if strings.Contains(err.Error(), "not accepted") {
-				return nil, invalid(DescHeader, err)
-			}
-			return nil, invalid(DescAlgorithm, err)
-		case errors.Is(err, jwt.ErrTokenSignatureInvalid):
-			return nil, invalid(DescSignature, err)
-		case errors.Is(err, jwt.ErrTokenInvalidIssuer):
-			return nil, invalid(DescIssuer, err)
-		default:
-			return nil, claimsError(err)
-		}
+	var t jws
+	if err := parseJWS(token, &t); err != nil {
+		return nil, err
+	}
+	if !slices.Contains(v.cfg.Algorithms, t.header.Alg) {
+		return nil, invalid(DescAlgorithm, fmt.Errorf("alg not in the allow-list %v", v.cfg.Algorithms))
+	}
+	if h := t.header.forbiddenHeader(); h != "" {
+		return nil, invalid(DescHeader, fmt.Errorf("header parameter %q is not accepted", h))
+	}
+	if err := jwt.GetSigningMethod(t.header.Alg).Verify(t.signed, t.signature, v.cfg.Secret); err != nil {
+		return nil, invalid(DescSignature, err)
+	}
+	c := &t.claims
+	if err := checkTimes(c.ExpiresAt, c.NotBefore, c.IssuedAt, v.cfg.Now(), v.cfg.Leeway, !v.cfg.AllowMissingExpiry); err != nil {
+		return nil, err
+	}
+	if v.cfg.Issuer != "" && c.Issuer != v.cfg.Issuer {
+		return nil, invalid(DescIssuer, fmt.Errorf("expected issuer %q", v.cfg.Issuer))
 	}
 	if len(v.cfg.Audiences) > 0 && !audienceMatches(c.Audience, v.cfg.Audiences) {
 		return nil, invalid(DescAudience, fmt.Errorf("expected audience %q", v.cfg.Audiences))
 	}
-	_, rest, _ := strings.Cut(token, ".")
-	payload, _, _ := strings.Cut(rest, ".")
-	return c.principal(payload), nil
+	return c.principal(t.payload), nil
 }

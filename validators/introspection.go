@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +16,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	json "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // IntrospectionConfig configures an RFC 7662 token introspection validator.
@@ -45,6 +47,10 @@ type IntrospectionConfig struct {
 	// ext_authz timeout. Zero means 150 ms.
 	Timeout time.Duration
 	// Client performs the calls; its transport's connection reuse matters.
+	// Introspection follows no redirects whatever its CheckRedirect says
+	// (the POST carries the token and, with client_secret_basic or
+	// client_secret_post, the client secret); discovery follows them only
+	// under CheckOutboundURL.
 	Client *http.Client
 	Logger *slog.Logger
 	// Now overrides the clock, for tests.
@@ -55,6 +61,8 @@ type IntrospectionConfig struct {
 type Introspection struct {
 	cfg         IntrospectionConfig
 	fingerprint string
+	// post is a copy of cfg.Client that never follows a redirect.
+	post *http.Client
 
 	mu       sync.Mutex
 	endpoint string // resolved
@@ -100,7 +108,9 @@ func NewIntrospection(cfg IntrospectionConfig) (*Introspection, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	v := &Introspection{cfg: cfg, endpoint: cfg.Endpoint}
+	post := *cfg.Client
+	post.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	v := &Introspection{cfg: cfg, endpoint: cfg.Endpoint, post: &post}
 	h := sha256.New()
 	aud := slices.Clone(cfg.Audiences)
 	slices.Sort(aud)
@@ -133,6 +143,10 @@ func (v *Introspection) Validate(ctx context.Context, token string) (*Principal,
 	}
 	resp, err := ParseIntrospection(body)
 	if err != nil {
+		var verr *Error
+		if errors.As(err, &verr) {
+			return nil, verr
+		}
 		return nil, unavailable(DescIntrospect, err)
 	}
 	return v.check(resp)
@@ -178,7 +192,7 @@ func (v *Introspection) call(ctx context.Context, endpoint, token string) ([]byt
 		// RFC 6749 §2.3.1: form-encode before Basic.
 		req.SetBasicAuth(url.QueryEscape(v.cfg.ClientID), url.QueryEscape(v.cfg.ClientSecret))
 	}
-	resp, err := v.cfg.Client.Do(req)
+	resp, err := v.post.Do(req)
 	if err != nil {
 		// url.Error names the URL and the cause, never the form body.
 		return nil, unavailable(DescIntrospect, err)
@@ -189,6 +203,8 @@ func (v *Introspection) call(ctx context.Context, endpoint, token string) ([]byt
 		return nil, unavailable(DescIntrospect, fmt.Errorf("POST %s: reading body: %w", endpoint, err))
 	}
 	switch {
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		return nil, unavailable(DescIntrospect, fmt.Errorf("POST %s: status %d: the authorization server redirects, and introspection follows no redirects (the request carries the token and client credentials): configure the final endpoint URL", endpoint, resp.StatusCode))
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 		return nil, unavailable(DescIntrospect, fmt.Errorf("POST %s: status %d: the authorization server rejected this service's client credentials (check the client id and secret)", endpoint, resp.StatusCode))
 	case resp.StatusCode != http.StatusOK:
@@ -211,59 +227,84 @@ type IntrospectionResponse struct {
 	TokenType string
 	ExpiresAt time.Time
 	NotBefore time.Time
+	IssuedAt  time.Time
 	// Raw is the response as received, forwarded upstream as the claims.
 	Raw []byte
 }
 
 type introspectionWire struct {
-	Active    json.RawMessage `json:"active"`
-	Scope     *string         `json:"scope"`
-	ClientID  *string         `json:"client_id"`
-	Username  *string         `json:"username"`
-	Subject   *string         `json:"sub"`
-	Issuer    *string         `json:"iss"`
-	Audience  audienceClaim   `json:"aud"`
-	TokenType *string         `json:"token_type"`
-	Exp       *json.Number    `json:"exp"`
-	Nbf       *json.Number    `json:"nbf"`
+	Active    jsontext.Value `json:"active"`
+	Scope     scopeString    `json:"scope"`
+	ClientID  string         `json:"client_id"`
+	Username  string         `json:"username"`
+	Subject   string         `json:"sub"`
+	Issuer    string         `json:"iss"`
+	Audience  audienceClaim  `json:"aud"`
+	TokenType string         `json:"token_type"`
+	Exp       numericDate    `json:"exp"`
+	Nbf       numericDate    `json:"nbf"`
+	Iat       numericDate    `json:"iat"`
 }
 
-// audienceClaim accepts a string or an array of strings.
-type audienceClaim []string
+// scopeString is the scope of an introspection response: a string of
+// space-separated scope tokens (RFC 7662 §2.2); see parseScopes.
+type scopeString []string
 
-func (a *audienceClaim) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		*a = nil
-		return nil
-	}
-	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
+func (s *scopeString) UnmarshalJSONFrom(d *jsontext.Decoder) error {
+	switch d.PeekKind() {
+	case 'n':
+		_, err := d.ReadToken()
+		*s = nil
+		return err
+	case '"':
+		tok, err := d.ReadToken()
+		if err != nil {
 			return err
 		}
-		*a = []string{s}
-		return nil
+		list, err := parseScopes(tok.String())
+		*s = list
+		return err
+	default:
+		return claimError("scope must be a string")
 	}
-	var list []string
-	if err := json.Unmarshal(b, &list); err != nil {
-		return errors.New("aud must be a string or an array of strings")
-	}
-	*a = list
-	return nil
 }
 
-// ParseIntrospection decodes an introspection response. active must be the
-// JSON boolean true or false: "true" as a string, a number, or its absence
-// is an error, never a pass.
+// ParseIntrospection decodes an introspection response strictly (exact
+// member names, no duplicate names, valid UTF-8; see claims.go).
+//
+// It sorts failures in two. A body that is no answer at all — not a JSON
+// object, trailing data, active absent or not a JSON boolean — is an
+// error: the authorization server is broken or we asked the wrong URL, and
+// the token may be fine (Validate: "unavailable", 503). A JSON object whose
+// members describe a token we cannot accept is an *Error of kind
+// ErrInvalidToken (401): duplicate member names, invalid UTF-8, a member of
+// the wrong type, exp/nbf/iat outside [0, 9999-12-31], a scope that is not
+// scope-tokens, an identity value with a control character. Those members
+// can carry data the token's user or client chose (usernames, requested
+// scopes, attributes an authorization server maps into its answer), and
+// some deployments let Envoy allow requests on a 503 (failure_mode_allow):
+// what a token can provoke must never become a 503. The same holds for
+// duplicate names even in "active": an ambiguous answer is a refusal, and
+// the 401 is cached briefly, which shields the authorization server from a
+// client retrying a 503 forever.
 func ParseIntrospection(body []byte) (*IntrospectionResponse, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var w introspectionWire
-	if err := dec.Decode(&w); err != nil {
-		return nil, fmt.Errorf("introspection response is not a JSON object: %w", err)
+	if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
+		return nil, errors.New("introspection response is not a JSON object")
 	}
-	if dec.More() {
-		return nil, errors.New("introspection response has trailing data")
+	var w introspectionWire
+	if err := json.Unmarshal(body, &w); err != nil {
+		var syn *jsontext.SyntacticError
+		if errors.As(err, &syn) {
+			// Syntax errors that leniency forgives are duplicate names and
+			// bad UTF-8: token content. The rest is a broken answer.
+			var lenient introspectionWire
+			lerr := json.Unmarshal(body, &lenient, jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+			if !errors.As(lerr, &syn) {
+				return nil, invalid(DescMalformed, jsonError("introspection response", err))
+			}
+			return nil, fmt.Errorf("introspection response: %w", jsonError("body", err))
+		}
+		return nil, invalid(DescMalformed, jsonError("introspection response", err))
 	}
 	r := &IntrospectionResponse{Raw: body}
 	switch string(w.Active) {
@@ -276,36 +317,19 @@ func ParseIntrospection(body []byte) (*IntrospectionResponse, error) {
 	default:
 		return nil, errors.New(`introspection response "active" is not a JSON boolean`)
 	}
-	str := func(p *string) string {
-		if p == nil {
-			return ""
+	for _, id := range []struct{ name, value string }{
+		{"sub", w.Subject}, {"username", w.Username}, {"client_id", w.ClientID}, {"iss", w.Issuer},
+	} {
+		if err := checkIdentity(id.name, id.value); err != nil {
+			return nil, invalid(DescMalformed, fmt.Errorf("introspection response: %w", err))
 		}
-		return *p
 	}
-	r.ClientID, r.Username, r.Subject = str(w.ClientID), str(w.Username), str(w.Subject)
-	r.Issuer, r.TokenType = str(w.Issuer), str(w.TokenType)
-	r.Scope = splitScopes(str(w.Scope))
+	r.ClientID, r.Username, r.Subject = w.ClientID, w.Username, w.Subject
+	r.Issuer, r.TokenType = w.Issuer, w.TokenType
+	r.Scope = w.Scope
 	r.Audience = w.Audience
-	var err error
-	if r.ExpiresAt, err = numericDate(w.Exp, "exp"); err != nil {
-		return nil, err
-	}
-	if r.NotBefore, err = numericDate(w.Nbf, "nbf"); err != nil {
-		return nil, err
-	}
+	r.ExpiresAt, r.NotBefore, r.IssuedAt = w.Exp.t, w.Nbf.t, w.Iat.t
 	return r, nil
-}
-
-func numericDate(n *json.Number, name string) (time.Time, error) {
-	if n == nil {
-		return time.Time{}, nil
-	}
-	f, err := n.Float64()
-	if err != nil || f < 0 || f > 1e11 {
-		return time.Time{}, fmt.Errorf("introspection response %q is not a NumericDate", name)
-	}
-	sec := int64(f)
-	return time.Unix(sec, int64((f-float64(sec))*1e9)), nil
 }
 
 func (v *Introspection) check(r *IntrospectionResponse) (*Principal, error) {
@@ -347,9 +371,9 @@ func (v *Introspection) check(r *IntrospectionResponse) (*Principal, error) {
 }
 
 func compactJSON(b []byte) []byte {
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, b); err != nil {
+	v := jsontext.Value(bytes.Clone(b))
+	if err := v.Compact(); err != nil {
 		return b
 	}
-	return buf.Bytes()
+	return v
 }

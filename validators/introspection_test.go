@@ -119,10 +119,12 @@ func TestIntrospectionValidate(t *testing.T) {
 		{"no-active", DescIntrospect, ErrUnavailable},
 		{"not-json", DescIntrospect, ErrUnavailable},
 		{"trailing", DescIntrospect, ErrUnavailable},
-		{"exp-string", DescIntrospect, ErrUnavailable},
-		{"aud-number", DescIntrospect, ErrUnavailable},
 		{"array", DescIntrospect, ErrUnavailable},
-		{"scope-array", DescIntrospect, ErrUnavailable},
+		// A member the token's answer carries that we cannot accept is
+		// invalid_token, never a 503 (see ParseIntrospection).
+		{"exp-string", DescMalformed, ErrInvalidToken},
+		{"aud-number", DescMalformed, ErrInvalidToken},
+		{"scope-array", DescMalformed, ErrInvalidToken},
 	}
 	for _, tt := range tests {
 		t.Run(tt.token, func(t *testing.T) {
@@ -282,16 +284,76 @@ func FuzzParseIntrospection(f *testing.F) {
 		`{"active":true}`, `{"active":false}`, `{"active":"true"}`, `{}`, `[]`, `null`,
 		`{"active":true,"exp":1e300}`, `{"active":true,"aud":["a",1]}`, `{"active":true,"scope":"a b"}`,
 		`{"active":true,"exp":-1}`, `{"active":true}garbage`, `{"active":true,"active":false}`,
+		`{"active":false,"Active":true}`, `{"active":true,"exp":1e19}`, `{"active":true,"iat":"x"}`,
+		`{"active":true,"scope":"x\u2003mcp:read"}`, `{"active":true,"scope":" a  b "}`,
+		`{"active":true,"username":"a\u0000"}`, `{"active":true,"sub":"\ud800"}`, "{\"active\":true,\"sub\":\"\xff\"}",
+		`{"active":true,"x":{"y":1,"y":2}}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := ParseIntrospection(b)
 		if err != nil {
+			if len(b) > 16 && strings.Contains(err.Error(), string(b)) {
+				t.Fatalf("error echoes the response: %v", err)
+			}
 			return
 		}
 		if r.Active && !strings.Contains(string(b), "true") {
 			t.Fatalf("active without a true in %q", b)
 		}
+		if !r.Active {
+			return
+		}
+		for _, id := range []string{r.Subject, r.Username, r.ClientID, r.Issuer} {
+			if checkIdentity("id", id) != nil {
+				t.Fatalf("identity %q accepted", id)
+			}
+		}
+		for _, s := range r.Scope {
+			if !isScopeToken(s) {
+				t.Fatalf("scope %q accepted", s)
+			}
+		}
 	})
+}
+
+// TestIntrospectionFollowsNoRedirect: the introspection POST carries the
+// token and the client credentials, so a redirect is never followed, to
+// any host: it is "unavailable", with the cause in the log.
+func TestIntrospectionFollowsNoRedirect(t *testing.T) {
+	target := &fakeAS{answers: map[string]string{
+		"good": fmt.Sprintf(`{"active":true,"aud":%q,"exp":%d}`, testAudience, time.Now().Add(time.Hour).Unix()),
+	}}
+	targetSrv := httptest.NewServer(target) // another loopback port
+	defer targetSrv.Close()
+	for _, status := range []int{301, 302, 303, 307, 308} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				http.Redirect(w, r, targetSrv.URL+"/introspect", status)
+			}))
+			defer redirector.Close()
+			for _, method := range []string{"client_secret_basic", "client_secret_post"} {
+				v, err := NewIntrospection(IntrospectionConfig{Endpoint: redirector.URL, ClientID: "rs", ClientSecret: "s3cret",
+					AuthMethod: method, Audiences: []string{testAudience}, Client: http.DefaultClient, Timeout: 5 * time.Second})
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = v.Validate(context.Background(), "good")
+				var verr *Error
+				if !errors.As(err, &verr) || !errors.Is(err, ErrUnavailable) || verr.Description != DescIntrospect {
+					t.Fatalf("%s: got %v, want unavailable %q", method, err, DescIntrospect)
+				}
+				if !strings.Contains(err.Error(), "redirect") || !strings.Contains(err.Error(), fmt.Sprint(status)) {
+					t.Errorf("the cause does not name the redirect: %v", err)
+				}
+				if strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "good") {
+					t.Errorf("error leaks a secret or the token: %v", err)
+				}
+			}
+			if n := target.calls.Load(); n != 0 {
+				t.Fatalf("the redirect target was asked %d times", n)
+			}
+		})
+	}
 }

@@ -4,13 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/MicahParks/jwkset"
@@ -27,11 +27,6 @@ var asymmetricAlgorithms = []string{
 	"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
 	"ES256", "ES384", "ES512", "EdDSA",
 }
-
-// forbiddenHeaders are token-supplied key locations (RFC 8725 §3.10). Keys
-// come only from the configured issuer's JWKS, so a token carrying them is
-// refused rather than silently half-trusted.
-var forbiddenHeaders = []string{"jku", "jwk", "x5u", "crit"}
 
 // IssuerConfig is one trusted JWT issuer.
 type IssuerConfig struct {
@@ -63,12 +58,19 @@ type JWTConfig struct {
 	Audiences []string
 	// Leeway for exp, nbf and iat. Zero means none.
 	Leeway time.Duration
-	// Client fetches discovery documents and JWKS. Required.
+	// Client fetches discovery documents and JWKS. Required. Redirects are
+	// followed only to URLs that CheckOutboundURL accepts, whatever the
+	// client's own CheckRedirect allows.
 	Client *http.Client
 	// RefreshWait and MinRefreshInterval tune unknown-kid refreshes; see KeySetConfig.
 	RefreshWait        time.Duration
 	MinRefreshInterval time.Duration
-	Logger             *slog.Logger
+	// KeySets is the process's registry of JWKS caches, shared by every
+	// validator naming the same issuer and JWKS URI; see KeySets. Nil
+	// means a private registry: the key sets are this validator's own and
+	// refresh until ctx ends or Close.
+	KeySets *KeySets
+	Logger  *slog.Logger
 	// Now overrides the clock, for tests.
 	Now func() time.Time
 }
@@ -77,18 +79,24 @@ type JWTConfig struct {
 type JWT struct {
 	issuers     map[string]*jwtIssuer
 	audiences   []string
+	leeway      time.Duration
+	now         func() time.Time
 	fingerprint string
-	parser      *jwt.Parser
+	registry    *KeySets
+	closeOnce   sync.Once
+	// onVerify, when set (tests), is called before each signature check.
+	onVerify func()
 }
 
 type jwtIssuer struct {
-	cfg       IssuerConfig
-	keys      *RemoteKeySet
-	validator *jwt.Validator
+	cfg  IssuerConfig
+	keys *RemoteKeySet
 }
 
-// NewJWT builds a JWT validator and starts each issuer's background JWKS
-// refresh, which ends with ctx.
+// NewJWT builds a JWT validator and retains each issuer's key set from
+// cfg.KeySets, which starts its background refresh on first use. Without a
+// registry the key sets are the validator's own and refresh until ctx ends.
+// Close releases them.
 func NewJWT(ctx context.Context, cfg JWTConfig) (*JWT, error) {
 	if len(cfg.Issuers) == 0 {
 		return nil, errors.New("jwt: at least one issuer is required")
@@ -109,7 +117,12 @@ func NewJWT(ctx context.Context, cfg JWTConfig) (*JWT, error) {
 	v := &JWT{
 		issuers:   make(map[string]*jwtIssuer, len(cfg.Issuers)),
 		audiences: slices.Clone(cfg.Audiences),
-		parser:    jwt.NewParser(),
+		leeway:    cfg.Leeway,
+		now:       now,
+		registry:  cfg.KeySets,
+	}
+	if v.registry == nil {
+		v.registry = NewKeySets(ctx)
 	}
 	cfg.Issuers = slices.Clone(cfg.Issuers) // defaults below must not write to the caller's slice
 	// Validate every issuer before starting any key set, so a rejected
@@ -138,7 +151,7 @@ func NewJWT(ctx context.Context, cfg JWTConfig) (*JWT, error) {
 		v.issuers[ic.Issuer] = &jwtIssuer{cfg: *ic}
 	}
 	for _, ic := range cfg.Issuers {
-		keys, err := NewRemoteKeySet(ctx, KeySetConfig{
+		keys, err := v.registry.Get(KeySetConfig{
 			Issuer:             ic.Issuer,
 			JWKSURI:            ic.JWKSURI,
 			Client:             cfg.Client,
@@ -148,16 +161,10 @@ func NewJWT(ctx context.Context, cfg JWTConfig) (*JWT, error) {
 			Logger:             cfg.Logger,
 		})
 		if err != nil {
+			v.Close()
 			return nil, fmt.Errorf("jwt: issuer %q: %w", ic.Issuer, err)
 		}
-		iss := v.issuers[ic.Issuer]
-		iss.keys = keys
-		iss.validator = jwt.NewValidator(
-			jwt.WithLeeway(cfg.Leeway),
-			jwt.WithExpirationRequired(),
-			jwt.WithIssuedAt(),
-			jwt.WithTimeFunc(now),
-		)
+		v.issuers[ic.Issuer].keys = keys
 	}
 	v.fingerprint = jwtFingerprint(cfg)
 	return v, nil
@@ -178,6 +185,20 @@ func CheckAlgorithms(algs []string) error {
 // one policy are never served under another.
 func (v *JWT) Fingerprint() string { return v.fingerprint }
 
+// Close releases the validator's key sets: one that no other validator
+// retains stops refreshing. Validate must not be called after Close. On a
+// configuration reload, build the new validators before closing the old
+// ones, so an unchanged issuer keeps its loaded key set.
+func (v *JWT) Close() {
+	v.closeOnce.Do(func() {
+		for _, iss := range v.issuers {
+			if iss.keys != nil {
+				v.registry.Release(iss.keys)
+			}
+		}
+	})
+}
+
 // KeySets returns each issuer's key set, keyed by issuer, for readiness
 // reporting and tests.
 func (v *JWT) KeySets() map[string]*RemoteKeySet {
@@ -190,31 +211,26 @@ func (v *JWT) KeySets() map[string]*RemoteKeySet {
 
 // Validate checks token and returns its principal, or an *Error.
 func (v *JWT) Validate(ctx context.Context, token string) (*Principal, error) {
-	var c accessClaims
-	tok, parts, err := v.parser.ParseUnverified(token, &c)
-	if err != nil {
-		if errors.Is(err, jwt.ErrTokenUnverifiable) {
-			return nil, invalid(DescAlgorithm, err)
-		}
-		return nil, invalid(DescMalformed, err)
+	var t jws
+	if err := parseJWS(token, &t); err != nil {
+		return nil, err
 	}
+	c := &t.claims
 	iss, ok := v.issuers[c.Issuer]
 	if !ok {
 		// Unknown issuers are refused before any key lookup, so a forged iss
 		// cannot make us fetch anything.
 		return nil, invalid(DescIssuer, errors.New("iss is not a configured issuer"))
 	}
-	alg := tok.Method.Alg()
+	alg := t.header.Alg
 	if !slices.Contains(iss.cfg.Algorithms, alg) {
-		return nil, invalid(DescAlgorithm, fmt.Errorf("alg %q not in the allow-list %v", alg, iss.cfg.Algorithms))
+		return nil, invalid(DescAlgorithm, fmt.Errorf("alg not in the allow-list %v", iss.cfg.Algorithms))
 	}
-	for _, h := range forbiddenHeaders {
-		if _, present := tok.Header[h]; present {
-			return nil, invalid(DescHeader, fmt.Errorf("header parameter %q is not accepted", h))
-		}
+	if h := t.header.forbiddenHeader(); h != "" {
+		return nil, invalid(DescHeader, fmt.Errorf("header parameter %q is not accepted", h))
 	}
 	if iss.cfg.RequireATJWT {
-		typ, _ := tok.Header["typ"].(string)
+		typ := t.header.Typ.s
 		if !strings.EqualFold(typ, "at+jwt") && !strings.EqualFold(typ, "application/at+jwt") {
 			return nil, invalid(DescType, errors.New(`expected typ "at+jwt" (RFC 9068)`))
 		}
@@ -222,8 +238,8 @@ func (v *JWT) Validate(ctx context.Context, token string) (*Principal, error) {
 
 	// Claims before the signature: they are cheap, and the signature check
 	// may need a key fetch.
-	if err := iss.validator.Validate(&c); err != nil {
-		return nil, claimsError(err)
+	if err := checkTimes(c.ExpiresAt, c.NotBefore, c.IssuedAt, v.now(), v.leeway, true); err != nil {
+		return nil, err
 	}
 	if iss.cfg.RequireTokenUse != "" && c.TokenUse != iss.cfg.RequireTokenUse {
 		return nil, invalid(DescType, fmt.Errorf("expected token_use %q", iss.cfg.RequireTokenUse))
@@ -237,10 +253,15 @@ func (v *JWT) Validate(ctx context.Context, token string) (*Principal, error) {
 		return nil, invalid(DescAudience, fmt.Errorf("expected audience %q", v.audiences))
 	}
 
-	if _, hasKID := tok.Header["kid"]; !hasKID && !iss.keys.Loaded() {
-		return nil, unavailable(DescJWKS, errKeySetUnavailable)
+	// alg is in the allow-list, so golang-jwt knows it.
+	method := jwt.GetSigningMethod(alg)
+	if !t.header.Kid.set {
+		if err := v.verifyKidless(iss.keys, method, &t); err != nil {
+			return nil, err
+		}
+		return c.principal(t.payload), nil
 	}
-	key, err := iss.keys.KeyfuncCtx(ctx)(tok)
+	key, err := iss.keys.keyByKID(ctx, t.header.Kid.s, alg)
 	if err != nil {
 		switch {
 		case errors.Is(err, errKeySetUnavailable):
@@ -253,12 +274,34 @@ func (v *JWT) Validate(ctx context.Context, token string) (*Principal, error) {
 			return nil, invalid(DescSignature, err)
 		}
 	}
-	signed := token[:len(parts[0])+1+len(parts[1])]
-	if err := verify(tok.Method, signed, tok.Signature, key); err != nil {
+	if v.onVerify != nil {
+		v.onVerify()
+	}
+	if err := method.Verify(t.signed, t.signature, key); err != nil {
 		return nil, invalid(DescSignature, err)
 	}
+	return c.principal(t.payload), nil
+}
 
-	return c.principal(parts[1]), nil
+// verifyKidless checks the signature of a token without kid against the
+// few keys that fit its alg (RemoteKeySet.kidlessKeys), never the whole set.
+func (v *JWT) verifyKidless(keys *RemoteKeySet, method jwt.SigningMethod, t *jws) *Error {
+	if !keys.Loaded() {
+		return unavailable(DescJWKS, errKeySetUnavailable)
+	}
+	candidates := keys.kidlessKeys(method.Alg())
+	if len(candidates) == 0 {
+		return invalid(DescUnknownKey, errors.New("no kid, and the issuer's JWKS has no key for this alg"))
+	}
+	for _, k := range candidates {
+		if v.onVerify != nil {
+			v.onVerify()
+		}
+		if method.Verify(t.signed, t.signature, k) == nil {
+			return nil
+		}
+	}
+	return invalid(DescSignature, fmt.Errorf("no kid, and none of the first %d keys fitting alg verifies", len(candidates)))
 }
 
 // principal is the identity of a verified token whose payload segment is
@@ -273,40 +316,10 @@ func (c *accessClaims) principal(payload string) *Principal {
 		// A clone, so the cached principal does not pin the whole token.
 		Claims: strings.Clone(payload),
 	}
-	if c.ExpiresAt != nil {
-		p.ExpiresAt = c.ExpiresAt.Time
+	if c.ExpiresAt.set {
+		p.ExpiresAt = c.ExpiresAt.t
 	}
 	return p
-}
-
-// verify checks sig with key, or with any key of a set (tokens without kid).
-func verify(m jwt.SigningMethod, signed string, sig []byte, key any) error {
-	set, ok := key.(jwt.VerificationKeySet)
-	if !ok {
-		return m.Verify(signed, sig, key)
-	}
-	err := jwt.ErrTokenSignatureInvalid
-	for _, k := range set.Keys {
-		if err = m.Verify(signed, sig, k); err == nil {
-			return nil
-		}
-	}
-	return err
-}
-
-func claimsError(err error) *Error {
-	switch {
-	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return invalid(DescNoExpiry, err)
-	case errors.Is(err, jwt.ErrTokenExpired):
-		return invalid(DescExpired, err)
-	case errors.Is(err, jwt.ErrTokenNotValidYet):
-		return invalid(DescNotYetValid, err)
-	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
-		return invalid(DescIssuedFuture, err)
-	default:
-		return invalid(DescMalformed, err)
-	}
 }
 
 // audienceMatches reports whether any token audience equals a configured one,
@@ -320,59 +333,6 @@ func audienceMatches(tokenAud, want []string) bool {
 		}
 	}
 	return false
-}
-
-// accessClaims is the claim set of an access token as mcp-authz reads it.
-type accessClaims struct {
-	jwt.RegisteredClaims
-	Scope    scopeClaim `json:"scope"`
-	Scp      scopeClaim `json:"scp"`
-	ClientID string     `json:"client_id"`
-	Azp      string     `json:"azp"`   // OIDC, Auth0, Azure AD v2
-	Cid      string     `json:"cid"`   // Okta
-	AppID    string     `json:"appid"` // Azure AD v1
-	TokenUse string     `json:"token_use"`
-}
-
-func (c *accessClaims) scopes() []string {
-	if len(c.Scope) > 0 {
-		return c.Scope
-	}
-	return c.Scp
-}
-
-func (c *accessClaims) clientID() string {
-	for _, id := range []string{c.ClientID, c.Azp, c.Cid, c.AppID} {
-		if id != "" {
-			return id
-		}
-	}
-	return ""
-}
-
-// scopeClaim accepts a space-separated string (RFC 9068 scope, Azure AD scp)
-// or an array of strings (Okta scp).
-type scopeClaim []string
-
-func (s *scopeClaim) UnmarshalJSON(b []byte) error {
-	if len(b) > 0 && b[0] == '"' {
-		var str string
-		if err := json.Unmarshal(b, &str); err != nil {
-			return err
-		}
-		*s = splitScopes(str)
-		return nil
-	}
-	if string(b) == "null" {
-		*s = nil
-		return nil
-	}
-	var list []string
-	if err := json.Unmarshal(b, &list); err != nil {
-		return fmt.Errorf("scope claim must be a string or an array of strings")
-	}
-	*s = list
-	return nil
 }
 
 func jwtFingerprint(cfg JWTConfig) string {

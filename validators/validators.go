@@ -7,7 +7,6 @@ package validators
 
 import (
 	"errors"
-	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -130,8 +129,3 @@ const (
 	DescInactive     = "Token is not active"
 	DescAPIKey       = "Invalid API key"
 )
-
-// splitScopes splits an RFC 6749 scope string.
-func splitScopes(s string) []string {
-	return strings.Fields(s)
-}
