@@ -109,10 +109,13 @@ func newLogger(c config.LogConfig, stderr io.Writer) (*slog.Logger, func(), erro
 
 // service is the wired process: the Check server and the HTTP side server.
 type service struct {
-	cfg      *config.Config
-	log      *slog.Logger
-	authz    *authz.Server
-	keySets  map[string]*validators.RemoteKeySet
+	cfg     *config.Config
+	log     *slog.Logger
+	authz   *authz.Server
+	keySets map[string]*validators.RemoteKeySet
+	// jwks is the registry of JWKS caches: one per (issuer, JWKS URI),
+	// shared by every resource that names it.
+	jwks     *validators.KeySets
 	memory   *cache.Memory
 	redis    *cache.Redis // nil without Redis
 	metadata *metadata.Handler
@@ -148,7 +151,7 @@ func newService(ctx context.Context, cfg *config.Config, log *slog.Logger) (*ser
 	if err != nil {
 		return nil, err
 	}
-	s := &service{cfg: cfg, log: log, keySets: map[string]*validators.RemoteKeySet{}, memory: memory}
+	s := &service{cfg: cfg, log: log, keySets: map[string]*validators.RemoteKeySet{}, memory: memory, jwks: validators.NewKeySets(ctx)}
 	var store cache.Store = memory
 	if rc := cfg.Redis; rc != nil {
 		opts, err := rc.UniversalOptions()
@@ -313,6 +316,7 @@ func (s *service) newValidator(ctx context.Context, rc config.ResourceConfig, cl
 		}
 		var err error
 		jv, err = validators.NewJWT(ctx, validators.JWTConfig{
+			KeySets:            s.jwks,
 			Issuers:            issuers,
 			Audiences:          rc.Audiences,
 			Leeway:             rc.Leeway.D(),
