@@ -35,7 +35,7 @@ func TestAPIKeys(t *testing.T) {
 	}{
 		{"X-API-Key", map[string]string{"x-api-key": "key-123-abc"}, true, ""},
 		{"Authorization: ApiKey", map[string]string{"authorization": "ApiKey key-123-abc"}, true, ""},
-		{"wrong key", map[string]string{"x-api-key": "key-123-abd"}, false, `ApiKey header="X-API-Key", error="invalid_key", error_description="Invalid API key"`},
+		{"wrong key", map[string]string{"x-api-key": "key-123-abd"}, false, `ApiKey header="X-API-Key", error="invalid_key", error_description="Invalid API key", scope="mcp:read"`},
 		{"no key", nil, false, `ApiKey header="X-API-Key", scope="mcp:read"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
