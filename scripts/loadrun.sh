@@ -3,7 +3,8 @@
 # the ceiling, a trivial always-allow Check server, alternating so that both
 # see the same machine state. Prints requests/s, p50, p99 and server CPU per
 # Check. Both servers receive the same request, bearer token included.
-# Usage: scripts/loadrun.sh [rounds] [seconds] [concurrency] [status|full]
+# Usage: [BODY=bytes] [REDIS=1] scripts/loadrun.sh [rounds] [seconds] [concurrency] [status|full]
+# BODY sends a JSON-RPC tools/call body of that size with every Check (both servers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -36,6 +37,6 @@ token=$(grep -m1 '^eyJ' "$bin/dev.out")
 
 echo "machine: $(nproc) cores, $(go version | cut -d' ' -f3), concurrency $conc, ${secs}s per run, 2 gRPC connections${REDIS:+, Redis tier on}"
 for r in $(seq "$rounds"); do
-  "$bin/loadcheck" run -addr 127.0.0.1:19193 -c "$conc" -d "${secs}s" -pid "$allow_pid" -token "$token" -decode "$decode" -label "allow[$r]"
-  "$bin/loadcheck" run -addr 127.0.0.1:19191 -c "$conc" -d "${secs}s" -pid "$authz_pid" -token "$token" -decode "$decode" -label "mcp-authz[$r]"
+  "$bin/loadcheck" run -addr 127.0.0.1:19193 -c "$conc" -d "${secs}s" -pid "$allow_pid" -token "$token" -decode "$decode" ${BODY:+-body-bytes "$BODY"} -label "allow[$r]"
+  "$bin/loadcheck" run -addr 127.0.0.1:19191 -c "$conc" -d "${secs}s" -pid "$authz_pid" -token "$token" -decode "$decode" ${BODY:+-body-bytes "$BODY"} -label "mcp-authz[$r]"
 done
