@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -408,6 +409,17 @@ func TestAPIKeyResource(t *testing.T) {
 			d := decide(t, s, envoyRequest(tt.path, tt.headers))
 			if d.http != tt.http || d.headers["www-authenticate"] != tt.www {
 				t.Fatalf("got %d %q", d.http, d.headers["www-authenticate"])
+			}
+			if tt.http == 0 {
+				return
+			}
+			// The body's error is the challenge's code, unauthorized without one.
+			want := "unauthorized"
+			if m := regexp.MustCompile(`error="([^"]+)"`).FindStringSubmatch(tt.www); m != nil {
+				want = m[1]
+			}
+			if !strings.Contains(d.body, `"error":"`+want+`"`) || strings.Contains(d.body, "Bearer") {
+				t.Fatalf("body %s, want error %q", d.body, want)
 			}
 		})
 	}
