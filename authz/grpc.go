@@ -39,13 +39,45 @@ func (p *prepared) encoded() []byte {
 // Register registers s on gs as envoy.service.auth.v3.Authorization. gs must
 // be built with the ServerOption from Codec: requests are read straight from
 // the wire and prepared responses go out without being marshalled again.
-func (s *Server) Register(gs *grpc.Server) {
-	desc := authv3.Authorization_ServiceDesc
-	desc.Methods = []grpc.MethodDesc{{MethodName: "Check", Handler: s.handleCheck}}
-	gs.RegisterService(&desc, s)
+func (s *Server) Register(gs *grpc.Server) { NewHandle(s).Register(gs) }
+
+// Handle serves Check with whichever Server is current, so that a reloaded
+// configuration takes effect without restarting the gRPC server. A Check
+// finishes on the Server it started with.
+type Handle struct {
+	authv3.UnimplementedAuthorizationServer
+	cur atomic.Pointer[Server]
 }
 
-func (s *Server) handleCheck(_ any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+// Check implements authv3.AuthorizationServer with the current Server.
+func (h *Handle) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return h.cur.Load().Check(ctx, req)
+}
+
+// NewHandle returns a Handle serving s.
+func NewHandle(s *Server) *Handle {
+	h := new(Handle)
+	h.cur.Store(s)
+	return h
+}
+
+// Server returns the current Server.
+func (h *Handle) Server() *Server { return h.cur.Load() }
+
+// Swap makes s current and returns the Server it replaces.
+func (h *Handle) Swap(s *Server) *Server { return h.cur.Swap(s) }
+
+// Register registers h on gs as envoy.service.auth.v3.Authorization; see
+// Server.Register.
+func (h *Handle) Register(gs *grpc.Server) {
+	desc := authv3.Authorization_ServiceDesc
+	desc.Methods = []grpc.MethodDesc{{MethodName: "Check", Handler: func(_ any, ctx context.Context, dec func(any) error, in grpc.UnaryServerInterceptor) (any, error) {
+		return h.cur.Load().handleCheck(ctx, dec, in)
+	}}}
+	gs.RegisterService(&desc, h)
+}
+
+func (s *Server) handleCheck(ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 	if interceptor != nil {
 		// Interceptors expect the generated message types.
 		req := new(authv3.CheckRequest)

@@ -3,9 +3,6 @@ package main
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,7 +14,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -33,7 +31,6 @@ import (
 	"github.com/mcp-authz/mcp-authz/authz"
 	"github.com/mcp-authz/mcp-authz/cache"
 	"github.com/mcp-authz/mcp-authz/config"
-	"github.com/mcp-authz/mcp-authz/metadata"
 	"github.com/mcp-authz/mcp-authz/validators"
 )
 
@@ -44,12 +41,16 @@ func serveCmd(args []string, getenv func(string) string, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg, err := config.Load(*configPath, getenv)
+	load := func() (*config.Config, error) { return config.Load(*configPath, getenv) }
+	cfg, err := load()
 	if err != nil {
 		fmt.Fprintf(stderr, "mcp-authz: config: %v\n", err)
 		return 2
 	}
-	return runService(cfg, stderr, "mcp-authz", nil)
+	return runService(cfg, stderr, "mcp-authz", func(svc *service) error {
+		svc.load, svc.configPath = load, *configPath
+		return nil
+	})
 }
 
 // runService builds the service for cfg, binds its listeners, calls ready
@@ -69,6 +70,9 @@ func runService(cfg *config.Config, stderr io.Writer, name string, ready func(*s
 	}
 	if err == nil && ready != nil {
 		err = ready(svc)
+	}
+	if err == nil {
+		go svc.watchReloads(ctx, svc.configPath)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
@@ -107,22 +111,43 @@ func newLogger(c config.LogConfig, stderr io.Writer) (*slog.Logger, func(), erro
 	return slog.New(h), closer, nil
 }
 
-// service is the wired process: the Check server and the HTTP side server.
+// service is the wired process: the Check server and the HTTP side server,
+// the stores that outlive a configuration (verdict cache, Redis, session
+// bindings, JWKS caches), and the current generation built from the
+// configuration.
 type service struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	authz   *authz.Server
-	keySets map[string]*validators.RemoteKeySet
-	// jwks is the registry of JWKS caches: one per (issuer, JWKS URI),
-	// shared by every resource that names it.
-	jwks     *validators.KeySets
+	// cfg is the configuration the process started with: listen
+	// addresses, Redis, gRPC and log settings, which a reload cannot change.
+	cfg *config.Config
+	log *slog.Logger
+	// load re-reads the configuration for a reload; nil when there is
+	// nothing to re-read (dev).
+	load func() (*config.Config, error)
+
+	gen    atomic.Pointer[generation]
+	handle *authz.Handle
+
 	memory   *cache.Memory
 	redis    *cache.Redis // nil without Redis
-	metadata *metadata.Handler
-	health   *health.Server
+	store    cache.Store
+	sessions *cache.Sessions
+	// jwks is the registry of JWKS caches: one per (issuer, JWKS URI),
+	// shared by every resource and every generation that names it.
+	jwks   *validators.KeySets
+	client *http.Client
+	health *health.Server
+
+	reloadMu sync.Mutex
+	// onReload, when set, counts reloads (config_reloads_total).
+	onReload func(ok bool)
+	// configPath is watched for changes when set.
+	configPath string
 
 	grpcLn, httpLn net.Listener
 }
+
+// current returns the generation serving now.
+func (s *service) current() *generation { return s.gen.Load() }
 
 // outboundClient fetches discovery documents and JWKS. Redirects are
 // followed only to URLs that CheckOutboundURL accepts.
@@ -151,8 +176,7 @@ func newService(ctx context.Context, cfg *config.Config, log *slog.Logger) (*ser
 	if err != nil {
 		return nil, err
 	}
-	s := &service{cfg: cfg, log: log, keySets: map[string]*validators.RemoteKeySet{}, memory: memory, jwks: validators.NewKeySets(ctx)}
-	var store cache.Store = memory
+	s := &service{cfg: cfg, log: log, memory: memory, store: memory, jwks: validators.NewKeySets(ctx), client: outboundClient()}
 	if rc := cfg.Redis; rc != nil {
 		opts, err := rc.UniversalOptions()
 		if err != nil {
@@ -165,7 +189,7 @@ func newService(ctx context.Context, cfg *config.Config, log *slog.Logger) (*ser
 		if err != nil {
 			return nil, err
 		}
-		store = &cache.Tiered{L1: memory, L2: l2, L1TTL: rc.L1TTL.D()}
+		s.store = &cache.Tiered{L1: memory, L2: l2, L1TTL: rc.L1TTL.D()}
 		s.redis = l2
 		// A purge anywhere in the fleet drops this replica's copy too.
 		l2.Subscribe(ctx, func(sum [sha256.Size]byte) { memory.InvalidateToken(sum) })
@@ -176,203 +200,20 @@ func newService(ctx context.Context, cfg *config.Config, log *slog.Logger) (*ser
 		}
 		cancel()
 	}
-	client := outboundClient()
-	var resources []*authz.Resource
-	var docs []metadata.Document
-	for _, rc := range cfg.Resources {
-		v, ttl, err := s.newValidator(ctx, rc, client)
-		if err != nil {
-			return nil, fmt.Errorf("resource %q: %w", rc.Name, err)
-		}
-		cached, err := cache.New(v, store, cache.Options{
-			Policy:      v.Fingerprint(),
-			TTL:         ttl,
-			NegativeTTL: cfg.Cache.NegativeTTL.D(),
-		})
-		if err != nil {
-			return nil, err
-		}
-		resources = append(resources, authzResource(rc, cached))
-		if !config.Protects(rc.Endpoints.Initialize) && len(rc.Operations) == 0 {
-			log.Warn("endpoints.initialize is false: initialize requests pass without a token only when Envoy sends the request body (with_request_body); without it every session-less POST needs one",
-				"resource", rc.Name)
-		}
-		docs = append(docs, metadata.Document{
-			Resource:               rc.Resource,
-			AuthorizationServers:   rc.AuthorizationServers,
-			ScopesSupported:        rc.ScopesSupported,
-			BearerMethodsSupported: []string{"header"},
-			ResourceName:           rc.ResourceName,
-			ResourceDocumentation:  rc.ResourceDocumentation,
-		})
+	sessionOpts := cache.SessionOptions{}
+	if s.redis != nil {
+		sessionOpts.Shared = s.redis
 	}
-	var sessions authz.SessionStore
-	for _, rc := range cfg.Resources {
-		if rc.SessionBinding {
-			opts := cache.SessionOptions{}
-			if s.redis != nil {
-				opts.Shared = s.redis
-			}
-			st, err := cache.NewSessions(opts)
-			if err != nil {
-				return nil, err
-			}
-			sessions = st
-			break
-		}
+	if s.sessions, err = cache.NewSessions(sessionOpts); err != nil {
+		return nil, err
 	}
-	mode := authz.UnavailableHTTP
-	if cfg.Unavailable.Mode == "grpc" {
-		mode = authz.UnavailableGRPC
-	}
-	s.authz, err = authz.NewServer(authz.Config{
-		Resources:            resources,
-		Unavailable:          mode,
-		RetryAfter:           cfg.Unavailable.RetryAfter.D(),
-		MaxTokenBytes:        cfg.MaxTokenBytes,
-		IdentityHeaderPrefix: cfg.IdentityHeaders.Prefix,
-		StripAuthorization:   cfg.IdentityHeaders.StripAuthorization,
-		Sessions:             sessions,
-		Logger:               log,
-	})
+	g, err := s.buildGeneration(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	s.metadata, err = metadata.NewHandler(docs)
-	if err != nil {
-		return nil, err
-	}
+	s.gen.Store(g)
+	s.handle = authz.NewHandle(g.authz)
 	return s, nil
-}
-
-// authzResource is the decision's view of a configured resource.
-func authzResource(rc config.ResourceConfig, v authz.Validator) *authz.Resource {
-	r := &authz.Resource{
-		Name:                      rc.Name,
-		URI:                       rc.Resource,
-		ScopesSupported:           rc.ScopesSupported,
-		RequiredScopes:            rc.RequiredScopes,
-		Hosts:                     rc.Hosts,
-		PathPrefixes:              rc.Prefixes(),
-		APIKeys:                   rc.Validation == "apikey",
-		Validator:                 v,
-		UnprotectedInitialize:     !config.Protects(rc.Endpoints.Initialize),
-		UnprotectedMessages:       !config.Protects(rc.Endpoints.Messages),
-		LegacySSE:                 authz.LegacySSE{SSEPath: rc.LegacySSE.SSEPath, MessagesPath: rc.LegacySSE.MessagesPath},
-		ScopeImplies:              rc.ScopeImplies,
-		UnreadableBodyRouteScopes: rc.UnreadableBody == "route_scopes",
-		AllowedOrigins:            rc.AllowedOrigins,
-		SessionBinding:            rc.SessionBinding,
-		SessionTTL:                rc.SessionTTL.D(),
-	}
-	for _, op := range rc.Operations {
-		r.Operations = append(r.Operations, authz.Operation{Method: op.Method, Name: op.Name, Scopes: op.Scopes})
-	}
-	return r
-}
-
-// policyValidator is a validator whose verdicts can be cached.
-type policyValidator interface {
-	authz.Validator
-	Fingerprint() string
-}
-
-// newValidator builds a resource's validation strategy and the TTL that
-// caps its cached verdicts.
-func (s *service) newValidator(ctx context.Context, rc config.ResourceConfig, client *http.Client) (policyValidator, time.Duration, error) {
-	switch rc.Validation {
-	case "apikey":
-		keys, err := rc.LoadAPIKeys()
-		if err != nil {
-			return nil, 0, err
-		}
-		v, err := validators.NewAPIKeys(keys)
-		return v, s.cfg.Cache.TTL.D(), err
-	case "hmac":
-		h := rc.HMAC
-		v, err := validators.NewHMAC(validators.HMACConfig{
-			Secret:             []byte(h.Secret),
-			Algorithms:         h.Algorithms,
-			Issuer:             h.Issuer,
-			Audiences:          h.Audiences,
-			AllowMissingExpiry: h.AllowMissingExpiry,
-			Leeway:             rc.Leeway.D(),
-		})
-		return v, s.cfg.Cache.TTL.D(), err
-	}
-	var jv *validators.JWT
-	if rc.Validation == "jwt" || rc.Validation == "auto" {
-		issuers := make([]validators.IssuerConfig, 0, len(rc.Issuers))
-		for _, ic := range rc.Issuers {
-			issuers = append(issuers, validators.IssuerConfig{
-				Issuer:          ic.Issuer,
-				JWKSURI:         ic.JWKSURI,
-				Algorithms:      ic.Algorithms,
-				RequireATJWT:    ic.RequireATJWT,
-				JWKSCacheTTL:    ic.JWKSCacheTTL.D(),
-				ClientIDs:       ic.ClientIDs,
-				RequireTokenUse: ic.RequireTokenUse,
-			})
-		}
-		var err error
-		jv, err = validators.NewJWT(ctx, validators.JWTConfig{
-			KeySets:            s.jwks,
-			Issuers:            issuers,
-			Audiences:          rc.Audiences,
-			Leeway:             rc.Leeway.D(),
-			Client:             client,
-			RefreshWait:        s.cfg.JWKS.RefreshWait.D(),
-			MinRefreshInterval: s.cfg.JWKS.MinRefreshInterval.D(),
-			Logger:             s.log,
-		})
-		if err != nil {
-			return nil, 0, err
-		}
-		for iss, ks := range jv.KeySets() {
-			s.keySets[iss] = ks
-		}
-		if rc.Validation == "jwt" {
-			return jv, s.cfg.Cache.TTL.D(), nil
-		}
-	}
-	var servers []*validators.Introspection
-	ttl := s.cfg.Cache.TTL.D()
-	list := rc.Introspections()
-	for k, in := range list {
-		iv, err := validators.NewIntrospection(validators.IntrospectionConfig{
-			Endpoint:             in.Endpoint,
-			Issuer:               in.Issuer,
-			ClientID:             in.ClientID,
-			ClientSecret:         in.ClientSecret,
-			AuthMethod:           in.AuthMethod,
-			Audiences:            rc.Audiences,
-			AllowMissingAudience: in.AllowMissingAudience,
-			Leeway:               rc.Leeway.D(),
-			Timeout:              in.Timeout.D(),
-			Client:               client,
-			Logger:               s.log,
-		})
-		if err != nil {
-			return nil, 0, err
-		}
-		servers = append(servers, iv)
-		// Revocation shows within the shortest cache TTL of any server.
-		if k == 0 || in.CacheTTL.D() < ttl {
-			ttl = in.CacheTTL.D()
-		}
-	}
-	var intro policyValidator = servers[0]
-	if len(servers) > 1 {
-		multi, err := validators.NewFirstActive(servers...)
-		if err != nil {
-			return nil, 0, err
-		}
-		intro = multi
-	}
-	if jv != nil {
-		return validators.NewAuto(jv, intro), ttl, nil
-	}
-	return intro, ttl, nil
 }
 
 // listen binds both listeners, so that a port conflict fails start-up
@@ -387,109 +228,6 @@ func (s *service) listen() error {
 		return fmt.Errorf("http_addr: %w", err)
 	}
 	return nil
-}
-
-func (s *service) httpHandler() http.Handler {
-	mux := http.NewServeMux()
-	for _, p := range s.metadata.Paths() {
-		mux.Handle(p, s.metadata)
-	}
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		_, _ = io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("GET /readyz", s.serveReady)
-	if s.cfg.Admin.Token != "" {
-		mux.HandleFunc("POST /admin/purge", s.servePurge)
-	}
-	return mux
-}
-
-// servePurge removes a token's verdicts fleet-wide: from Redis, and from
-// every replica's in-process cache through the invalidation channel.
-// Body: {"sha256": "<hex digest of the token>"} or {"token": "<the token>"}.
-func (s *service) servePurge(w http.ResponseWriter, r *http.Request) {
-	given, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(given), []byte(s.cfg.Admin.Token)) != 1 {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="mcp-authz admin"`)
-		http.Error(w, `{"error":"unauthorized"}`, http.StatusUnauthorized)
-		return
-	}
-	var req struct {
-		SHA256 string `json:"sha256"`
-		Token  string `json:"token"`
-	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil || (req.SHA256 == "") == (req.Token == "") {
-		http.Error(w, `{"error":"invalid_request","error_description":"send {\"sha256\": HEX} or {\"token\": TOKEN}"}`, http.StatusBadRequest)
-		return
-	}
-	sum := cache.HashToken(req.Token)
-	if req.SHA256 != "" {
-		d, err := validators.ParseAPIKeyDigest(req.SHA256)
-		if err != nil {
-			http.Error(w, `{"error":"invalid_request","error_description":"sha256 is not a hex SHA-256 digest"}`, http.StatusBadRequest)
-			return
-		}
-		sum = d
-	}
-	local := s.memory.InvalidateToken(sum)
-	resp := map[string]any{"sha256": hex.EncodeToString(sum[:]), "local_entries": local}
-	if s.redis != nil {
-		n, err := s.redis.Purge(r.Context(), sum)
-		if err != nil {
-			s.log.Error("purge failed", "error", err)
-			http.Error(w, `{"error":"temporarily_unavailable","error_description":"Redis purge failed"}`, http.StatusServiceUnavailable)
-			return
-		}
-		resp["redis_keys"] = n
-		resp["fleet_notified"] = true
-	}
-	s.log.Info("purged a token's verdicts", "sha256", resp["sha256"], "redis_keys", resp["redis_keys"])
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(resp)
-}
-
-// serveReady reports ready once every issuer's JWKS has loaded: until then
-// this replica can only answer 503 for tokens.
-func (s *service) serveReady(w http.ResponseWriter, _ *http.Request) {
-	issuers := make(map[string]string, len(s.keySets))
-	ready := true
-	for iss, ks := range s.keySets {
-		if ks.Loaded() {
-			issuers[iss] = "jwks loaded"
-		} else {
-			issuers[iss] = "waiting for jwks"
-			ready = false
-		}
-	}
-	w.Header().Set("Content-Type", "application/json")
-	if !ready {
-		w.WriteHeader(http.StatusServiceUnavailable)
-	}
-	_ = json.NewEncoder(w).Encode(map[string]any{"ready": ready, "issuers": issuers})
-}
-
-// sideLimits bound what one client may take of the HTTP side server.
-type sideLimits struct {
-	readHeader, read, write, idle time.Duration
-	body                          int64
-}
-
-// sideServerLimits: the side server is public (RFC 9728 metadata), so a
-// slow or oversized client must not hold it (DESIGN §7).
-var sideServerLimits = sideLimits{readHeader: 5 * time.Second, read: 10 * time.Second, write: 10 * time.Second, idle: 60 * time.Second, body: 64 << 10}
-
-func newSideServer(h http.Handler, l sideLimits) *http.Server {
-	return &http.Server{
-		Handler:           http.MaxBytesHandler(h, l.body),
-		ReadHeaderTimeout: l.readHeader,
-		ReadTimeout:       l.read,
-		WriteTimeout:      l.write,
-		IdleTimeout:       l.idle,
-		MaxHeaderBytes:    32 << 10,
-	}
 }
 
 // serve runs until ctx ends, then shuts down gracefully: health turns
@@ -509,7 +247,7 @@ func (s *service) serve(ctx context.Context) error {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute}),
 	)
-	s.authz.Register(gs)
+	s.handle.Register(gs)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(gs, s.health)
 	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
@@ -527,7 +265,7 @@ func (s *service) serve(ctx context.Context) error {
 		}
 	}()
 	s.log.Info("mcp-authz serving", "grpc", s.grpcLn.Addr().String(), "http", s.httpLn.Addr().String(),
-		"resources", len(s.cfg.Resources), "version", version())
+		"resources", len(s.current().cfg.Resources), "version", version())
 
 	var err error
 	select {

@@ -69,7 +69,7 @@ resources:
 		req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
 			Http: &authv3.AttributeContext_HttpRequest{Host: "m.example", Path: "/mcp", Headers: map[string]string{"authorization": "Bearer " + tok}},
 		}}}
-		resp, err := svc.authz.Check(ctx, req)
+		resp, err := svc.current().authz.Check(ctx, req)
 		if err != nil {
 			t.Fatal(err)
 		}
