@@ -216,10 +216,9 @@ func (v *Validator) Validate(ctx context.Context, token string) (*validators.Pri
 	}
 	v.misses.Add(1)
 	ch := v.group.DoChan(key.String(), func() (any, error) {
-		// Detached from the first caller: its cancellation must not fail
-		// the others waiting on the same result. Validators bound their
-		// own I/O.
-		return v.validate(context.WithoutCancel(ctx), key, token)
+		vctx, cancel := detach(ctx)
+		defer cancel()
+		return v.validate(vctx, key, token)
 	})
 	select {
 	case r := <-ch:
@@ -233,6 +232,25 @@ func (v *Validator) Validate(ctx context.Context, token string) (*validators.Pri
 	case <-ctx.Done():
 		return nil, &validators.Error{Kind: validators.ErrUnavailable, Description: "Token validation timed out", Err: ctx.Err()}
 	}
+}
+
+// deadlineMargin is kept between a validation's outbound calls and the
+// deadline Envoy sent with the Check: a 503 the client receives tells it
+// more than Envoy's own timeout would.
+const deadlineMargin = 25 * time.Millisecond
+
+// detach returns the context a shared validation runs in: free of the
+// first caller's cancellation (the others waiting for the same token share
+// the result), but bounded by its deadline less a margin (at most a tenth
+// of the time left), since an answer after Envoy has given up helps no one.
+func detach(ctx context.Context) (context.Context, context.CancelFunc) {
+	d, ok := ctx.Deadline()
+	free := context.WithoutCancel(ctx)
+	if !ok {
+		return free, func() {}
+	}
+	margin := min(deadlineMargin, time.Until(d)/10)
+	return context.WithDeadline(free, d.Add(-margin))
 }
 
 // use turns a stored entry into the verdict, re-checking exp: a store may

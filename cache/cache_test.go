@@ -214,3 +214,46 @@ func TestNewRejectsMissingPolicy(t *testing.T) {
 		t.Fatal("accepted an empty policy fingerprint")
 	}
 }
+
+// deadlineValidator records the deadline its validation ran under.
+type deadlineValidator struct {
+	got chan time.Time
+}
+
+func (d *deadlineValidator) Validate(ctx context.Context, _ string) (*validators.Principal, error) {
+	dl, ok := ctx.Deadline()
+	d.got <- dl
+	if ok {
+		<-ctx.Done()
+	}
+	return nil, &validators.Error{Kind: validators.ErrUnavailable, Description: validators.DescIntrospect, Err: ctx.Err()}
+}
+
+// TestValidationKeepsTheCheckDeadline: a validation's outbound calls are
+// bounded by the deadline Envoy sent with the Check, less a margin, even
+// though the validation is shared with other callers.
+func TestValidationKeepsTheCheckDeadline(t *testing.T) {
+	inner := &deadlineValidator{got: make(chan time.Time, 1)}
+	store, _ := NewMemory(MemoryOptions{})
+	v, _ := New(inner, store, Options{Policy: "p"})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	want, _ := ctx.Deadline()
+	_, err := v.Validate(ctx, "tok")
+	if !errors.Is(err, validators.ErrUnavailable) {
+		t.Fatalf("err %v, want unavailable", err)
+	}
+	got := <-inner.got
+	if got.IsZero() || got.After(want) || want.Sub(got) > 30*time.Millisecond {
+		t.Fatalf("validation deadline %v, Check deadline %v", got, want)
+	}
+	// Without a deadline the validation is bounded by the validators alone.
+	inner2 := &deadlineValidator{got: make(chan time.Time, 1)}
+	v2, _ := New(inner2, store, Options{Policy: "q"})
+	cctx, ccancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(20 * time.Millisecond); ccancel() }()
+	_, _ = v2.Validate(cctx, "tok")
+	if got := <-inner2.got; !got.IsZero() {
+		t.Fatalf("deadline %v without one on the Check", got)
+	}
+}

@@ -26,7 +26,10 @@ type Config struct {
 	Redis           *RedisConfig      `yaml:"redis"`
 	Admin           AdminConfig       `yaml:"admin"`
 	GRPC            GRPCConfig        `yaml:"grpc"`
-	Resources       []ResourceConfig  `yaml:"resources"`
+	// HTTPTLS serves the side server over TLS (optional; client_ca_file
+	// does not apply: the metadata is public).
+	HTTPTLS   TLSConfig        `yaml:"http_tls"`
+	Resources []ResourceConfig `yaml:"resources"`
 
 	// envResource is set when the environment configures the resource.
 	envResource bool
@@ -43,7 +46,20 @@ type GRPCConfig struct {
 	// Reflection enables gRPC server reflection (for grpcurl); off in
 	// production, on in dev.
 	Reflection bool `yaml:"reflection"`
+	// TLS serves the gRPC listener over TLS; with ClientCAFile, only clients
+	// with a certificate from that CA (Envoy) may connect (mTLS).
+	TLS TLSConfig `yaml:"tls"`
 }
+
+// TLSConfig names certificate files, re-read when they change.
+type TLSConfig struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// Enabled reports whether a certificate is configured.
+func (t TLSConfig) Enabled() bool { return t.CertFile != "" }
 
 // LogConfig selects log level, format and an optional log file.
 type LogConfig struct {

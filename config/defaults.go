@@ -130,7 +130,7 @@ func introspectionDefaults(in *IntrospectionConfig, issuer string) {
 		in.AuthMethod = "client_secret_basic"
 	}
 	if in.Timeout == 0 {
-		in.Timeout = Duration(150 * time.Millisecond)
+		in.Timeout = Duration(time.Second)
 	}
 	if in.CacheTTL == 0 {
 		in.CacheTTL = Duration(5 * time.Minute)

@@ -224,6 +224,11 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	if err := e.boolean("MCP_AUTHZ_GRPC_REFLECTION", &c.GRPC.Reflection); err != nil {
 		return err
 	}
+	e.str("MCP_AUTHZ_GRPC_TLS_CERT_FILE", "grpc.tls.cert_file", &c.GRPC.TLS.CertFile)
+	e.str("MCP_AUTHZ_GRPC_TLS_KEY_FILE", "grpc.tls.key_file", &c.GRPC.TLS.KeyFile)
+	e.str("MCP_AUTHZ_GRPC_TLS_CLIENT_CA_FILE", "grpc.tls.client_ca_file", &c.GRPC.TLS.ClientCAFile)
+	e.str("MCP_AUTHZ_HTTP_TLS_CERT_FILE", "http_tls.cert_file", &c.HTTPTLS.CertFile)
+	e.str("MCP_AUTHZ_HTTP_TLS_KEY_FILE", "http_tls.key_file", &c.HTTPTLS.KeyFile)
 	e.raw("MCP_AUTHZ_ADMIN_TOKEN", "admin.token", &c.Admin.Token)
 	e.str("MCP_AUTHZ_ADMIN_TOKEN_FILE", "admin.token_file", &c.Admin.TokenFile)
 	e.redis(c)

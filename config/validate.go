@@ -2,6 +2,7 @@ package config
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -43,6 +44,15 @@ func (c *Config) validate() error {
 		return c.fieldError("identity_headers.prefix", "%q is not a usable header name prefix", p)
 	}
 	if err := c.validateRedis(); err != nil {
+		return err
+	}
+	if err := c.validateTLS("grpc.tls", c.GRPC.TLS); err != nil {
+		return err
+	}
+	if c.HTTPTLS.ClientCAFile != "" {
+		return c.fieldError("http_tls.client_ca_file", "not supported: the side server serves public metadata")
+	}
+	if err := c.validateTLS("http_tls", c.HTTPTLS); err != nil {
 		return err
 	}
 	if err := c.validateAdmin(); err != nil {
@@ -557,6 +567,32 @@ func (c *Config) verdictSecrets() error {
 			return c.fieldError(field, "secret %d of %d is %d bytes; each must be at least %d", i+1, len(list), len(sec), minVerdictSecret)
 		}
 		r.Secrets = append(r.Secrets, []byte(sec))
+	}
+	return nil
+}
+
+// validateTLS checks that a TLS section names a loadable certificate and
+// key, and a readable CA bundle when it has one.
+func (c *Config) validateTLS(p string, t TLSConfig) error {
+	switch {
+	case t.CertFile == "" && t.KeyFile == "" && t.ClientCAFile == "":
+		return nil
+	case t.CertFile == "":
+		return c.fieldError(p+".cert_file", "required with key_file or client_ca_file")
+	case t.KeyFile == "":
+		return c.fieldError(p+".key_file", "required with cert_file")
+	}
+	if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
+		return c.fieldError(p+".cert_file", "%v", err)
+	}
+	if t.ClientCAFile != "" {
+		pem, err := os.ReadFile(t.ClientCAFile)
+		if err != nil {
+			return c.fieldError(p+".client_ca_file", "%v", err)
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			return c.fieldError(p+".client_ca_file", "%s holds no PEM certificate", t.ClientCAFile)
+		}
 	}
 	return nil
 }

@@ -14,10 +14,12 @@ import (
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -262,4 +264,36 @@ func TestNetworkPolicyGuardsTheGRPCPort(t *testing.T) {
 		return
 	}
 	t.Fatal("no NetworkPolicy")
+}
+
+// TestMTLSCluster: the mTLS variant of the ext_authz cluster is a valid
+// Envoy Cluster that presents a client certificate and verifies mcp-authz.
+func TestMTLSCluster(t *testing.T) {
+	raw, err := os.ReadFile("envoy/mtls-cluster.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc any
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	js, _ := json.Marshal(doc)
+	var c clusterv3.Cluster
+	if err := protojson.Unmarshal(js, &c); err != nil {
+		t.Fatalf("mtls-cluster.yaml does not match Envoy's schema: %v", err)
+	}
+	if err := c.ValidateAll(); err != nil {
+		t.Fatalf("mtls-cluster.yaml fails Envoy's validation rules: %v", err)
+	}
+	var up tlsv3.UpstreamTlsContext
+	if err := c.GetTransportSocket().GetTypedConfig().UnmarshalTo(&up); err != nil {
+		t.Fatal(err)
+	}
+	ctx := up.GetCommonTlsContext()
+	if len(ctx.GetTlsCertificates()) == 0 || ctx.GetValidationContext().GetTrustedCa().GetFilename() == "" {
+		t.Fatal("the cluster must present a client certificate and verify mcp-authz's")
+	}
+	if c.GetName() != "mcp_authz" {
+		t.Fatalf("name %q: it replaces envoy.yaml's mcp_authz cluster", c.GetName())
+	}
 }

@@ -44,7 +44,9 @@ type IntrospectionConfig struct {
 	// Leeway for exp and nbf.
 	Leeway time.Duration
 	// Timeout bounds one introspection call; keep it well under Envoy's
-	// ext_authz timeout. Zero means 150 ms.
+	// ext_authz timeout. Zero means 1 s (a first introspection at a real
+	// provider takes 200-300 ms); each call is also bounded by the deadline
+	// of the Check that needs it.
 	Timeout time.Duration
 	// Client performs the calls; its transport's connection reuse matters.
 	// Introspection follows no redirects whatever its CheckRedirect says
@@ -100,7 +102,7 @@ func NewIntrospection(cfg IntrospectionConfig) (*Introspection, error) {
 		return nil, errors.New("introspection: Client is required")
 	}
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = 150 * time.Millisecond
+		cfg.Timeout = time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -21,6 +21,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -137,6 +138,9 @@ type service struct {
 	client *http.Client
 	health *health.Server
 
+	// grpcTLS and httpTLS serve the listeners' certificates, when set.
+	grpcTLS, httpTLS *tlsFiles
+
 	reloadMu sync.Mutex
 	// onReload, when set, counts reloads (config_reloads_total).
 	onReload func(ok bool)
@@ -207,6 +211,16 @@ func newService(ctx context.Context, cfg *config.Config, log *slog.Logger) (*ser
 	if s.sessions, err = cache.NewSessions(sessionOpts); err != nil {
 		return nil, err
 	}
+	if t := cfg.GRPC.TLS; t.Enabled() {
+		if s.grpcTLS, err = newTLSFiles(t.CertFile, t.KeyFile, t.ClientCAFile, []string{"h2"}, log); err != nil {
+			return nil, fmt.Errorf("grpc.tls: %w", err)
+		}
+	}
+	if t := cfg.HTTPTLS; t.Enabled() {
+		if s.httpTLS, err = newTLSFiles(t.CertFile, t.KeyFile, "", []string{"h2", "http/1.1"}, log); err != nil {
+			return nil, fmt.Errorf("http_tls: %w", err)
+		}
+	}
 	g, err := s.buildGeneration(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -233,11 +247,11 @@ func (s *service) listen() error {
 // serve runs until ctx ends, then shuts down gracefully: health turns
 // NOT_SERVING first so Envoy stops routing new checks here.
 func (s *service) serve(ctx context.Context) error {
-	gs := grpc.NewServer(
+	opts := []grpc.ServerOption{
 		// Reused workers keep their grown stacks: without them every Check
 		// starts a fresh goroutine whose stack is grown again, which costs
 		// more than the cached Check itself.
-		grpc.NumStreamWorkers(uint32(64*runtime.GOMAXPROCS(0))),
+		grpc.NumStreamWorkers(uint32(64 * runtime.GOMAXPROCS(0))),
 		grpc.SharedWriteBuffer(true),
 		authz.Codec(),
 		// A CheckRequest is headers plus at most Envoy's max_request_bytes
@@ -246,7 +260,11 @@ func (s *service) serve(ctx context.Context) error {
 		grpc.MaxConcurrentStreams(1000),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute}),
-	)
+	}
+	if s.grpcTLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(s.grpcTLS.serverConfig())))
+	}
+	gs := grpc.NewServer(opts...)
 	s.handle.Register(gs)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(gs, s.health)
@@ -256,11 +274,20 @@ func (s *service) serve(ctx context.Context) error {
 	}
 
 	hs := newSideServer(s.httpHandler(), sideServerLimits)
+	if s.httpTLS != nil {
+		hs.TLSConfig = s.httpTLS.serverConfig()
+	}
 
 	errc := make(chan error, 2)
 	go func() { errc <- gs.Serve(s.grpcLn) }()
 	go func() {
-		if err := hs.Serve(s.httpLn); !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if s.httpTLS != nil {
+			err = hs.ServeTLS(s.httpLn, "", "")
+		} else {
+			err = hs.Serve(s.httpLn)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
 		}
 	}()
