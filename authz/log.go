@@ -60,7 +60,7 @@ func tokenID(token string) string {
 
 // logDenial logs a denial at INFO: reason, resource and token hash prefix,
 // never the token.
-func (s *Server) logDenial(ctx context.Context, req *request, o *outcome) {
+func (s *Server) logDenial(ctx context.Context, in *checkInput, req *request, o *outcome) {
 	ok, suppressed := s.denials.limiter(o.reason).allow(time.Now(), denialLogEvery)
 	if !ok {
 		return
@@ -69,7 +69,7 @@ func (s *Server) logDenial(ctx context.Context, req *request, o *outcome) {
 	if req.rt != nil {
 		attrs = append(attrs, "resource", req.rt.Name)
 	} else {
-		attrs = append(attrs, "host", req.in.host, "path", pathOnly(req.in.path))
+		attrs = append(attrs, "host", in.host, "path", pathOnly(in.path))
 	}
 	if id := tokenID(req.token); id != "" {
 		attrs = append(attrs, "token_sha256", id)

@@ -299,14 +299,14 @@ func (r result) withCORS(origin string) result {
 	return rendered(r.outcome().withCORS(origin))
 }
 
-// request is the state of one decision as it goes through the checks.
+// request is the state of one decision as it goes through the checks. The
+// input is passed beside it, not held: escape analysis does not tell a
+// struct's fields apart, and the route, which outlives the request, would
+// take the input to the heap with it.
 type request struct {
-	in     *checkInput
 	rt     *route
 	path   string
 	origin string // an allowed Origin, echoed in CORS headers of denials
-	state  bodyState
-	msgs   []jsonrpcMessage
 	token  string
 }
 
@@ -315,21 +315,20 @@ var msgPool = sync.Pool{New: func() any { s := make([]jsonrpcMessage, 0, 4); ret
 // check runs the checks in the order of DESIGN §6: Origin, class,
 // credentials, token, scopes, session.
 func (s *Server) check(ctx context.Context, in *checkInput) (result, error) {
-	req := request{in: in}
-	r, err := s.route(ctx, &req)
+	var req request
+	r, err := s.route(ctx, in, &req)
 	if err != nil {
 		return r, err
 	}
 	if o := r.outcome(); !o.allow && o.reason != reasonUnavailable {
-		s.logDenial(ctx, &req, o)
+		s.logDenial(ctx, in, &req, o)
 	}
 	return r, nil
 }
 
 // route finds the request's resource and decides; the answers that need no
 // resource come first.
-func (s *Server) route(ctx context.Context, req *request) (result, error) {
-	in := req.in
+func (s *Server) route(ctx context.Context, in *checkInput, req *request) (result, error) {
 	if !in.hasHTTP {
 		return shared(s.noHTTP), nil
 	}
@@ -347,7 +346,7 @@ func (s *Server) route(ctx context.Context, req *request) (result, error) {
 	if req.rt = s.router.find(in, path); req.rt == nil {
 		return shared(s.noResource), nil
 	}
-	r, err := s.decide(ctx, req)
+	r, err := s.decide(ctx, in, req)
 	if err != nil {
 		return r, err
 	}
@@ -361,8 +360,8 @@ func (s *Server) route(ctx context.Context, req *request) (result, error) {
 	return r, nil
 }
 
-func (s *Server) decide(ctx context.Context, req *request) (result, error) {
-	in, rt := req.in, req.rt
+func (s *Server) decide(ctx context.Context, in *checkInput, req *request) (result, error) {
+	rt := req.rt
 	// Origin first, for every class: a page on a foreign origin gets
 	// nothing, not even a challenge.
 	if rt.origins != nil && len(in.origin) > 0 {
@@ -375,12 +374,16 @@ func (s *Server) decide(ctx context.Context, req *request) (result, error) {
 		return shared(rt.unprotected), nil // a CORS preflight carries no credentials
 	}
 
+	// The body's messages are locals, not request fields: storing the pooled
+	// slice from a field would make the whole request escape to the heap.
+	var state bodyState
+	var msgs []jsonrpcMessage
 	if in.method == http.MethodPost {
 		ms := msgPool.Get().(*[]jsonrpcMessage)
-		defer func() { *ms = req.msgs[:0]; msgPool.Put(ms) }()
-		req.state, req.msgs = readBody(in, *ms)
+		defer func() { *ms = msgs[:0]; msgPool.Put(ms) }()
+		state, msgs = readBody(in, *ms)
 	}
-	if !rt.protects(rt.classify(in, req.path, req.state, req.msgs)) {
+	if !rt.protects(rt.classify(in, req.path, state, msgs)) {
 		return shared(rt.unprotected), nil
 	}
 
@@ -407,11 +410,11 @@ func (s *Server) decide(ctx context.Context, req *request) (result, error) {
 	}
 
 	needed := rt.RequiredScopes
-	switch req.state {
+	switch state {
 	case bodyDuplicate:
 		return s.invalidRequest(rt, "Duplicate member names in the JSON-RPC message"), nil
 	case bodyOK:
-		needed = rt.neededScopes(req.msgs)
+		needed = rt.neededScopes(msgs)
 	case bodyAbsent, bodyUnreadable:
 		if len(rt.Operations) > 0 && !rt.UnreadableBodyRouteScopes {
 			return s.invalidRequest(rt, "Request body is not a readable JSON-RPC message"), nil
@@ -423,13 +426,13 @@ func (s *Server) decide(ctx context.Context, req *request) (result, error) {
 	}
 
 	if rt.SessionBinding {
-		if r, bad := s.bindSession(ctx, req, p); bad {
+		if r, bad := s.bindSession(ctx, in, req, p); bad {
 			return r, nil
 		}
 	}
 	var op opKey
-	if req.state == bodyOK {
-		op.method, op.tool = operation(req.msgs)
+	if state == bodyOK {
+		op.method, op.tool = operation(msgs)
 	}
 	if s.log.Enabled(ctx, slog.LevelDebug) {
 		s.log.DebugContext(ctx, "allow", "resource", rt.Name, "sub", p.Subject, "scope", p.Scopes, "method", op.method)

@@ -34,16 +34,16 @@ func principalID(p *validators.Principal) string {
 
 // sessionID returns the session a request belongs to: Mcp-Session-Id, or
 // the legacy SSE transport's ?sessionId= on its messages path.
-func (req *request) sessionID() (id string, ok bool) {
-	if len(req.in.sessionID) > 0 {
-		if len(req.in.sessionID) > 1 {
+func (req *request) sessionID(in *checkInput) (id string, ok bool) {
+	if len(in.sessionID) > 0 {
+		if len(in.sessionID) > 1 {
 			return "", false
 		}
-		return req.in.sessionID[0], true
+		return in.sessionID[0], true
 	}
 	if req.path == req.rt.messagesPath {
-		if i := indexByte(req.in.path, '?'); i >= 0 {
-			q, err := url.ParseQuery(req.in.path[i+1:])
+		if i := indexByte(in.path, '?'); i >= 0 {
+			q, err := url.ParseQuery(in.path[i+1:])
 			if err != nil || len(q["sessionId"]) > 1 {
 				return "", false
 			}
@@ -67,8 +67,8 @@ func indexByte(s string, c byte) int {
 // bindSession binds the request's session to p, or refuses the request
 // when the session belongs to another principal: a stolen session id is
 // useless under a different token.
-func (s *Server) bindSession(ctx context.Context, req *request, p *validators.Principal) (result, bool) {
-	id, ok := req.sessionID()
+func (s *Server) bindSession(ctx context.Context, in *checkInput, req *request, p *validators.Principal) (result, bool) {
+	id, ok := req.sessionID(in)
 	switch {
 	case !ok:
 		return s.invalidRequest(req.rt, "Multiple session ids"), true
