@@ -1,18 +1,15 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"strings"
-
-	"go.yaml.in/yaml/v3"
 )
 
-// readConfigFile decodes the optional YAML file, rejecting unknown fields.
+// readConfigFile decodes the optional YAML file, rejecting unknown fields
+// and naming the field and line of anything it cannot take.
 func readConfigFile(path string) (*Config, error) {
 	cfg := &Config{origin: map[string]string{}}
 	if path == "" {
@@ -22,10 +19,8 @@ func readConfigFile(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--config: %w", err)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("--config %s: %s", path, oneLine(err.Error()))
+	if err := decodeYAML(path, raw, cfg); err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }
