@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // readConfigFile decodes the optional YAML file, rejecting unknown fields
@@ -129,7 +130,9 @@ func (e envReader) list(name, field string, dst *[]string) {
 	}
 }
 
-func (e envReader) duration(name, field string, dst *Duration) error {
+// duration sets *dst to the variable's duration, which must be more than
+// 0 (0 would silently mean the default) and no shorter than least.
+func (e envReader) duration(name, field string, dst *Duration, least time.Duration) error {
 	v := e.getenv(name)
 	if v == "" {
 		return nil
@@ -137,6 +140,14 @@ func (e envReader) duration(name, field string, dst *Duration) error {
 	d, err := ParseDuration(v)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
+	}
+	switch {
+	case d == 0 && least > 0:
+		return fmt.Errorf("%s: 0 is not allowed: it must be at least %v (unset it for the default)", name, least)
+	case d == 0:
+		return fmt.Errorf("%s: 0 is not allowed: give a duration greater than 0 (unset it for the default)", name)
+	case d.D() < least:
+		return fmt.Errorf("%s: %q is shorter than %v", name, v, least)
 	}
 	*dst = d
 	e.origin[field] = name
@@ -266,10 +277,10 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		e.str("OAUTH_CLIENT_ID", ip+"client_id", &in.ClientID)
 		e.raw("OAUTH_CLIENT_SECRET", ip+"client_secret", &in.ClientSecret)
 		e.str("OAUTH_CLIENT_SECRET_FILE", ip+"client_secret_file", &in.ClientSecretFile)
-		if err := e.duration("OAUTH_INTROSPECTION_CACHE_TTL", ip+"cache_ttl", &in.CacheTTL); err != nil {
+		if err := e.duration("OAUTH_INTROSPECTION_CACHE_TTL", ip+"cache_ttl", &in.CacheTTL, 0); err != nil {
 			return err
 		}
-		if err := e.duration("OAUTH_INTROSPECTION_TIMEOUT", ip+"timeout", &in.Timeout); err != nil {
+		if err := e.duration("OAUTH_INTROSPECTION_TIMEOUT", ip+"timeout", &in.Timeout, 0); err != nil {
 			return err
 		}
 	}
@@ -303,7 +314,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	e.list("OAUTH_ALGORITHMS", ip+"algorithms", &is.Algorithms)
 	e.str("OAUTH_PROVIDER", ip+"preset", &is.Preset)
 	e.list("OAUTH_ALLOWED_CLIENT_IDS", ip+"client_ids", &is.ClientIDs)
-	return e.duration("OAUTH_JWKS_CACHE_TTL", ip+"jwks_cache_ttl", &is.JWKSCacheTTL)
+	return e.duration("OAUTH_JWKS_CACHE_TTL", ip+"jwks_cache_ttl", &is.JWKSCacheTTL, time.Second)
 }
 
 // readSecret reads a mounted secret file; a trailing newline is not part
