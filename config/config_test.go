@@ -308,13 +308,66 @@ func TestProviderPresets(t *testing.T) {
 		})
 	}
 	for name, env := range map[string]map[string]string{
-		"OAUTH_ALLOWED_CLIENT_IDS": {"OAUTH_PROVIDER": "cognito"},
-		"OAUTH_ISSUER":             {"OAUTH_PROVIDER": "azure", "OAUTH_AUTHORIZATION_SERVER": "https://login.example.com/t/v2.0"},
-		"OAUTH_PROVIDER":           {"OAUTH_PROVIDER": "keycloak"},
+		"OAUTH_ALLOWED_CLIENT_IDS":                                {"OAUTH_PROVIDER": "cognito"},
+		"OAUTH_ALLOWED_CLIENT_IDS: required for a Cognito issuer": {"OAUTH_AUTHORIZATION_SERVER": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_AbC123"},
+		"OAUTH_ISSUER":   {"OAUTH_PROVIDER": "azure", "OAUTH_AUTHORIZATION_SERVER": "https://login.example.com/t/v2.0"},
+		"OAUTH_PROVIDER": {"OAUTH_PROVIDER": "keycloak"},
 	} {
 		if _, err := loadSeed(env); err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("want an error naming %s, got %v", name, err)
 		}
+	}
+}
+
+// TestCognitoIssuerRecognized: the seed's Cognito recipe (the pool as the
+// authorization server, the app client id as OAUTH_AUDIENCE, no preset)
+// gets the cognito preset, with the audience as the accepted client id;
+// without a client id it stops start-up saying what to set.
+func TestCognitoIssuerRecognized(t *testing.T) {
+	const pool = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_AbC123"
+	tests := []struct {
+		name      string
+		env       map[string]string
+		clientIDs string
+		err       string
+	}{
+		{"seed recipe", map[string]string{"OAUTH_AUDIENCE": "7abcdefghijklmnopqrstuvwxy"}, "7abcdefghijklmnopqrstuvwxy", ""},
+		{"several app clients", map[string]string{"OAUTH_AUDIENCE": "client1,client2"}, "client1 client2", ""},
+		{"client ids win over the audience", map[string]string{"OAUTH_AUDIENCE": "client1", "OAUTH_ALLOWED_CLIENT_IDS": "client3"}, "client3", ""},
+		{"explicit preset takes the audience too", map[string]string{"OAUTH_PROVIDER": "cognito", "OAUTH_AUDIENCE": "client1"}, "client1", ""},
+		{"no audience", nil, "", "OAUTH_ALLOWED_CLIENT_IDS: required for a Cognito issuer"},
+		{"audience is a URL", map[string]string{"OAUTH_AUDIENCE": "https://mcp.example.com/mcp"}, "", "OAUTH_ALLOWED_CLIENT_IDS: required for a Cognito issuer"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{"OAUTH_AUTHORIZATION_SERVER": pool}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			cfg, err := loadSeed(env)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) || strings.Contains(err.Error(), "\n") {
+					t.Fatalf("want one line with %q, got %v", tt.err, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			is := cfg.Resources[0].Issuers[0]
+			if is.Preset != "cognito" || is.RequireTokenUse != "access" || is.JWKSURI != pool+"/.well-known/jwks.json" ||
+				strings.Join(is.Algorithms, ",") != "RS256" || strings.Join(is.ClientIDs, " ") != tt.clientIDs {
+				t.Fatalf("issuer %+v", is)
+			}
+		})
+	}
+	// Other AWS-looking issuers are left alone.
+	cfg, err := loadSeed(map[string]string{"OAUTH_AUTHORIZATION_SERVER": "https://cognito-idp.us-east-1.amazonaws.com.evil.example/pool"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Resources[0].Issuers[0].Preset != "" {
+		t.Fatal("preset applied to a look-alike")
 	}
 }
 

@@ -146,7 +146,7 @@ func (c *Config) validateResource(i int) error {
 		case "", "auth0", "okta":
 		case "cognito":
 			if len(is.ClientIDs) == 0 {
-				return c.fieldError(ip+"client_ids", "required with preset cognito: Cognito access tokens carry no aud, so list the app client ids to accept")
+				return c.fieldError(ip+"client_ids", "required for a Cognito issuer: its access tokens carry no aud, so list the app client ids whose tokens are accepted (explicit audiences that are client ids, not URLs, are taken as them)")
 			}
 		case "azure":
 			if !azureV2Issuer.MatchString(is.Issuer) {
