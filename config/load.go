@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -41,6 +42,20 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// EnvironmentVariables lists, sorted, the variables Load reads.
+func EnvironmentVariables() []string {
+	seen := map[string]bool{}
+	c := &Config{origin: map[string]string{}}
+	// Every variable is looked at, if only to see that it is unset.
+	_ = c.applyEnv(func(name string) string { seen[name] = true; return "" })
+	names := make([]string, 0, len(seen))
+	for n := range seen {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
@@ -83,6 +98,34 @@ func (c *Config) fieldError(field, format string, args ...any) error {
 		name = env
 	}
 	return fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...))
+}
+
+// serviceEnv names the variable of each service-level field, for errors
+// about a field that was left at its default.
+var serviceEnv = map[string]string{
+	"grpc_addr": "MCP_AUTHZ_GRPC_ADDR",
+	"http_addr": "MCP_AUTHZ_HTTP_ADDR",
+}
+
+// NameField records that field was set by name (a command-line flag, say),
+// so that errors about it name that.
+func (c *Config) NameField(field, name string) {
+	if c.origin == nil {
+		c.origin = map[string]string{}
+	}
+	c.origin[field] = name
+}
+
+// FieldName is what to tell the operator to change about field: the
+// variable or flag that set it, else the YAML field and its variable.
+func (c *Config) FieldName(field string) string {
+	if name, ok := c.origin[field]; ok {
+		return name
+	}
+	if env, ok := serviceEnv[field]; ok {
+		return env + " / " + field
+	}
+	return field
 }
 
 func splitList(s string) []string {

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -37,12 +36,12 @@ import (
 	"github.com/mcp-authz/mcp-authz/validators"
 )
 
-func serveCmd(args []string, getenv func(string) string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "YAML configuration file (environment variables override it)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+func serveCmd(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	c := serveHelp()
+	fs := c.flagSet()
+	configPath := fs.String("config", "", "YAML configuration `FILE` (environment variables override it)")
+	if _, code, done := c.parse(fs, args, 0, stdout, stderr); done {
+		return code
 	}
 	cfg, err := config.Load(*configPath, getenv)
 	if err != nil {
@@ -376,11 +375,11 @@ func (s *service) newValidator(ctx context.Context, rc config.ResourceConfig, cl
 func (s *service) listen() error {
 	var err error
 	if s.grpcLn, err = net.Listen("tcp", s.cfg.GRPCAddr); err != nil {
-		return fmt.Errorf("grpc_addr: %w", err)
+		return listenError(s.cfg, "grpc_addr", err)
 	}
 	if s.httpLn, err = net.Listen("tcp", s.cfg.HTTPAddr); err != nil {
 		_ = s.grpcLn.Close()
-		return fmt.Errorf("http_addr: %w", err)
+		return listenError(s.cfg, "http_addr", err)
 	}
 	return nil
 }
