@@ -208,7 +208,7 @@ func TestShippedConfigsLoad(t *testing.T) {
 	})); err != nil {
 		t.Errorf("deploy/envoy/mcp-authz.yaml: %v", err)
 	}
-	raw, err := os.ReadFile("../deploy/kubernetes/mcp-authz.yaml")
+	raw, err := os.ReadFile("../deploy/kubernetes/base/mcp-authz.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
