@@ -267,7 +267,7 @@ func ParseDuration(s string) (Duration, error) {
 	s = strings.TrimSpace(s)
 	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
 		if ms < 0 {
-			return 0, fmt.Errorf("%q is negative", s)
+			return 0, fmt.Errorf("%q is negative: a duration is 0 or more", s)
 		}
 		return Duration(time.Duration(ms) * time.Millisecond), nil
 	}
@@ -276,7 +276,7 @@ func ParseDuration(s string) (Duration, error) {
 		return 0, fmt.Errorf("%q is not a duration (use e.g. 15m, 30s or milliseconds)", s)
 	}
 	if d < 0 {
-		return 0, fmt.Errorf("%q is negative", s)
+		return 0, fmt.Errorf("%q is negative: a duration is 0 or more", s)
 	}
 	return Duration(d), nil
 }

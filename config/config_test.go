@@ -122,7 +122,14 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"introspection over http", map[string]string{"OAUTH_INTROSPECTION_ENDPOINT": "http://a.example/introspect", "OAUTH_CLIENT_ID": "rs", "OAUTH_CLIENT_SECRET": "x"}, "", "OAUTH_INTROSPECTION_ENDPOINT"},
 		{"introspection secret file missing", map[string]string{"OAUTH_INTROSPECTION_ENDPOINT": "https://a.example/introspect", "OAUTH_CLIENT_ID": "rs", "OAUTH_CLIENT_SECRET_FILE": "/nonexistent/secret"}, "", "OAUTH_CLIENT_SECRET_FILE"},
 		{"introspection bad cache ttl", map[string]string{"OAUTH_INTROSPECTION_CACHE_TTL": "later"}, "", "OAUTH_INTROSPECTION_CACHE_TTL"},
-		{"introspection mode without settings", map[string]string{"OAUTH_VALIDATION": "introspection"}, "", "OAUTH_INTROSPECTION_ENDPOINT"},
+		{"introspection mode without settings", map[string]string{"OAUTH_VALIDATION": "introspection"}, "", "OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET: required"},
+		{"introspection mode without settings in yaml", nil, okResource + "  validation: introspection\n", "resources[0].introspection: required for validation \"introspection\": client_id and client_secret"},
+		{"zero jwks ttl", map[string]string{"OAUTH_JWKS_CACHE_TTL": "0"}, "", "OAUTH_JWKS_CACHE_TTL: 0 is not allowed: it must be at least 1s"},
+		{"zero jwks ttl in go syntax", map[string]string{"OAUTH_JWKS_CACHE_TTL": "0s"}, "", "OAUTH_JWKS_CACHE_TTL: 0 is not allowed"},
+		{"sub-second jwks ttl", map[string]string{"OAUTH_JWKS_CACHE_TTL": "500ms"}, "", `OAUTH_JWKS_CACHE_TTL: "500ms" is shorter than 1s`},
+		{"zero introspection cache ttl", map[string]string{"OAUTH_INTROSPECTION_CACHE_TTL": "0"}, "", "OAUTH_INTROSPECTION_CACHE_TTL: 0 is not allowed"},
+		{"zero introspection timeout", map[string]string{"OAUTH_INTROSPECTION_TIMEOUT": "0"}, "", "OAUTH_INTROSPECTION_TIMEOUT: 0 is not allowed"},
+		{"negative jwks ttl", map[string]string{"OAUTH_JWKS_CACHE_TTL": "-1s"}, "", "OAUTH_JWKS_CACHE_TTL: \"-1s\" is negative"},
 		{"redis url scheme", map[string]string{"REDIS_URL": "http://127.0.0.1:6379"}, "", "REDIS_URL"},
 		{"redis url and addresses", map[string]string{"REDIS_URL": "redis://127.0.0.1:6379"}, "redis: {addresses: [127.0.0.1:7000]}\nresources: [{resource: https://m.example/mcp, authorization_servers: [https://a.example]}]\n", "redis.addresses"},
 		{"bad bool", map[string]string{"MCP_DEBUG_CONSOLE": "yes please"}, "", "MCP_DEBUG_CONSOLE"},
@@ -201,7 +208,7 @@ func TestShippedConfigsLoad(t *testing.T) {
 	})); err != nil {
 		t.Errorf("deploy/envoy/mcp-authz.yaml: %v", err)
 	}
-	raw, err := os.ReadFile("../deploy/kubernetes/mcp-authz.yaml")
+	raw, err := os.ReadFile("../deploy/kubernetes/base/mcp-authz.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,13 +308,66 @@ func TestProviderPresets(t *testing.T) {
 		})
 	}
 	for name, env := range map[string]map[string]string{
-		"OAUTH_ALLOWED_CLIENT_IDS": {"OAUTH_PROVIDER": "cognito"},
-		"OAUTH_ISSUER":             {"OAUTH_PROVIDER": "azure", "OAUTH_AUTHORIZATION_SERVER": "https://login.example.com/t/v2.0"},
-		"OAUTH_PROVIDER":           {"OAUTH_PROVIDER": "keycloak"},
+		"OAUTH_ALLOWED_CLIENT_IDS":                                {"OAUTH_PROVIDER": "cognito"},
+		"OAUTH_ALLOWED_CLIENT_IDS: required for a Cognito issuer": {"OAUTH_AUTHORIZATION_SERVER": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_AbC123"},
+		"OAUTH_ISSUER":   {"OAUTH_PROVIDER": "azure", "OAUTH_AUTHORIZATION_SERVER": "https://login.example.com/t/v2.0"},
+		"OAUTH_PROVIDER": {"OAUTH_PROVIDER": "keycloak"},
 	} {
 		if _, err := loadSeed(env); err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("want an error naming %s, got %v", name, err)
 		}
+	}
+}
+
+// TestCognitoIssuerRecognized: the seed's Cognito recipe (the pool as the
+// authorization server, the app client id as OAUTH_AUDIENCE, no preset)
+// gets the cognito preset, with the audience as the accepted client id;
+// without a client id it stops start-up saying what to set.
+func TestCognitoIssuerRecognized(t *testing.T) {
+	const pool = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_AbC123"
+	tests := []struct {
+		name      string
+		env       map[string]string
+		clientIDs string
+		err       string
+	}{
+		{"seed recipe", map[string]string{"OAUTH_AUDIENCE": "7abcdefghijklmnopqrstuvwxy"}, "7abcdefghijklmnopqrstuvwxy", ""},
+		{"several app clients", map[string]string{"OAUTH_AUDIENCE": "client1,client2"}, "client1 client2", ""},
+		{"client ids win over the audience", map[string]string{"OAUTH_AUDIENCE": "client1", "OAUTH_ALLOWED_CLIENT_IDS": "client3"}, "client3", ""},
+		{"explicit preset takes the audience too", map[string]string{"OAUTH_PROVIDER": "cognito", "OAUTH_AUDIENCE": "client1"}, "client1", ""},
+		{"no audience", nil, "", "OAUTH_ALLOWED_CLIENT_IDS: required for a Cognito issuer"},
+		{"audience is a URL", map[string]string{"OAUTH_AUDIENCE": "https://mcp.example.com/mcp"}, "", "OAUTH_ALLOWED_CLIENT_IDS: required for a Cognito issuer"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{"OAUTH_AUTHORIZATION_SERVER": pool}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			cfg, err := loadSeed(env)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) || strings.Contains(err.Error(), "\n") {
+					t.Fatalf("want one line with %q, got %v", tt.err, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			is := cfg.Resources[0].Issuers[0]
+			if is.Preset != "cognito" || is.RequireTokenUse != "access" || is.JWKSURI != pool+"/.well-known/jwks.json" ||
+				strings.Join(is.Algorithms, ",") != "RS256" || strings.Join(is.ClientIDs, " ") != tt.clientIDs {
+				t.Fatalf("issuer %+v", is)
+			}
+		})
+	}
+	// Other AWS-looking issuers are left alone.
+	cfg, err := loadSeed(map[string]string{"OAUTH_AUTHORIZATION_SERVER": "https://cognito-idp.us-east-1.amazonaws.com.evil.example/pool"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Resources[0].Issuers[0].Preset != "" {
+		t.Fatal("preset applied to a look-alike")
 	}
 }
 

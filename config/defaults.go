@@ -108,6 +108,11 @@ func (c *Config) applyDefaults() {
 		}
 		for j := range r.Issuers {
 			is := &r.Issuers[j]
+			// A Cognito pool's issuer says what it is; without the preset
+			// every access token (no aud) would be refused.
+			if is.Preset == "" && cognitoIssuer.MatchString(is.Issuer) {
+				is.Preset = "cognito"
+			}
 			applyPreset(r, is, explicitAudience)
 			if len(is.Algorithms) == 0 {
 				is.Algorithms = append([]string(nil), validators.DefaultAlgorithms...)
@@ -151,10 +156,12 @@ func (r *ResourceConfig) introspections(i int) (list []*IntrospectionConfig, pat
 	return list, paths
 }
 
-// azureIssuer matches the two Azure AD issuer forms and captures the tenant.
+// azureV2Issuer and azureV1Issuer match the two Azure AD issuer forms and
+// capture the tenant; cognitoIssuer matches a Cognito user pool.
 var (
 	azureV2Issuer = regexp.MustCompile(`^https://login\.microsoftonline\.com/([^/]+)/v2\.0$`)
 	azureV1Issuer = regexp.MustCompile(`^https://sts\.windows\.net/([^/]+)/$`)
+	cognitoIssuer = regexp.MustCompile(`^https://cognito-idp\.[a-z0-9-]+\.amazonaws\.com/[^/]+$`)
 )
 
 // applyPreset fills in what a provider's documentation prescribes, where
@@ -190,6 +197,12 @@ func applyPreset(r *ResourceConfig, is *IssuerConfig, explicitAudience bool) {
 		defaultAlgs()
 		if is.RequireTokenUse == "" {
 			is.RequireTokenUse = "access"
+		}
+		// Cognito access tokens carry no aud, only client_id. The seed's
+		// recipe named the app client in OAUTH_AUDIENCE: audiences given
+		// explicitly, none of them a URL, are taken as the client ids.
+		if len(is.ClientIDs) == 0 && explicitAudience && !slices.ContainsFunc(r.Audiences, func(a string) bool { return strings.Contains(a, "://") }) {
+			is.ClientIDs = slices.Clone(r.Audiences)
 		}
 	case "azure":
 		if m := azureV2Issuer.FindStringSubmatch(is.Issuer); m != nil {

@@ -1,18 +1,17 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
-
-	"go.yaml.in/yaml/v3"
+	"time"
 )
 
-// readConfigFile decodes the optional YAML file, rejecting unknown fields.
+// readConfigFile decodes the optional YAML file, rejecting unknown fields
+// and naming the field and line of anything it cannot take.
 func readConfigFile(path string) (*Config, error) {
 	cfg := &Config{origin: map[string]string{}}
 	if path == "" {
@@ -22,10 +21,8 @@ func readConfigFile(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--config: %w", err)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("--config %s: %s", path, oneLine(err.Error()))
+	if err := decodeYAML(path, raw, cfg); err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }
@@ -45,6 +42,20 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// EnvironmentVariables lists, sorted, the variables Load reads.
+func EnvironmentVariables() []string {
+	seen := map[string]bool{}
+	c := &Config{origin: map[string]string{}}
+	// Every variable is looked at, if only to see that it is unset.
+	_ = c.applyEnv(func(name string) string { seen[name] = true; return "" })
+	names := make([]string, 0, len(seen))
+	for n := range seen {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
@@ -87,6 +98,34 @@ func (c *Config) fieldError(field, format string, args ...any) error {
 		name = env
 	}
 	return fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...))
+}
+
+// serviceEnv names the variable of each service-level field, for errors
+// about a field that was left at its default.
+var serviceEnv = map[string]string{
+	"grpc_addr": "MCP_AUTHZ_GRPC_ADDR",
+	"http_addr": "MCP_AUTHZ_HTTP_ADDR",
+}
+
+// NameField records that field was set by name (a command-line flag, say),
+// so that errors about it name that.
+func (c *Config) NameField(field, name string) {
+	if c.origin == nil {
+		c.origin = map[string]string{}
+	}
+	c.origin[field] = name
+}
+
+// FieldName is what to tell the operator to change about field: the
+// variable or flag that set it, else the YAML field and its variable.
+func (c *Config) FieldName(field string) string {
+	if name, ok := c.origin[field]; ok {
+		return name
+	}
+	if env, ok := serviceEnv[field]; ok {
+		return env + " / " + field
+	}
+	return field
 }
 
 func splitList(s string) []string {
@@ -134,7 +173,9 @@ func (e envReader) list(name, field string, dst *[]string) {
 	}
 }
 
-func (e envReader) duration(name, field string, dst *Duration) error {
+// duration sets *dst to the variable's duration, which must be more than
+// 0 (0 would silently mean the default) and no shorter than least.
+func (e envReader) duration(name, field string, dst *Duration, least time.Duration) error {
 	v := e.getenv(name)
 	if v == "" {
 		return nil
@@ -142,6 +183,14 @@ func (e envReader) duration(name, field string, dst *Duration) error {
 	d, err := ParseDuration(v)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
+	}
+	switch {
+	case d == 0 && least > 0:
+		return fmt.Errorf("%s: 0 is not allowed: it must be at least %v (unset it for the default)", name, least)
+	case d == 0:
+		return fmt.Errorf("%s: 0 is not allowed: give a duration greater than 0 (unset it for the default)", name)
+	case d.D() < least:
+		return fmt.Errorf("%s: %q is shorter than %v", name, v, least)
 	}
 	*dst = d
 	e.origin[field] = name
@@ -276,10 +325,10 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		e.str("OAUTH_CLIENT_ID", ip+"client_id", &in.ClientID)
 		e.raw("OAUTH_CLIENT_SECRET", ip+"client_secret", &in.ClientSecret)
 		e.str("OAUTH_CLIENT_SECRET_FILE", ip+"client_secret_file", &in.ClientSecretFile)
-		if err := e.duration("OAUTH_INTROSPECTION_CACHE_TTL", ip+"cache_ttl", &in.CacheTTL); err != nil {
+		if err := e.duration("OAUTH_INTROSPECTION_CACHE_TTL", ip+"cache_ttl", &in.CacheTTL, 0); err != nil {
 			return err
 		}
-		if err := e.duration("OAUTH_INTROSPECTION_TIMEOUT", ip+"timeout", &in.Timeout); err != nil {
+		if err := e.duration("OAUTH_INTROSPECTION_TIMEOUT", ip+"timeout", &in.Timeout, 0); err != nil {
 			return err
 		}
 	}
@@ -313,7 +362,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	e.list("OAUTH_ALGORITHMS", ip+"algorithms", &is.Algorithms)
 	e.str("OAUTH_PROVIDER", ip+"preset", &is.Preset)
 	e.list("OAUTH_ALLOWED_CLIENT_IDS", ip+"client_ids", &is.ClientIDs)
-	return e.duration("OAUTH_JWKS_CACHE_TTL", ip+"jwks_cache_ttl", &is.JWKSCacheTTL)
+	return e.duration("OAUTH_JWKS_CACHE_TTL", ip+"jwks_cache_ttl", &is.JWKSCacheTTL, time.Second)
 }
 
 // readSecret reads a mounted secret file; a trailing newline is not part

@@ -156,7 +156,7 @@ func (c *Config) validateResource(i int) error {
 		case "", "auth0", "okta":
 		case "cognito":
 			if len(is.ClientIDs) == 0 {
-				return c.fieldError(ip+"client_ids", "required with preset cognito: Cognito access tokens carry no aud, so list the app client ids to accept")
+				return c.fieldError(ip+"client_ids", "required for a Cognito issuer: its access tokens carry no aud, so list the app client ids whose tokens are accepted (explicit audiences that are client ids, not URLs, are taken as them)")
 			}
 		case "azure":
 			if !azureV2Issuer.MatchString(is.Issuer) {
@@ -177,7 +177,12 @@ func (c *Config) validateIntrospection(i int) error {
 	r := &c.Resources[i]
 	list, paths := r.introspections(i)
 	if len(list) == 0 {
-		return c.fieldError(fmt.Sprintf("resources[%d].introspection", i), "required for validation %q (OAUTH_INTROSPECTION_ENDPOINT, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET)", r.Validation)
+		// What is missing is this service's credentials: the endpoint is
+		// discovered from the issuer.
+		if c.envResource {
+			return fmt.Errorf("OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET: required for OAUTH_VALIDATION=%s: introspection authenticates this service to the authorization server (OAUTH_CLIENT_SECRET_FILE may give the secret; OAUTH_INTROSPECTION_ENDPOINT is discovered from the issuer when unset)", r.Validation)
+		}
+		return c.fieldError(fmt.Sprintf("resources[%d].introspection", i), "required for validation %q: client_id and client_secret (or client_secret_file) of this service; the endpoint is discovered from the issuer when not given", r.Validation)
 	}
 	for k, in := range list {
 		if err := c.validateIntrospectionConfig(paths[k]+".", in); err != nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -143,11 +144,27 @@ func TestEnvoyConfig(t *testing.T) {
 	}
 }
 
+// yamlFiles lists every YAML file under deploy/.
+func yamlFiles(t *testing.T) []string {
+	t.Helper()
+	var files []string
+	err := filepath.WalkDir(".", func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".yaml") {
+			files = append(files, p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
 // TestManifestsParse checks that every shipped YAML document parses, and
 // that the compose and Kubernetes files refer to things that exist.
 func TestManifestsParse(t *testing.T) {
-	files, _ := filepath.Glob("*/*.yaml")
-	if len(files) < 5 {
+	files := yamlFiles(t)
+	if len(files) < 12 {
 		t.Fatalf("found only %v", files)
 	}
 	for _, f := range files {
@@ -229,7 +246,7 @@ func TestIstioPolicyCoversEveryRoutedPath(t *testing.T) {
 
 // TestNetworkPolicyGuardsTheGRPCPort: only labelled clients reach 9191.
 func TestNetworkPolicyGuardsTheGRPCPort(t *testing.T) {
-	raw, err := os.ReadFile("kubernetes/mcp-authz.yaml")
+	raw, err := os.ReadFile("kubernetes/base/mcp-authz.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

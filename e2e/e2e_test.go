@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -347,6 +349,60 @@ func TestBadConfigurationStopsStartup(t *testing.T) {
 			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 			if len(lines) != 1 || !strings.Contains(lines[0], tt.field) {
 				t.Fatalf("want one line naming %s, got:\n%s", tt.field, out)
+			}
+		})
+	}
+}
+
+// TestPortInUseStopsStartup: a port in use ends start-up with one line
+// naming the variable to change, and nothing after it (no JWKS "failure"
+// for the fetch the stop abandoned).
+func TestPortInUseStopsStartup(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	// A JWKS that never answers: its fetch is in flight when start-up ends.
+	hang := make(chan struct{})
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-hang:
+		}
+	}))
+	defer jwks.Close()
+	defer close(hang)
+	for _, tt := range []struct {
+		name, env, want string
+	}{
+		{"grpc", "MCP_AUTHZ_GRPC_ADDR", "mcp-authz: MCP_AUTHZ_GRPC_ADDR: listen tcp " + busy.Addr().String() + ": bind: address already in use"},
+		{"http", "MCP_AUTHZ_HTTP_ADDR", "mcp-authz: MCP_AUTHZ_HTTP_ADDR: listen tcp " + busy.Addr().String() + ": bind: address already in use"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			env := baseEnv()
+			env["OAUTH_JWKS_URI"] = jwks.URL + "/jwks"
+			env["MCP_AUTHZ_GRPC_ADDR"], env["MCP_AUTHZ_HTTP_ADDR"] = freeAddr(t), freeAddr(t)
+			env[tt.env] = busy.Addr().String()
+			cmd := exec.Command(binary)
+			cmd.Env = []string{"PATH=/usr/bin:/bin"}
+			for k, v := range env {
+				cmd.Env = append(cmd.Env, k+"="+v)
+			}
+			out, err := cmd.CombinedOutput()
+			ee, ok := err.(*exec.ExitError)
+			if !ok || ee.ExitCode() != 1 {
+				t.Fatalf("exit %v, output %s", err, out)
+			}
+			// Start-up logs may come first; the error is the last line,
+			// and nothing reports the abandoned JWKS fetch as a failure.
+			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			last := lines[len(lines)-1]
+			if !strings.HasPrefix(last, tt.want) || !strings.Contains(last, "set "+tt.env+" to a free address") {
+				t.Fatalf("want a last line %q..., got:\n%s", tt.want, out)
+			}
+			if strings.Contains(string(out), "refresh failed") || strings.Contains(string(out), "canceled") {
+				t.Fatalf("a stop reported as a failure:\n%s", out)
 			}
 		})
 	}

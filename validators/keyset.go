@@ -293,7 +293,10 @@ func (ks *RemoteKeySet) doRefresh(call *refreshCall) {
 	ks.inflight = nil
 	ks.mu.Unlock()
 	close(call.done)
-	if err != nil {
+	// A fetch cut short because the service is stopping did not fail: it
+	// was abandoned, and saying otherwise misleads whoever reads why the
+	// service stopped.
+	if err != nil && ks.ctx.Err() == nil {
 		ks.cfg.Logger.Warn("JWKS refresh failed", "issuer", ks.cfg.Issuer, "error", err)
 	}
 }

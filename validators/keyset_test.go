@@ -1,6 +1,7 @@
 package validators
 
 import (
+	"bytes"
 	"context"
 	stdjson "encoding/json"
 	"errors"
@@ -548,4 +549,69 @@ func TestKidlessTokenTriesAtMostFourFittingKeys(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestKeySetStopIsNotAFailure: a fetch that is in flight when the service
+// stops (a port in use ends start-up) is not logged as a JWKS failure.
+func TestKeySetStopIsNotAFailure(t *testing.T) {
+	arrived := make(chan struct{}, 1)
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	ks, err := NewRemoteKeySet(ctx, KeySetConfig{
+		JWKSURI: srv.URL + "/jwks", Client: srv.Client(),
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-arrived:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no fetch")
+	}
+	cancel()
+	// The fetch ends with the context; give the refresh time to report.
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		ks.mu.Lock()
+		done := ks.inflight == nil && ks.lastErr != nil
+		ks.mu.Unlock()
+		if done {
+			break
+		}
+	}
+	time.Sleep(20 * time.Millisecond)
+	if s := logs.String(); strings.Contains(s, "JWKS refresh failed") {
+		t.Fatalf("a stop was logged as a failure: %s", s)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

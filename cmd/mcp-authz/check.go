@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -29,34 +28,27 @@ func (h *headerFlags) Set(v string) error { *h = append(*h, v); return nil }
 // builds it, and prints the decision. Exit status: 0 allowed, 1 denied,
 // 2 error.
 func checkCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	addr := fs.String("addr", "127.0.0.1:9191", "gRPC address of mcp-authz")
-	method := fs.String("X", "", "HTTP method (default GET, or POST with -d)")
-	body := fs.String("d", "", "request body")
-	timeout := fs.Duration("timeout", 5*time.Second, "deadline for the Check call")
+	c := command{name: "check", usage: "mcp-authz check [flags] URL",
+		about: "Sends one CheckRequest for URL to a running mcp-authz, shaped the way Envoy's ext_authz " +
+			"filter builds it (lower-cased headers, :authority, :path, :method, :scheme; repeated headers " +
+			"joined with commas), and prints the decision, the HTTP status and the headers the client or " +
+			"the upstream would get. Flags may come before or after URL, as with curl. Exit status: 0 " +
+			"allowed, 1 denied, 2 error (a bad argument, the service unreachable or failing the call, " +
+			"which Envoy would answer with its failure_mode_allow / status_on_error)."}
+	fs := c.flagSet()
+	addr := fs.String("addr", "127.0.0.1:9191", "gRPC `address` of mcp-authz")
+	method := fs.String("X", "", "HTTP `method` (default GET, or POST with -d)")
+	body := fs.String("d", "", "request `body` (Envoy's with_request_body)")
+	timeout := fs.Duration("timeout", 5*time.Second, "deadline for the Check call (Envoy's ext_authz timeout)")
 	var headers, exts headerFlags
-	fs.Var(&headers, "H", "request header 'Name: value' (repeatable)")
-	fs.Var(&exts, "context-extension", "Envoy context extension key=value (repeatable), e.g. mcp_resource=NAME")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: mcp-authz check [flags] URL")
-		fs.PrintDefaults()
-	}
-	// Accept flags after the URL too, as curl users type them.
-	var positional []string
-	rest := args
-	for {
-		if err := fs.Parse(rest); err != nil {
-			return 2
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		rest = fs.Args()[1:]
+	fs.Var(&headers, "H", "request header `'Name: value'` (repeatable)")
+	fs.Var(&exts, "context-extension", "Envoy context extension `key=value` (repeatable), e.g. mcp_resource=tools")
+	positional, code, done := c.parse(fs, args, 1, stdout, stderr)
+	if done {
+		return code
 	}
 	if len(positional) != 1 {
-		fs.Usage()
+		fmt.Fprintln(stderr, "mcp-authz check: the URL to check is missing (usage: mcp-authz check [flags] URL; mcp-authz check --help)")
 		return 2
 	}
 	req, err := buildCheckRequest(positional[0], *method, *body, headers, exts)

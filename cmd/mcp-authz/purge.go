@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,13 +22,25 @@ import (
 // to drop its in-process copy: the revocation path when a token must stop
 // working before its cache TTL.
 func purgeCmd(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("purge", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "YAML configuration file (its redis section; REDIS_URL overrides it)")
-	tokenFile := fs.String("token-file", "", "file holding the token to purge (read, hashed, never printed)")
-	digest := fs.String("sha256", "", "hex SHA-256 of the token to purge")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	c := command{name: "purge", usage: "mcp-authz purge (--token-file FILE | --sha256 HEX) [--config FILE]",
+		about: "Drops a token's cached verdicts fleet-wide, for a token that must stop working before its " +
+			"cache TTL: deletes them from Redis under every policy and publishes an invalidation, so every " +
+			"replica drops its in-process copy within a second. The token is read from a file (never from " +
+			"the command line, where ps would show it), hashed, and not printed; --sha256 takes the digest " +
+			"instead (printf %s \"$TOKEN\" | sha256sum). Redis is the redis section of --config, overridden " +
+			"by the environment; the verdict secret is required, as for serve. The side server's " +
+			"POST /admin/purge does the same over HTTP.",
+		env: []string{
+			"REDIS_URL                     redis://[user:password@]host:port/db, rediss:// for TLS",
+			"MCP_AUTHZ_CACHE_SECRET        the fleet's verdict secrets, comma-separated",
+			"MCP_AUTHZ_CACHE_SECRET_FILE   or a file of them, one per line",
+		}}
+	fs := c.flagSet()
+	configPath := fs.String("config", "", "YAML configuration `FILE` (its redis section; the environment overrides it)")
+	tokenFile := fs.String("token-file", "", "`file` holding the token to purge (read, hashed, never printed)")
+	digest := fs.String("sha256", "", "`hex` SHA-256 of the token to purge")
+	if _, code, done := c.parse(fs, args, 0, stdout, stderr); done {
+		return code
 	}
 	var sum [sha256.Size]byte
 	switch {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -35,12 +34,12 @@ import (
 	"github.com/mcp-authz/mcp-authz/validators"
 )
 
-func serveCmd(args []string, getenv func(string) string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "YAML configuration file (environment variables override it)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+func serveCmd(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	c := serveHelp()
+	fs := c.flagSet()
+	configPath := fs.String("config", "", "YAML configuration `FILE` (environment variables override it)")
+	if _, code, done := c.parse(fs, args, 0, stdout, stderr); done {
+		return code
 	}
 	load := func() (*config.Config, error) { return config.Load(*configPath, getenv) }
 	cfg, err := load()
@@ -235,11 +234,11 @@ func newService(ctx context.Context, cfg *config.Config, log *slog.Logger) (*ser
 func (s *service) listen() error {
 	var err error
 	if s.grpcLn, err = net.Listen("tcp", s.cfg.GRPCAddr); err != nil {
-		return fmt.Errorf("grpc_addr: %w", err)
+		return listenError(s.cfg, "grpc_addr", err)
 	}
 	if s.httpLn, err = net.Listen("tcp", s.cfg.HTTPAddr); err != nil {
 		_ = s.grpcLn.Close()
-		return fmt.Errorf("http_addr: %w", err)
+		return listenError(s.cfg, "http_addr", err)
 	}
 	return nil
 }
