@@ -119,6 +119,7 @@ type service struct {
 	health   *health.Server
 
 	grpcLn, httpLn net.Listener
+	forwardLn      net.Listener // nil unless forward_addr is set
 }
 
 // outboundClient fetches discovery documents and JWKS. Redirects are
@@ -382,6 +383,11 @@ func (s *service) listen() error {
 		_ = s.grpcLn.Close()
 		return fmt.Errorf("http_addr: %w", err)
 	}
+	if err = s.listenForward(); err != nil {
+		_ = s.grpcLn.Close()
+		_ = s.httpLn.Close()
+		return err
+	}
 	return nil
 }
 
@@ -515,13 +521,14 @@ func (s *service) serve(ctx context.Context) error {
 
 	hs := newSideServer(s.httpHandler(), sideServerLimits)
 
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- gs.Serve(s.grpcLn) }()
 	go func() {
 		if err := hs.Serve(s.httpLn); !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
 		}
 	}()
+	stopForward := s.serveForward(errc)
 	s.log.Info("mcp-authz serving", "grpc", s.grpcLn.Addr().String(), "http", s.httpLn.Addr().String(),
 		"resources", len(s.cfg.Resources), "version", version())
 
@@ -542,5 +549,6 @@ func (s *service) serve(ctx context.Context) error {
 		gs.Stop()
 	}
 	_ = hs.Shutdown(shutdownCtx)
+	stopForward(shutdownCtx)
 	return err
 }
