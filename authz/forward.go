@@ -107,12 +107,28 @@ func (h *forwardHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		o = res.outcome()
-		if o.allow && conv != convEnvoy && h.hasUnremovable(o) {
+		if !o.allow {
+			break
+		}
+		if conv != convEnvoy && h.hasUnremovable(o) {
 			o = h.unremovable
 			s.logDenial(r.Context(), &request{in: &in}, o)
+			break
 		}
+		// A shared allow (a cached principal) is rendered once.
+		if p := res.prepared; p != nil {
+			fa := p.forward.Load()
+			if fa == nil {
+				fa = h.renderAllow(o)
+				p.forward.Store(fa)
+			}
+			h.writeAllow(w, conv, fa)
+			return
+		}
+		h.writeAllow(w, conv, h.renderAllow(o))
+		return
 	}
-	h.write(w, conv, o)
+	h.writeDenial(w, conv, o)
 }
 
 // forwardEndpoint reads the convention from the request target, and for
@@ -373,27 +389,49 @@ func (h *forwardHandler) hasUnremovable(o *outcome) bool {
 	return false
 }
 
-// write renders o for the proxy.
-func (h *forwardHandler) write(w http.ResponseWriter, conv convention, o *outcome) {
-	hdr := w.Header()
-	if o.allow {
-		for _, id := range h.identity {
-			v := ""
-			for _, kv := range o.headers {
-				if kv.key == id.lower {
-					v = kv.value
-					break
-				}
+// forwardAllow is an allow as sent: the value of each identity header
+// (parallel to forwardHandler.identity; header values are never modified
+// once handed to net/http, so they can be shared), and the removals for
+// Envoy.
+type forwardAllow struct {
+	values [][]string
+	remove []string
+}
+
+var noStore = []string{"no-store"}
+
+func (h *forwardHandler) renderAllow(o *outcome) *forwardAllow {
+	fa := &forwardAllow{values: make([][]string, len(h.identity))}
+	for i, id := range h.identity {
+		v := ""
+		for _, kv := range o.headers {
+			if kv.key == id.lower {
+				v = kv.value
+				break
 			}
-			hdr[id.canonical] = []string{v}
 		}
-		if conv == convEnvoy && len(o.remove) > 0 {
-			hdr[headerEnvoyRemove] = []string{strings.Join(o.remove, ",")}
-		}
-		hdr["Cache-Control"] = []string{"no-store"}
-		w.WriteHeader(http.StatusOK)
-		return
+		fa.values[i] = []string{v}
 	}
+	if len(o.remove) > 0 {
+		fa.remove = []string{strings.Join(o.remove, ",")}
+	}
+	return fa
+}
+
+func (h *forwardHandler) writeAllow(w http.ResponseWriter, conv convention, fa *forwardAllow) {
+	hdr := w.Header()
+	for i, id := range h.identity {
+		hdr[id.canonical] = fa.values[i]
+	}
+	if conv == convEnvoy && fa.remove != nil {
+		hdr[headerEnvoyRemove] = fa.remove
+	}
+	hdr["Cache-Control"] = noStore
+	w.WriteHeader(http.StatusOK)
+}
+
+func (h *forwardHandler) writeDenial(w http.ResponseWriter, conv convention, o *outcome) {
+	hdr := w.Header()
 	for _, kv := range o.headers {
 		hdr.Add(kv.key, kv.value)
 	}
