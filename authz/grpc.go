@@ -24,6 +24,9 @@ type prepared struct {
 	uses atomic.Int64
 	once sync.Once
 	wire []byte
+	// forward is the allow as the forward-auth front end sends it, built
+	// on its first use there (forward.go).
+	forward atomic.Pointer[forwardAllow]
 }
 
 func prepare(o *outcome) *prepared { return &prepared{out: o, msg: o.message()} }

@@ -43,6 +43,9 @@ type checkInput struct {
 	// resource is the mcp_resource context extension, if sent.
 	resource    string
 	hasResource bool
+	// httpFront: the request came through the HTTP forward-auth front end,
+	// which renders every decision as an HTTP status (forward.go).
+	httpFront bool
 }
 
 // maxIdentityLike bounds checkInput.identityLike; more such headers make the

@@ -406,7 +406,7 @@ func (s *Server) decide(ctx context.Context, in *checkInput, req *request) (resu
 	}
 	p, err := rt.Validator.Validate(ctx, cred.token)
 	if err != nil {
-		return s.validationFailed(ctx, rt, err)
+		return s.validationFailed(ctx, rt, err, in.httpFront)
 	}
 
 	needed := rt.RequiredScopes
@@ -444,7 +444,10 @@ func (s *Server) invalidRequest(rt *route, desc string) result {
 	return rendered(denied(http.StatusBadRequest, codes.InvalidArgument, rt.challengeInvalidRequest(desc), reasonInvalidRequest, desc))
 }
 
-func (s *Server) validationFailed(ctx context.Context, rt *route, err error) (result, error) {
+// validationFailed answers a validation that failed. httpFront: the front
+// end has no gRPC status to report UNAVAILABLE with, so the answer is the
+// 503 whatever the unavailable mode.
+func (s *Server) validationFailed(ctx context.Context, rt *route, err error, httpFront bool) (result, error) {
 	var verr *validators.Error
 	if errors.As(err, &verr) && errors.Is(verr.Kind, validators.ErrInvalidToken) {
 		s.log.DebugContext(ctx, "deny: invalid token", "resource", rt.Name, "reason", verr.Description, "cause", verr.Err)
@@ -460,7 +463,7 @@ func (s *Server) validationFailed(ctx context.Context, rt *route, err error) (re
 		s.log.WarnContext(ctx, "cannot validate token: answering unavailable", "resource", rt.Name, "error", err,
 			"suppressed_since_last", suppressed)
 	}
-	if s.cfg.Unavailable == UnavailableGRPC {
+	if s.cfg.Unavailable == UnavailableGRPC && !httpFront {
 		return result{}, status.Error(codes.Unavailable, desc)
 	}
 	if desc == "Authorization server unavailable" {

@@ -31,6 +31,11 @@ type Config struct {
 	HTTPTLS   TLSConfig        `yaml:"http_tls"`
 	Resources []ResourceConfig `yaml:"resources"`
 
+	// ForwardAddr enables the HTTP forward-auth listener (nginx, Traefik,
+	// Caddy, Envoy's http_service; DESIGN §9). Empty: off. Private, like
+	// the gRPC listener: only the proxy may reach it.
+	ForwardAddr string `yaml:"forward_addr"`
+
 	// envResource is set when the environment configures the resource.
 	envResource bool
 	// origin maps a field path to the environment variable that set it, so

@@ -252,6 +252,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	e := envReader{getenv: getenv, origin: c.origin}
 	e.str("MCP_AUTHZ_GRPC_ADDR", "grpc_addr", &c.GRPCAddr)
 	e.str("MCP_AUTHZ_HTTP_ADDR", "http_addr", &c.HTTPAddr)
+	e.str("MCP_AUTHZ_FORWARD_ADDR", "forward_addr", &c.ForwardAddr)
 	var debug bool
 	if err := e.boolean("MCP_DEBUG_CONSOLE", &debug); err != nil {
 		return err

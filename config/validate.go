@@ -22,6 +22,9 @@ func (c *Config) validate() error {
 			return c.fieldError(a.field, "%q is not host:port", a.v)
 		}
 	}
+	if _, _, err := net.SplitHostPort(c.ForwardAddr); c.ForwardAddr != "" && err != nil {
+		return c.fieldError("forward_addr", "%q is not host:port", c.ForwardAddr)
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -30,7 +30,13 @@ import (
 // the Bootstrap proto with every Any resolved and unknown fields rejected.
 func loadBootstrap(t *testing.T) *bootstrapv3.Bootstrap {
 	t.Helper()
-	raw, err := os.ReadFile("envoy/envoy.yaml")
+	return loadBootstrapFile(t, "envoy/envoy.yaml")
+}
+
+// loadBootstrapFile is loadBootstrap for any shipped Envoy configuration.
+func loadBootstrapFile(t *testing.T, path string) *bootstrapv3.Bootstrap {
+	t.Helper()
+	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,10 +50,10 @@ func loadBootstrap(t *testing.T) *bootstrapv3.Bootstrap {
 	}
 	var b bootstrapv3.Bootstrap
 	if err := protojson.Unmarshal(js, &b); err != nil {
-		t.Fatalf("envoy.yaml does not match Envoy's schema: %v", err)
+		t.Fatalf("%s does not match Envoy's schema: %v", path, err)
 	}
 	if err := b.ValidateAll(); err != nil {
-		t.Fatalf("envoy.yaml fails Envoy's validation rules: %v", err)
+		t.Fatalf("%s fails Envoy's validation rules: %v", path, err)
 	}
 	return &b
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/mcp-authz/mcp-authz/authz"
@@ -22,6 +23,8 @@ type generation struct {
 	cfg      *config.Config
 	authz    *authz.Server
 	metadata *metadata.Handler
+	// forward is authz's HTTP forward-auth front end (nginx, Traefik, ...).
+	forward http.Handler
 	// keySets are the JWKS this generation needs, for readiness.
 	keySets []issuerKeys
 	// closers release what the generation holds in the service's
@@ -99,6 +102,7 @@ func (s *service) buildGeneration(ctx context.Context, cfg *config.Config) (_ *g
 	if g.metadata, err = metadata.NewHandler(docs); err != nil {
 		return nil, err
 	}
+	g.forward = g.authz.ForwardHandler()
 	return g, nil
 }
 

@@ -147,6 +147,7 @@ type service struct {
 	configPath string
 
 	grpcLn, httpLn net.Listener
+	forwardLn      net.Listener // nil unless forward_addr is set
 }
 
 // current returns the generation serving now.
@@ -240,6 +241,11 @@ func (s *service) listen() error {
 		_ = s.grpcLn.Close()
 		return listenError(s.cfg, "http_addr", err)
 	}
+	if err = s.listenForward(); err != nil {
+		_ = s.grpcLn.Close()
+		_ = s.httpLn.Close()
+		return err
+	}
 	return nil
 }
 
@@ -277,7 +283,7 @@ func (s *service) serve(ctx context.Context) error {
 		hs.TLSConfig = s.httpTLS.serverConfig()
 	}
 
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- gs.Serve(s.grpcLn) }()
 	go func() {
 		var err error
@@ -290,6 +296,7 @@ func (s *service) serve(ctx context.Context) error {
 			errc <- err
 		}
 	}()
+	stopForward := s.serveForward(errc)
 	s.log.Info("mcp-authz serving", "grpc", s.grpcLn.Addr().String(), "http", s.httpLn.Addr().String(),
 		"resources", len(s.current().cfg.Resources), "version", version())
 
@@ -310,5 +317,6 @@ func (s *service) serve(ctx context.Context) error {
 		gs.Stop()
 	}
 	_ = hs.Shutdown(shutdownCtx)
+	stopForward(shutdownCtx)
 	return err
 }

@@ -1,0 +1,398 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// upstreamRecorder is the MCP server behind the proxy: it answers 200 and
+// keeps the headers of every request it receives.
+type upstreamRecorder struct {
+	srv *httptest.Server
+	mu  sync.Mutex
+	got []http.Header
+}
+
+func startUpstream(t *testing.T) *upstreamRecorder {
+	t.Helper()
+	u := &upstreamRecorder{}
+	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.got = append(u.got, r.Header.Clone())
+		u.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{}}`)
+	}))
+	t.Cleanup(u.srv.Close)
+	return u
+}
+
+// last returns the headers of the latest request and how many arrived.
+func (u *upstreamRecorder) last() (http.Header, int) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.got) == 0 {
+		return nil, 0
+	}
+	return u.got[len(u.got)-1], len(u.got)
+}
+
+func (u *upstreamRecorder) count() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.got)
+}
+
+// nginxBinary finds Debian's nginx (scripts/test.sh installs it).
+func nginxBinary(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("nginx"); err == nil {
+		return p
+	}
+	if _, err := os.Stat("/usr/sbin/nginx"); err == nil {
+		return "/usr/sbin/nginx"
+	}
+	t.Fatal("nginx not found: run scripts/test.sh (it installs Debian's nginx) or apt-get install nginx")
+	return ""
+}
+
+// startNginx runs a real nginx on a free loopback port with the shipped
+// recipe, deploy/nginx/mcp-authz.conf, pointed at the given addresses. It
+// returns nginx's base URL.
+func startNginx(t *testing.T, forwardAddr, sideAddr, upstreamAddr string) string {
+	t.Helper()
+	bin := nginxBinary(t)
+	recipe, err := os.ReadFile(filepath.Join("..", "deploy", "nginx", "mcp-authz.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := freeAddr(t)
+	conf := string(recipe)
+	for _, r := range []struct{ old, new string }{
+		{"server mcp-authz:9193;", "server " + forwardAddr + ";"},
+		{"server mcp-authz:9192;", "server " + sideAddr + ";"},
+		{"server mcp-server:8080;", "server " + upstreamAddr + ";"},
+		{"listen 80;", "listen " + listen + ";"},
+	} {
+		if strings.Count(conf, r.old) != 1 {
+			t.Fatalf("deploy/nginx/mcp-authz.conf: expected %q once", r.old)
+		}
+		conf = strings.Replace(conf, r.old, r.new, 1)
+	}
+	dir := t.TempDir()
+	// Workers of an nginx started as root run as nobody: they must be able
+	// to reach the temporary directories.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "mcp-authz.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	main := fmt.Sprintf(`
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log info;
+worker_processes 1;
+events { worker_connections 256; }
+http {
+    access_log %[1]s/access.log;
+    client_body_temp_path %[1]s/client_body;
+    proxy_temp_path %[1]s/proxy;
+    fastcgi_temp_path %[1]s/fastcgi;
+    uwsgi_temp_path %[1]s/uwsgi;
+    scgi_temp_path %[1]s/scgi;
+    include %[1]s/mcp-authz.conf;
+}
+`, dir)
+	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(main), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log"), "-g", "daemon off;"}
+	if out, err := exec.Command(bin, append([]string{"-t"}, args...)...).CombinedOutput(); err != nil {
+		t.Fatalf("nginx -t: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, args...)
+	var logs syncBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM) // fast shutdown; the master stops its workers
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			errLog, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			t.Logf("nginx output:\n%s\nnginx error.log:\n%s", logs.String(), errLog)
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", listen, 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("nginx exited: %v\n%s", err, logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nginx not listening on %s: %v", listen, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return "http://" + listen
+}
+
+// nginxResult is what a client of nginx received.
+type nginxResult struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func (r nginxResult) String() string {
+	return fmt.Sprintf("%d %v %s", r.status, r.header, r.body)
+}
+
+// through sends a request to nginx as an MCP client would.
+func through(t *testing.T, base, method, path string, headers map[string][]string) nginxResult {
+	t.Helper()
+	var body io.Reader
+	if method == http.MethodPost {
+		body = strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
+	}
+	req, err := http.NewRequest(method, base+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = "mcp.example.com"
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+	}
+	for k, vs := range headers {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return nginxResult{status: resp.StatusCode, header: resp.Header, body: string(b)}
+}
+
+// errorCode is the "error" member of a JSON denial body.
+func errorCode(t *testing.T, body string) string {
+	t.Helper()
+	var e struct {
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(body), &e); err != nil {
+		t.Fatalf("denial body %q is not JSON: %v", body, err)
+	}
+	return e.Error
+}
+
+// startForwardAuthz runs mcp-authz with its forward-auth listener; a JWKS
+// set in env is taken to be unreachable (no waiting for /readyz).
+func startForwardAuthz(t *testing.T, env map[string]string) (*authzProc, string) {
+	t.Helper()
+	fwd := freeAddr(t)
+	full := baseEnv()
+	full["MCP_AUTHZ_FORWARD_ADDR"] = fwd
+	full["MCP_AUTHZ_STRIP_AUTHORIZATION"] = "true"
+	for k, v := range env {
+		full[k] = v
+	}
+	_, jwksDown := env["OAUTH_JWKS_URI"]
+	return startAuthz(t, full, !jwksDown), fwd
+}
+
+const prmURL = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
+
+// TestNginx puts a real nginx, configured with the shipped recipe, between
+// an MCP client and an MCP server, with the real mcp-authz binary deciding
+// through its /nginx endpoint and real tokens from oidc-provider.
+func TestNginx(t *testing.T) {
+	up := startUpstream(t)
+	p, fwd := startForwardAuthz(t, nil)
+	base := startNginx(t, fwd, p.httpAddr, up.srv.Listener.Addr().String())
+	good := token(t, "rs-client", "mcp:read mcp:write", resource)
+
+	t.Run("no token: 401 with the discovery challenge reaching the client", func(t *testing.T) {
+		before := up.count()
+		r := through(t, base, "POST", "/mcp", nil)
+		want := `Bearer resource_metadata="` + prmURL + `", scope="mcp:read"`
+		if r.status != 401 || r.header.Get("Www-Authenticate") != want {
+			t.Fatalf("got %s", r)
+		}
+		if n := len(r.header.Values("Www-Authenticate")); n != 1 {
+			t.Fatalf("%d WWW-Authenticate headers: %v", n, r.header.Values("Www-Authenticate"))
+		}
+		if errorCode(t, r.body) != "unauthorized" || !strings.HasPrefix(r.header.Get("Content-Type"), "application/json") {
+			t.Fatalf("body %q (%s)", r.body, r.header.Get("Content-Type"))
+		}
+		if up.count() != before {
+			t.Fatal("a denied request reached the upstream")
+		}
+	})
+
+	t.Run("valid token: identity reaches the upstream, the token and spoofed identity do not", func(t *testing.T) {
+		r := through(t, base, "POST", "/mcp", map[string][]string{
+			"Authorization":      {"Bearer " + good},
+			"X-Mcp-Auth-Subject": {"spoofed-admin"},
+			"X-Mcp-Auth-Tool":    {"spoofed-tool"},
+			"X_Mcp_Auth_Scopes":  {"mcp:admin"},
+			"X-Original-URI":     {"/.well-known/oauth-protected-resource/mcp"},
+		})
+		if r.status != 200 {
+			t.Fatalf("got %s", r)
+		}
+		h, _ := up.last()
+		if h.Get("X-Mcp-Auth-Subject") != "rs-client" || h.Get("X-Mcp-Auth-Client-Id") != "rs-client" ||
+			h.Get("X-Mcp-Auth-Issuer") != issuer || h.Get("X-Mcp-Auth-Scopes") != "mcp:read mcp:write" ||
+			h.Get("X-Mcp-Auth-Resource") != resource || h.Get("X-Mcp-Auth-Claims") == "" {
+			t.Fatalf("upstream identity headers: %v", h)
+		}
+		if len(h.Values("X-Mcp-Auth-Subject")) != 1 {
+			t.Fatalf("subject values %v", h.Values("X-Mcp-Auth-Subject"))
+		}
+		// No body reaches mcp-authz from auth_request: no method or tool is
+		// known, and the client's copy must not survive.
+		if _, ok := h["X-Mcp-Auth-Tool"]; ok {
+			t.Fatalf("client's x-mcp-auth-tool reached the upstream: %v", h)
+		}
+		if _, ok := h["X_mcp_auth_scopes"]; ok {
+			t.Fatalf("client's x_mcp_auth_scopes reached the upstream: %v", h)
+		}
+		if h.Get("Authorization") != "" {
+			t.Fatal("the token reached the upstream (strip_authorization)")
+		}
+	})
+
+	t.Run("missing scope: 403 with the insufficient_scope challenge", func(t *testing.T) {
+		before := up.count()
+		tok := token(t, "rs-client", "mcp:write", resource)
+		r := through(t, base, "GET", "/mcp", map[string][]string{"Authorization": {"Bearer " + tok}})
+		want := `Bearer error="insufficient_scope", scope="mcp:read", resource_metadata="` + prmURL + `"`
+		if r.status != 403 || r.header.Get("Www-Authenticate") != want || len(r.header.Values("Www-Authenticate")) != 1 {
+			t.Fatalf("got %s", r)
+		}
+		if errorCode(t, r.body) != "insufficient_scope" || r.header.Get("Retry-After") != "" {
+			t.Fatalf("got %s", r)
+		}
+		if up.count() != before {
+			t.Fatal("a denied request reached the upstream")
+		}
+	})
+
+	t.Run("invalid token: 401 invalid_token", func(t *testing.T) {
+		r := through(t, base, "GET", "/mcp", map[string][]string{"Authorization": {"Bearer " + good[:len(good)-4] + "AAAA"}})
+		if r.status != 401 || !strings.Contains(r.header.Get("Www-Authenticate"), `error="invalid_token"`) ||
+			len(r.header.Values("Www-Authenticate")) != 1 || errorCode(t, r.body) != "invalid_token" {
+			t.Fatalf("got %s", r)
+		}
+	})
+
+	t.Run("malformed credentials: mcp-authz's 400 stays a 400", func(t *testing.T) {
+		r := through(t, base, "GET", "/mcp", map[string][]string{"Authorization": {"Bearer a b"}})
+		if r.status != 400 || !strings.Contains(r.header.Get("Www-Authenticate"), `error="invalid_request"`) ||
+			errorCode(t, r.body) != "invalid_request" || r.header.Get("Retry-After") != "" {
+			t.Fatalf("got %s", r)
+		}
+	})
+
+	// nginx refuses a repeated Authorization itself (400, its own page);
+	// behind another proxy mcp-authz would (TestForwardDuplicateAuthorization).
+	t.Run("two Authorization headers never pass", func(t *testing.T) {
+		before := up.count()
+		r := through(t, base, "GET", "/mcp", map[string][]string{"Authorization": {"Bearer " + good, "Bearer " + good}})
+		if r.status != 400 {
+			t.Fatalf("got %s", r)
+		}
+		if up.count() != before {
+			t.Fatal("reached the upstream")
+		}
+	})
+
+	t.Run("an encoded slash in the path is refused, not routed", func(t *testing.T) {
+		r := through(t, base, "GET", "/mcp%2F..%2Fadmin", map[string][]string{"Authorization": {"Bearer " + good}})
+		if r.status != 400 {
+			t.Fatalf("got %s", r)
+		}
+	})
+
+	t.Run("the metadata is served through nginx without a token", func(t *testing.T) {
+		r := through(t, base, "GET", "/.well-known/oauth-protected-resource/mcp", nil)
+		var doc map[string]any
+		if r.status != 200 || json.Unmarshal([]byte(r.body), &doc) != nil || doc["resource"] != resource {
+			t.Fatalf("got %s", r)
+		}
+	})
+}
+
+// TestNginxUnavailable: when mcp-authz cannot validate tokens (its
+// authorization server is unreachable), or cannot be reached at all, the
+// client sees 503 with Retry-After, never nginx's 500 and never the
+// upstream.
+func TestNginxUnavailable(t *testing.T) {
+	up := startUpstream(t)
+	good := token(t, "rs-client", "mcp:read", resource)
+
+	t.Run("authorization server unreachable", func(t *testing.T) {
+		dead := freeAddr(t) // nothing listens here
+		p, fwd := startForwardAuthz(t, map[string]string{"OAUTH_JWKS_URI": "http://" + dead + "/jwks"})
+		base := startNginx(t, fwd, p.httpAddr, up.srv.Listener.Addr().String())
+		r := through(t, base, "GET", "/mcp", map[string][]string{"Authorization": {"Bearer " + good}})
+		if r.status != 503 || r.header.Get("Retry-After") != "5" || r.header.Get("Www-Authenticate") != "" {
+			t.Fatalf("got %s", r)
+		}
+		if errorCode(t, r.body) != "temporarily_unavailable" || !strings.Contains(r.body, "JWKS") {
+			t.Fatalf("body %q", r.body)
+		}
+		// Without a token there is nothing to validate: still the challenge.
+		if r := through(t, base, "GET", "/mcp", nil); r.status != 401 {
+			t.Fatalf("no token: %s", r)
+		}
+	})
+
+	t.Run("mcp-authz unreachable", func(t *testing.T) {
+		p, _ := startForwardAuthz(t, nil)
+		base := startNginx(t, freeAddr(t), p.httpAddr, up.srv.Listener.Addr().String())
+		r := through(t, base, "GET", "/mcp", map[string][]string{"Authorization": {"Bearer " + good}})
+		if r.status != 503 || r.header.Get("Retry-After") != "5" || errorCode(t, r.body) != "temporarily_unavailable" {
+			t.Fatalf("got %s", r)
+		}
+	})
+	if up.count() != 0 {
+		t.Fatal("the upstream was reached")
+	}
+}
