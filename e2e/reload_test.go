@@ -86,12 +86,14 @@ resources:
 		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	// Wait until the last reload has been applied.
-	deadline := time.Now().Add(10 * time.Second)
-	for strings.Count(p.logs.String(), "configuration reloaded") < 100 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+		// Signals that arrive during a reload coalesce: wait for this one
+		// to be applied, so that there are 100 distinct reloads.
+		for deadline := time.Now().Add(10 * time.Second); strings.Count(p.logs.String(), "configuration reloaded") < i+1; {
+			if time.Now().After(deadline) {
+				t.Fatalf("reload %d not applied", i+1)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
 	}
 	cancel()
 	wg.Wait()
