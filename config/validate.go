@@ -436,23 +436,9 @@ func (r *RedisConfig) UniversalOptions() (*redis.UniversalOptions, error) {
 	return o, nil
 }
 
-// scopeToken reports whether s is an RFC 6749 §3.3 scope-token.
-func scopeToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
-}
-
 func (c *Config) checkScopes(field string, scopes []string) error {
 	for _, s := range scopes {
-		if !scopeToken(s) {
+		if !validators.IsScopeToken(s) {
 			return c.fieldError(field, "%q is not a scope token (RFC 6749 §3.3: printable ASCII without spaces, quotes or backslashes)", s)
 		}
 	}
@@ -504,7 +490,7 @@ func (c *Config) validatePolicy(i int) error {
 	}
 	for k, v := range r.ScopeImplies {
 		f := p + "scope_implies." + k
-		if !scopeToken(k) {
+		if !validators.IsScopeToken(k) {
 			return c.fieldError(p+"scope_implies", "%q is not a scope token", k)
 		}
 		if err := c.checkScopes(f, v); err != nil {

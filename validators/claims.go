@@ -252,7 +252,7 @@ func (s *scopeClaim) UnmarshalJSONFrom(d *jsontext.Decoder) error {
 			return err
 		}
 		for _, sc := range list {
-			if !isScopeToken(sc) {
+			if !IsScopeToken(sc) {
 				return claimError("a scope array element is not an RFC 6749 scope-token")
 			}
 		}
@@ -278,7 +278,7 @@ func parseScopes(s string) ([]string, error) {
 		if part == "" {
 			continue
 		}
-		if !isScopeToken(part) {
+		if !IsScopeToken(part) {
 			return nil, claimError("scope holds a part that is not an RFC 6749 scope-token")
 		}
 		scopes = append(scopes, part)
@@ -286,10 +286,10 @@ func parseScopes(s string) ([]string, error) {
 	return scopes, nil
 }
 
-// isScopeToken reports whether s matches RFC 6749 §3.3
+// IsScopeToken reports whether s matches RFC 6749 §3.3
 // scope-token = 1*( %x21 / %x23-5B / %x5D-7E ): printable ASCII except
 // space, '"' and '\'.
-func isScopeToken(s string) bool {
+func IsScopeToken(s string) bool {
 	if s == "" {
 		return false
 	}

@@ -146,7 +146,7 @@ func checkClaimsInvariants(t *testing.T, c *accessClaims) {
 		}
 	}
 	for _, s := range append(append([]string(nil), c.Scope...), c.Scp...) {
-		if !isScopeToken(s) {
+		if !IsScopeToken(s) {
 			t.Fatalf("scope %q is not a scope-token", s)
 		}
 	}

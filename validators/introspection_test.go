@@ -311,7 +311,7 @@ func FuzzParseIntrospection(f *testing.F) {
 			}
 		}
 		for _, s := range r.Scope {
-			if !isScopeToken(s) {
+			if !IsScopeToken(s) {
 				t.Fatalf("scope %q accepted", s)
 			}
 		}
