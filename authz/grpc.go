@@ -64,6 +64,7 @@ func (s *Server) handleCheck(_ any, ctx context.Context, dec func(any) error, in
 	in, err := parseCheckInput(w.buf.ReadOnlyData(), &s.read)
 	w.buf.Free() // parseCheckInput copies what it keeps
 	if err != nil {
+		s.observeMalformed()
 		return nil, status.Error(codes.InvalidArgument, "malformed CheckRequest")
 	}
 	r, err := s.check(ctx, &in)

@@ -43,6 +43,9 @@ type checkInput struct {
 	// resource is the mcp_resource context extension, if sent.
 	resource    string
 	hasResource bool
+	// traceparent and tracestate are the W3C trace context Envoy forwards,
+	// read only while tracing is on (readOptions.traceContext).
+	traceparent, tracestate string
 }
 
 // maxIdentityLike bounds checkInput.identityLike; more such headers make the
@@ -58,12 +61,16 @@ const (
 	hPreflight       = "access-control-request-method"
 	hContentEncoding = "content-encoding"
 	hPartialBody     = "x-envoy-auth-partial-body"
+	hTraceparent     = "traceparent"
+	hTracestate      = "tracestate"
 )
 
 // readOptions says what a request reader looks for beyond the fixed names.
 type readOptions struct {
 	// identityPrefix is the lower-cased identity header prefix.
 	identityPrefix string
+	// traceContext keeps the W3C trace context headers (tracing is on).
+	traceContext bool
 }
 
 // header records one request header. raw is true for Envoy's header_map
@@ -91,6 +98,16 @@ func (in *checkInput) header(opts *readOptions, key, value string, raw bool) {
 		return
 	case hPartialBody:
 		in.partialBody = strings.EqualFold(strings.TrimSpace(value), "true")
+		return
+	case hTraceparent:
+		if opts.traceContext {
+			in.traceparent = value
+		}
+		return
+	case hTracestate:
+		if opts.traceContext {
+			in.tracestate = value
+		}
 		return
 	case ":path":
 		if in.path == "" {
@@ -319,6 +336,8 @@ func (p *inputParser) interesting(key []byte) bool {
 	switch string(key) {
 	case hAuthorization, hAPIKey, hOrigin, hSessionID, hPreflight, hContentEncoding, hPartialBody, ":path", ":method":
 		return true
+	case hTraceparent, hTracestate:
+		return p.opts.traceContext
 	}
 	if hasUpper(key) {
 		return true // header() lower-cases and decides
