@@ -74,6 +74,7 @@ func runService(cfg *config.Config, stderr io.Writer, name string, ready func(*s
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 1
 	}
+	defer svc.tel.shutdown() // after serve: the last spans are exported
 	if err := svc.serve(ctx); err != nil {
 		log.Error("server failed", "error", err)
 		return 1
@@ -120,6 +121,7 @@ type service struct {
 	redis    *cache.Redis // nil without Redis
 	metadata *metadata.Handler
 	health   *health.Server
+	tel      *observability
 
 	grpcLn, httpLn net.Listener
 }
@@ -151,7 +153,11 @@ func newService(ctx context.Context, cfg *config.Config, log *slog.Logger) (*ser
 	if err != nil {
 		return nil, err
 	}
-	s := &service{cfg: cfg, log: log, keySets: map[string]*validators.RemoteKeySet{}, memory: memory, jwks: validators.NewKeySets(ctx)}
+	tel, err := newObservability(ctx, log)
+	if err != nil {
+		return nil, err
+	}
+	s := &service{cfg: cfg, log: log, keySets: map[string]*validators.RemoteKeySet{}, memory: memory, jwks: validators.NewKeySets(ctx), tel: tel}
 	var store cache.Store = memory
 	if rc := cfg.Redis; rc != nil {
 		opts, err := rc.UniversalOptions()
@@ -176,7 +182,9 @@ func newService(ctx context.Context, cfg *config.Config, log *slog.Logger) (*ser
 		}
 		cancel()
 	}
-	client := outboundClient()
+	tel.metrics.WatchCache(memory, s.redis)
+	tel.metrics.WatchKeySets(s.jwks)
+	client := tel.instrument(outboundClient())
 	var resources []*authz.Resource
 	var docs []metadata.Document
 	for _, rc := range cfg.Resources {
@@ -188,11 +196,13 @@ func newService(ctx context.Context, cfg *config.Config, log *slog.Logger) (*ser
 			Policy:      v.Fingerprint(),
 			TTL:         ttl,
 			NegativeTTL: cfg.Cache.NegativeTTL.D(),
+			Tracer:      tel.tracer(),
 		})
 		if err != nil {
 			return nil, err
 		}
 		resources = append(resources, authzResource(rc, cached))
+		logResource(log, &rc)
 		if !config.Protects(rc.Endpoints.Initialize) && len(rc.Operations) == 0 {
 			log.Warn("endpoints.initialize is false: initialize requests pass without a token only when Envoy sends the request body (with_request_body); without it every session-less POST needs one",
 				"resource", rc.Name)
@@ -234,6 +244,8 @@ func newService(ctx context.Context, cfg *config.Config, log *slog.Logger) (*ser
 		StripAuthorization:   cfg.IdentityHeaders.StripAuthorization,
 		Sessions:             sessions,
 		Logger:               log,
+		Observer:             tel.metrics,
+		Tracer:               tel.tracer(),
 	})
 	if err != nil {
 		return nil, err
@@ -324,6 +336,7 @@ func (s *service) newValidator(ctx context.Context, rc config.ResourceConfig, cl
 			RefreshWait:        s.cfg.JWKS.RefreshWait.D(),
 			MinRefreshInterval: s.cfg.JWKS.MinRefreshInterval.D(),
 			Logger:             s.log,
+			Tracer:             s.tel.tracer(),
 		})
 		if err != nil {
 			return nil, 0, err
@@ -351,6 +364,7 @@ func (s *service) newValidator(ctx context.Context, rc config.ResourceConfig, cl
 			Timeout:              in.Timeout.D(),
 			Client:               client,
 			Logger:               s.log,
+			Observe:              s.tel.introspection(in),
 		})
 		if err != nil {
 			return nil, 0, err
@@ -399,6 +413,7 @@ func (s *service) httpHandler() http.Handler {
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("GET /readyz", s.serveReady)
+	mux.Handle("GET /metrics", s.tel.metrics.Handler())
 	if s.cfg.Admin.Token != "" {
 		mux.HandleFunc("POST /admin/purge", s.servePurge)
 	}
