@@ -43,9 +43,20 @@ type checkInput struct {
 	// resource is the mcp_resource context extension, if sent.
 	resource    string
 	hasResource bool
-	// traceparent and tracestate are the W3C trace context Envoy forwards,
-	// read only while tracing is on (readOptions.traceContext).
-	traceparent, tracestate string
+	// trace is the W3C trace context Envoy forwards, read only while
+	// tracing is on (readOptions.traceContext); a pointer, so that the
+	// struct every Check allocates does not grow.
+	trace *traceHeaders
+}
+
+// traceHeaders are a request's traceparent and tracestate headers.
+type traceHeaders struct{ parent, state string }
+
+func (in *checkInput) traceHeaders() *traceHeaders {
+	if in.trace == nil {
+		in.trace = new(traceHeaders)
+	}
+	return in.trace
 }
 
 // maxIdentityLike bounds checkInput.identityLike; more such headers make the
@@ -101,12 +112,12 @@ func (in *checkInput) header(opts *readOptions, key, value string, raw bool) {
 		return
 	case hTraceparent:
 		if opts.traceContext {
-			in.traceparent = value
+			in.traceHeaders().parent = value
 		}
 		return
 	case hTracestate:
 		if opts.traceContext {
-			in.tracestate = value
+			in.traceHeaders().state = value
 		}
 		return
 	case ":path":

@@ -352,7 +352,11 @@ func (s *Server) check(ctx context.Context, in *checkInput) (result, error) {
 	}
 	var span tracing.Span
 	if s.cfg.Tracer != nil {
-		ctx, span = s.cfg.Tracer.StartServer(ctx, "Check", in.traceparent, in.tracestate)
+		var tc traceHeaders
+		if in.trace != nil {
+			tc = *in.trace
+		}
+		ctx, span = s.cfg.Tracer.StartServer(ctx, "Check", tc.parent, tc.state)
 	}
 	req := request{in: in}
 	r, err := s.route(ctx, &req)

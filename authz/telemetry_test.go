@@ -197,11 +197,11 @@ func TestTraceContextReadOnlyWhenTracing(t *testing.T) {
 		}
 		decoded := inputFromProto(req, opts)
 		for _, in := range []checkInput{wire, decoded} {
-			if on && (in.traceparent != tp || in.tracestate != "vendor=x") {
-				t.Fatalf("tracing on: %q %q", in.traceparent, in.tracestate)
+			if on && (in.trace == nil || in.trace.parent != tp || in.trace.state != "vendor=x") {
+				t.Fatalf("tracing on: %+v", in.trace)
 			}
-			if !on && (in.traceparent != "" || in.tracestate != "") {
-				t.Fatalf("tracing off, yet read: %q %q", in.traceparent, in.tracestate)
+			if !on && in.trace != nil {
+				t.Fatalf("tracing off, yet read: %+v", in.trace)
 			}
 		}
 	}
