@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
@@ -107,6 +109,15 @@ func TracingFromEnv(ctx context.Context, getenv func(string) string, serviceVers
 	t.shutdown = tp.Shutdown
 	t.Protocol = protocol
 	return t, nil
+}
+
+// LogErrorsTo sends the OpenTelemetry SDK's own errors (a failed export,
+// a full queue), which it otherwise prints to stderr as plain text, to
+// logger at WARN. The SDK has one error handler per process.
+func LogErrorsTo(logger *slog.Logger) {
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		logger.Warn("opentelemetry", "error", err)
+	}))
 }
 
 // NewTracing traces with provider (tests use one with a SpanRecorder); the

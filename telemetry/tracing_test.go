@@ -3,12 +3,15 @@ package telemetry_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -262,3 +265,26 @@ func TestTracingFromEnv(t *testing.T) {
 		t.Fatal("a nil Tracing is not off")
 	}
 }
+
+// TestSDKErrorsGoToTheLog: an export that fails is logged as a WARN record
+// of the service's log, not as a plain line on stderr.
+func TestSDKErrorsGoToTheLog(t *testing.T) {
+	var buf strings.Builder
+	var mu sync.Mutex
+	telemetry.LogErrorsTo(slog.New(slog.NewJSONHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return buf.Write(p)
+	}), nil)))
+	t.Cleanup(func() { telemetry.LogErrorsTo(slog.New(slog.DiscardHandler)) })
+	otel.Handle(errors.New("traces export: connection refused"))
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(buf.String(), `"level":"WARN","msg":"opentelemetry","error":"traces export: connection refused"`) {
+		t.Fatalf("log: %s", buf.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

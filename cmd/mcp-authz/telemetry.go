@@ -32,6 +32,7 @@ func newObservability(ctx context.Context, log *slog.Logger) (*observability, er
 		return nil, fmt.Errorf("tracing: %w", err)
 	}
 	if tr != nil {
+		telemetry.LogErrorsTo(log) // a failing export says so in the service's log
 		log.Info("tracing on: exporting spans over OTLP", "protocol", tr.Protocol)
 	}
 	// go-redis logs on its own (dial failures, Sentinel and Cluster
