@@ -99,6 +99,7 @@ func (s *Server) handleCheck(ctx context.Context, dec func(any) error, intercept
 	in, err := parseCheckInput(w.buf.ReadOnlyData(), &s.read)
 	w.buf.Free() // parseCheckInput copies what it keeps
 	if err != nil {
+		s.observeMalformed()
 		return nil, status.Error(codes.InvalidArgument, "malformed CheckRequest")
 	}
 	r, err := s.check(ctx, &in)

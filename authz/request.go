@@ -46,6 +46,20 @@ type checkInput struct {
 	// httpFront: the request came through the HTTP forward-auth front end,
 	// which renders every decision as an HTTP status (forward.go).
 	httpFront bool
+	// trace is the W3C trace context Envoy forwards, read only while
+	// tracing is on (readOptions.traceContext); a pointer, so that the
+	// struct every Check allocates does not grow.
+	trace *traceHeaders
+}
+
+// traceHeaders are a request's traceparent and tracestate headers.
+type traceHeaders struct{ parent, state string }
+
+func (in *checkInput) traceHeaders() *traceHeaders {
+	if in.trace == nil {
+		in.trace = new(traceHeaders)
+	}
+	return in.trace
 }
 
 // maxIdentityLike bounds checkInput.identityLike; more such headers make the
@@ -61,12 +75,16 @@ const (
 	hPreflight       = "access-control-request-method"
 	hContentEncoding = "content-encoding"
 	hPartialBody     = "x-envoy-auth-partial-body"
+	hTraceparent     = "traceparent"
+	hTracestate      = "tracestate"
 )
 
 // readOptions says what a request reader looks for beyond the fixed names.
 type readOptions struct {
 	// identityPrefix is the lower-cased identity header prefix.
 	identityPrefix string
+	// traceContext keeps the W3C trace context headers (tracing is on).
+	traceContext bool
 }
 
 // header records one request header. raw is true for Envoy's header_map
@@ -94,6 +112,16 @@ func (in *checkInput) header(opts *readOptions, key, value string, raw bool) {
 		return
 	case hPartialBody:
 		in.partialBody = strings.EqualFold(strings.TrimSpace(value), "true")
+		return
+	case hTraceparent:
+		if opts.traceContext {
+			in.traceHeaders().parent = value
+		}
+		return
+	case hTracestate:
+		if opts.traceContext {
+			in.traceHeaders().state = value
+		}
 		return
 	case ":path":
 		if in.path == "" {
@@ -322,6 +350,8 @@ func (p *inputParser) interesting(key []byte) bool {
 	switch string(key) {
 	case hAuthorization, hAPIKey, hOrigin, hSessionID, hPreflight, hContentEncoding, hPartialBody, ":path", ":method":
 		return true
+	case hTraceparent, hTracestate:
+		return p.opts.traceContext
 	}
 	if hasUpper(key) {
 		return true // header() lower-cases and decides

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/mcp-authz/mcp-authz/internal/tracing"
 	"github.com/mcp-authz/mcp-authz/metadata"
 	"github.com/mcp-authz/mcp-authz/validators"
 )
@@ -112,7 +113,34 @@ type Config struct {
 	// Sessions is required when a resource binds sessions.
 	Sessions SessionStore
 	Logger   *slog.Logger
+	// Observer, when set, is told of every decision (metrics).
+	Observer Observer
+	// Tracer, when set, traces every Check: a span per Check, a child of
+	// the trace context Envoy forwards in the traceparent and tracestate
+	// headers, and one per validation. Nil: no tracing, at the cost of a
+	// nil check.
+	Tracer tracing.Tracer
 }
+
+// Observer is told of every decision, for metrics. Check is called on the
+// path of every request: it must be cheap and must not block.
+type Observer interface {
+	// Check records one decision: the resource's name (empty when no
+	// resource matched), the decision (DecisionAllow, DecisionDeny or
+	// DecisionUnavailable), the reason (the error code of a denial, or
+	// "ok", "unprotected" for an allow: a small fixed set) and how long it
+	// took.
+	Check(resource, decision, reason string, d time.Duration)
+}
+
+// Decisions, as an Observer and the traces name them.
+const (
+	DecisionAllow = "allow"
+	DecisionDeny  = "deny"
+	// DecisionUnavailable: a dependency failed (503, or gRPC UNAVAILABLE
+	// with unavailable.mode grpc).
+	DecisionUnavailable = "unavailable"
+)
 
 // Server implements envoy.service.auth.v3.Authorization.
 type Server struct {
@@ -177,7 +205,7 @@ func NewServer(cfg Config) (*Server, error) {
 		router:     newRouter(),
 		retryAfter: fmt.Sprint(int((cfg.RetryAfter + time.Second - 1) / time.Second)),
 		headers:    newIdentityHeaders(prefix),
-		read:       readOptions{identityPrefix: prefix},
+		read:       readOptions{identityPrefix: prefix, traceContext: cfg.Tracer != nil},
 		log:        cfg.Logger,
 	}
 	s.noHTTP = prepare(denied(http.StatusBadRequest, codes.InvalidArgument, "", reasonInvalidRequest, "No HTTP request attributes"))
@@ -207,6 +235,9 @@ func (s *Server) newRoute(given *Resource) (*route, error) {
 	}
 	if r.Name == "" {
 		r.Name = r.URI
+	}
+	if s.cfg.Tracer != nil {
+		r.Validator = tracedValidator{Validator: r.Validator, tracer: s.cfg.Tracer}
 	}
 	rt := &route{Resource: &r, metadataURL: mdURL, implied: scopeClosure(r.ScopeImplies), sessionTTL: r.SessionTTL}
 	rt.scopeHint = r.RequiredScopes
@@ -315,15 +346,67 @@ var msgPool = sync.Pool{New: func() any { s := make([]jsonrpcMessage, 0, 4); ret
 // check runs the checks in the order of DESIGN §6: Origin, class,
 // credentials, token, scopes, session.
 func (s *Server) check(ctx context.Context, in *checkInput) (result, error) {
+	var start time.Time
+	if s.cfg.Observer != nil {
+		start = time.Now()
+	}
+	var span tracing.Span
+	if s.cfg.Tracer != nil {
+		var tc traceHeaders
+		if in.trace != nil {
+			tc = *in.trace
+		}
+		ctx, span = s.cfg.Tracer.StartServer(ctx, "Check", tc.parent, tc.state)
+	}
 	var req request
 	r, err := s.route(ctx, in, &req)
-	if err != nil {
-		return r, err
+	var o *outcome
+	if err == nil {
+		o = r.outcome()
+		if !o.allow && o.reason != reasonUnavailable {
+			s.logDenial(ctx, in, &req, o)
+		}
 	}
-	if o := r.outcome(); !o.allow && o.reason != reasonUnavailable {
-		s.logDenial(ctx, in, &req, o)
+	if s.cfg.Observer != nil || span != nil {
+		s.observe(&req, o, err, start, span)
 	}
-	return r, nil
+	return r, err
+}
+
+// observe reports a decision to the Observer and the Check's span. o is
+// nil when the Check failed with err (gRPC UNAVAILABLE).
+func (s *Server) observe(req *request, o *outcome, err error, start time.Time, span tracing.Span) {
+	resource := ""
+	if req.rt != nil {
+		resource = req.rt.Name
+	}
+	decision, reason := DecisionUnavailable, reasonUnavailable
+	if o != nil {
+		reason = o.reason
+		switch {
+		case o.allow:
+			decision = DecisionAllow
+		case o.reason != reasonUnavailable:
+			decision = DecisionDeny
+		}
+	}
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.Check(resource, decision, reason, time.Since(start))
+	}
+	if span != nil {
+		if resource != "" {
+			span.Set(tracing.AttrResource, resource)
+		}
+		span.Set(tracing.AttrDecision, decision)
+		span.Set(tracing.AttrReason, reason)
+		if decision == DecisionUnavailable {
+			if err == nil {
+				err = errors.New("authorization server unavailable")
+			}
+			span.Fail(err)
+		}
+		span.End()
+	}
 }
 
 // route finds the request's resource and decides; the answers that need no

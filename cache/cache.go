@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/mcp-authz/mcp-authz/internal/tracing"
 	"github.com/mcp-authz/mcp-authz/validators"
 )
 
@@ -105,6 +106,10 @@ type Options struct {
 	LockWait, LockTTL time.Duration
 	// Now overrides the clock, for tests.
 	Now func() time.Time
+	// Tracer, when set, puts a span around each tier's lookup (cache.l1,
+	// cache.l2, with the result: hit, negative_hit or miss) and around the
+	// inner validation of a miss (validate.miss). Nil: no tracing.
+	Tracer tracing.Tracer
 }
 
 // The defaults of Options.
@@ -209,7 +214,11 @@ func (v *Validator) awaitShared(ctx context.Context, l Locker, key Key) (Entry, 
 // for all concurrent callers of the same token.
 func (v *Validator) Validate(ctx context.Context, token string) (*validators.Principal, error) {
 	key := NewKey(v.opts.Policy, token)
-	if e, ok := v.local(ctx, key); ok {
+	if v.opts.Tracer != nil {
+		if p, done, err := v.tracedLocal(ctx, key); done {
+			return p, err
+		}
+	} else if e, ok := v.local(ctx, key); ok {
 		if p, usable, err := v.use(e); usable {
 			return p, err
 		}
@@ -269,10 +278,8 @@ func (v *Validator) use(e Entry) (p *validators.Principal, usable bool, err erro
 
 func (v *Validator) validate(ctx context.Context, key Key, token string) (*validators.Principal, error) {
 	if l, ok := v.store.(Locker); ok {
-		if e, ok := l.Shared(ctx, key); ok {
-			if p, usable, err := v.use(e); usable {
-				return p, err
-			}
+		if p, done, err := v.shared(ctx, l, key); done {
+			return p, err
 		}
 		switch state, release := l.Lock(ctx, key, v.opts.LockTTL); state {
 		case LockHeld:
@@ -286,7 +293,7 @@ func (v *Validator) validate(ctx context.Context, key Key, token string) (*valid
 			}
 		}
 	}
-	p, err := v.inner.Validate(ctx, token)
+	p, err := v.validateInner(ctx, token)
 	if err != nil {
 		var verr *validators.Error
 		if errors.As(err, &verr) && errors.Is(verr.Kind, validators.ErrInvalidToken) && !verr.Retryable && v.opts.NegativeTTL > 0 {
@@ -302,4 +309,65 @@ func (v *Validator) validate(ctx context.Context, key Key, token string) (*valid
 		v.store.Set(ctx, key, Entry{Principal: p}, ttl)
 	}
 	return p, nil
+}
+
+// Results of a cache lookup, as spans name them.
+const (
+	resultHit         = "hit"
+	resultNegativeHit = "negative_hit"
+	resultMiss        = "miss"
+)
+
+// tracedLocal is the in-process lookup of Validate with its span. done
+// reports whether the stored verdict answers.
+func (v *Validator) tracedLocal(ctx context.Context, key Key) (p *validators.Principal, done bool, err error) {
+	_, span := v.opts.Tracer.Start(ctx, "cache.l1")
+	defer span.End()
+	if e, ok := v.local(ctx, key); ok {
+		if p, usable, err := v.use(e); usable {
+			span.Set(tracing.AttrCacheResult, lookupResult(err))
+			return p, true, err
+		}
+	}
+	span.Set(tracing.AttrCacheResult, resultMiss)
+	return nil, false, nil
+}
+
+// shared reads the fleet's tier, with a span when tracing. done reports
+// whether the stored verdict answers.
+func (v *Validator) shared(ctx context.Context, l Locker, key Key) (p *validators.Principal, done bool, err error) {
+	var span tracing.Span
+	if v.opts.Tracer != nil {
+		_, span = v.opts.Tracer.Start(ctx, "cache.l2")
+		defer span.End()
+	}
+	if e, ok := l.Shared(ctx, key); ok {
+		if p, usable, err := v.use(e); usable {
+			if span != nil {
+				span.Set(tracing.AttrCacheResult, lookupResult(err))
+			}
+			return p, true, err
+		}
+	}
+	if span != nil {
+		span.Set(tracing.AttrCacheResult, resultMiss)
+	}
+	return nil, false, nil
+}
+
+func lookupResult(err error) string {
+	if err != nil {
+		return resultNegativeHit
+	}
+	return resultHit
+}
+
+// validateInner asks the inner validator, with a span when tracing.
+func (v *Validator) validateInner(ctx context.Context, token string) (*validators.Principal, error) {
+	if v.opts.Tracer == nil {
+		return v.inner.Validate(ctx, token)
+	}
+	ctx, span := v.opts.Tracer.Start(ctx, "validate.miss")
+	defer span.End()
+	return v.inner.Validate(ctx, token)
 }

@@ -55,9 +55,28 @@ type IntrospectionConfig struct {
 	// under CheckOutboundURL.
 	Client *http.Client
 	Logger *slog.Logger
+	// Observe, when set, is called after each validation with its result
+	// (IntrospectionActive, IntrospectionInactive, IntrospectionInvalid or
+	// IntrospectionError) and duration (discovery, when needed, included),
+	// for metrics.
+	Observe func(result string, d time.Duration)
 	// Now overrides the clock, for tests.
 	Now func() time.Time
 }
+
+// Results of an introspection, as IntrospectionConfig.Observe reports them.
+const (
+	// IntrospectionActive: the token is active and acceptable.
+	IntrospectionActive = "active"
+	// IntrospectionInactive: the authorization server says active: false.
+	IntrospectionInactive = "inactive"
+	// IntrospectionInvalid: active, but refused (exp, aud, iss, or an
+	// answer describing a token this service cannot accept).
+	IntrospectionInvalid = "invalid"
+	// IntrospectionError: no usable answer (unreachable, timeout, 5xx,
+	// not JSON, our credentials refused): the token may be fine.
+	IntrospectionError = "error"
+)
 
 // Introspection validates opaque tokens by asking the authorization server.
 type Introspection struct {
@@ -128,6 +147,30 @@ func (v *Introspection) Fingerprint() string { return v.fingerprint }
 
 // Validate introspects token and checks the answer.
 func (v *Introspection) Validate(ctx context.Context, token string) (*Principal, error) {
+	if v.cfg.Observe == nil {
+		return v.validate(ctx, token)
+	}
+	start := time.Now()
+	p, err := v.validate(ctx, token)
+	v.cfg.Observe(introspectionResult(err), time.Since(start))
+	return p, err
+}
+
+func introspectionResult(err error) string {
+	var verr *Error
+	switch {
+	case err == nil:
+		return IntrospectionActive
+	case !errors.As(err, &verr) || !errors.Is(verr.Kind, ErrInvalidToken):
+		return IntrospectionError
+	case verr.Description == DescInactive:
+		return IntrospectionInactive
+	default:
+		return IntrospectionInvalid
+	}
+}
+
+func (v *Introspection) validate(ctx context.Context, token string) (*Principal, error) {
 	endpoint, err := v.resolve(ctx)
 	if err != nil {
 		return nil, unavailable(DescIntrospect, err)

@@ -15,6 +15,8 @@ import (
 
 	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/mcp-authz/mcp-authz/internal/tracing"
 )
 
 // DefaultAlgorithms is the signing algorithm allow-list used when none is configured.
@@ -71,6 +73,8 @@ type JWTConfig struct {
 	// refresh until ctx ends or Close.
 	KeySets *KeySets
 	Logger  *slog.Logger
+	// Tracer, when set, traces JWKS refreshes; see KeySetConfig.
+	Tracer tracing.Tracer
 	// Now overrides the clock, for tests.
 	Now func() time.Time
 }
@@ -159,6 +163,7 @@ func NewJWT(ctx context.Context, cfg JWTConfig) (*JWT, error) {
 			MinRefreshInterval: cfg.MinRefreshInterval,
 			RefreshWait:        cfg.RefreshWait,
 			Logger:             cfg.Logger,
+			Tracer:             cfg.Tracer,
 		})
 		if err != nil {
 			v.Close()

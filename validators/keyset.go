@@ -16,6 +16,8 @@ import (
 	json "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/mcp-authz/mcp-authz/internal/tracing"
 )
 
 // errKeySetUnavailable marks a key lookup that failed because the JWKS could
@@ -46,6 +48,9 @@ type KeySetConfig struct {
 	// FetchTimeout bounds one discovery+JWKS fetch.
 	FetchTimeout time.Duration
 	Logger       *slog.Logger
+	// Tracer, when set, puts a span (jwks.refresh) around each refresh;
+	// the client's own spans, if it makes any, become its children.
+	Tracer tracing.Tracer
 }
 
 // RemoteKeySet is an issuer's JWKS, kept fresh in the background.
@@ -66,8 +71,9 @@ type RemoteKeySet struct {
 	cancel  context.CancelFunc
 
 	loaded atomic.Bool
-	// fetches counts attempted JWKS fetches, for tests and metrics.
-	fetches atomic.Int64
+	// fetches counts attempted JWKS fetches, for tests and metrics;
+	// succeeded and failed count the finished ones.
+	fetches, succeeded, failed atomic.Int64
 	// kidless holds, per algorithm, the keys a token without kid is
 	// tried against; replaced whole by each successful fetch.
 	kidless atomic.Pointer[map[string][]any]
@@ -155,6 +161,24 @@ func (ks *RemoteKeySet) lastError() error {
 
 // Fetches returns how many JWKS fetches have been attempted.
 func (ks *RemoteKeySet) Fetches() int64 { return ks.fetches.Load() }
+
+// KeySetStats are the counters of one key set.
+type KeySetStats struct {
+	// Issuer and JWKSURI identify the key set (JWKSURI is empty when it is
+	// discovered).
+	Issuer, JWKSURI string
+	// Succeeded and Failed count finished refreshes (discovery and JWKS
+	// fetch), whatever started them.
+	Succeeded, Failed int64
+	// Loaded: a JWKS has been fetched at least once.
+	Loaded bool
+}
+
+// Stats returns the key set's counters.
+func (ks *RemoteKeySet) Stats() KeySetStats {
+	return KeySetStats{Issuer: ks.cfg.Issuer, JWKSURI: ks.cfg.JWKSURI, Succeeded: ks.succeeded.Load(), Failed: ks.failed.Load(),
+		Loaded: ks.loaded.Load()}
+}
 
 // keyByKID returns the public key the JWKS publishes under kid for a
 // token signed with alg, refreshing the set (bounded, see refresh) when kid
@@ -286,7 +310,23 @@ func (ks *RemoteKeySet) doRefresh(call *refreshCall) {
 	// the fetch that the next Check will want.
 	ctx, cancel := context.WithTimeout(ks.ctx, ks.cfg.FetchTimeout)
 	defer cancel()
+	var span tracing.Span
+	if ks.cfg.Tracer != nil {
+		ctx, span = ks.cfg.Tracer.Start(ctx, "jwks.refresh")
+		span.Set(tracing.AttrIssuer, ks.cfg.Issuer)
+	}
 	err := ks.fetch(ctx)
+	if err != nil {
+		ks.failed.Add(1)
+	} else {
+		ks.succeeded.Add(1)
+	}
+	if span != nil {
+		if err != nil {
+			span.Fail(err)
+		}
+		span.End()
+	}
 	ks.mu.Lock()
 	call.err = err
 	ks.lastErr = err

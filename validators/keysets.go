@@ -95,3 +95,14 @@ func (r *KeySets) Len() int {
 	defer r.mu.Unlock()
 	return len(r.sets)
 }
+
+// Stats returns the counters of every live key set.
+func (r *KeySets) Stats() []KeySetStats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]KeySetStats, 0, len(r.sets))
+	for _, e := range r.sets {
+		out = append(out, e.ks.Stats())
+	}
+	return out
+}

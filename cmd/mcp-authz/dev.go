@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/mcp-authz/mcp-authz/config"
@@ -110,6 +111,17 @@ func devCmd(args []string, getenv func(string) string, stdout, stderr io.Writer)
 	if getenv("MCP_DEBUG_CONSOLE") == "true" {
 		cfg.Log.Level = "debug"
 	}
+	// The seed's file logging: a copy of the log in MCP_LOG_DIRECTORY
+	// (default ./logs)/mcp-authz.log.
+	if v := strings.TrimSpace(getenv("MCP_ENABLE_FILE_LOGGING")); v != "" {
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			fmt.Fprintf(stderr, "mcp-authz dev: config: MCP_ENABLE_FILE_LOGGING: %q is not a boolean (true/false)\n", v)
+			return 2
+		}
+		cfg.Log.File = on
+	}
+	cfg.Log.Directory = strings.TrimSpace(getenv("MCP_LOG_DIRECTORY"))
 	if u := getenv("REDIS_URL"); u != "" {
 		// dev is one process: an ephemeral verdict secret serves unless the
 		// fleet's is given.

@@ -64,11 +64,13 @@ func (s *service) buildGeneration(ctx context.Context, cfg *config.Config) (_ *g
 			Policy:      v.Fingerprint(),
 			TTL:         ttl,
 			NegativeTTL: cfg.Cache.NegativeTTL.D(),
+			Tracer:      s.tel.tracer(),
 		})
 		if err != nil {
 			return nil, err
 		}
 		resources = append(resources, authzResource(rc, cached))
+		logResource(s.log, &rc)
 		if !config.Protects(rc.Endpoints.Initialize) && len(rc.Operations) == 0 {
 			s.log.Warn("endpoints.initialize is false: initialize requests pass without a token only when Envoy sends the request body (with_request_body); without it every session-less POST needs one",
 				"resource", rc.Name)
@@ -95,6 +97,8 @@ func (s *service) buildGeneration(ctx context.Context, cfg *config.Config) (_ *g
 		StripAuthorization:   cfg.IdentityHeaders.StripAuthorization,
 		Sessions:             s.sessions,
 		Logger:               s.log,
+		Observer:             s.tel.metrics,
+		Tracer:               s.tel.tracer(),
 	})
 	if err != nil {
 		return nil, err
@@ -186,6 +190,7 @@ func (s *service) newValidator(ctx context.Context, cfg *config.Config, g *gener
 			RefreshWait:        cfg.JWKS.RefreshWait.D(),
 			MinRefreshInterval: cfg.JWKS.MinRefreshInterval.D(),
 			Logger:             s.log,
+			Tracer:             s.tel.tracer(),
 		})
 		if err != nil {
 			return nil, 0, err
@@ -214,6 +219,7 @@ func (s *service) newValidator(ctx context.Context, cfg *config.Config, g *gener
 			Timeout:              in.Timeout.D(),
 			Client:               client,
 			Logger:               s.log,
+			Observe:              s.tel.introspection(in),
 		})
 		if err != nil {
 			return nil, 0, err

@@ -78,6 +78,7 @@ func runService(cfg *config.Config, stderr io.Writer, name string, ready func(*s
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 1
 	}
+	defer svc.tel.shutdown() // after serve: the last spans are exported
 	if err := svc.serve(ctx); err != nil {
 		log.Error("server failed", "error", err)
 		return 1
@@ -136,6 +137,8 @@ type service struct {
 	jwks   *validators.KeySets
 	client *http.Client
 	health *health.Server
+	// tel is the process's metrics and tracing: one for every generation.
+	tel *observability
 
 	// grpcTLS and httpTLS serve the listeners' certificates, when set.
 	grpcTLS, httpTLS *tlsFiles
@@ -180,7 +183,13 @@ func newService(ctx context.Context, cfg *config.Config, log *slog.Logger) (*ser
 	if err != nil {
 		return nil, err
 	}
-	s := &service{cfg: cfg, log: log, memory: memory, store: memory, jwks: validators.NewKeySets(ctx), client: outboundClient()}
+	tel, err := newObservability(ctx, log)
+	if err != nil {
+		return nil, err
+	}
+	s := &service{cfg: cfg, log: log, memory: memory, store: memory, jwks: validators.NewKeySets(ctx), tel: tel,
+		client: tel.instrument(outboundClient())}
+	s.onReload = tel.metrics.ReloadResult
 	if rc := cfg.Redis; rc != nil {
 		opts, err := rc.UniversalOptions()
 		if err != nil {
@@ -204,6 +213,8 @@ func newService(ctx context.Context, cfg *config.Config, log *slog.Logger) (*ser
 		}
 		cancel()
 	}
+	tel.metrics.WatchCache(memory, s.redis)
+	tel.metrics.WatchKeySets(s.jwks)
 	sessionOpts := cache.SessionOptions{}
 	if s.redis != nil {
 		sessionOpts.Shared = s.redis

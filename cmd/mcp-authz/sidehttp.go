@@ -25,6 +25,7 @@ func (s *service) httpHandler() http.Handler {
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("GET /readyz", s.serveReady)
+	mux.Handle("GET /metrics", s.tel.metrics.Handler())
 	mux.HandleFunc("POST /admin/purge", s.servePurge)
 	return mux
 }
