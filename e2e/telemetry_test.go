@@ -216,7 +216,7 @@ func TestDevWritesTheLogFile(t *testing.T) {
 		sc := bufio.NewScanner(out)
 		sc.Buffer(make([]byte, 64<<10), 64<<10)
 		for sc.Scan() {
-			if strings.HasPrefix(sc.Text(), "eyJ") {
+			if strings.Contains(sc.Text(), "export TOKEN=") {
 				close(ready)
 				break
 			}
