@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -110,6 +113,7 @@ func BenchmarkCheck(b *testing.B) {
 	b.Run("uncached_RS256", func(b *testing.B) {
 		runCheck(b, e.direct, checkRequest("Bearer "+e.token(b, "RS256")), codes.OK)
 	})
+	b.Run("cold_RS256", func(b *testing.B) { benchCold(b, e) })
 	b.Run("uncached_ES256", func(b *testing.B) {
 		runCheck(b, e.direct, checkRequest("Bearer "+e.token(b, "ES256")), codes.OK)
 	})
@@ -120,6 +124,72 @@ func BenchmarkCheck(b *testing.B) {
 		tok := e.token(b, "RS256")
 		runCheck(b, e.cached, checkRequest("Bearer "+tok[:len(tok)-4]+"AAAA"), codes.Unauthenticated)
 	})
+}
+
+// coldPool is the number of distinct tokens cold Checks cycle through;
+// each cycle runs against a fresh policy fingerprint, so that every Check
+// sees a token its cache has never seen.
+const coldPool = 2048
+
+// benchCold is a Check of a valid RS256 token never seen before, through
+// the caching validator with an in-process store, as a service runs it:
+// the token's hash, the miss, the validation, storing the verdict and
+// rendering the allow.
+func benchCold(b *testing.B, e *benchEnv) {
+	toks := make([]string, coldPool)
+	var wg sync.WaitGroup
+	for w := range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(toks); i += runtime.GOMAXPROCS(0) {
+				toks[i] = e.token(b, "RS256")
+			}
+		}()
+	}
+	wg.Wait()
+	reqs := make([]*authv3.CheckRequest, len(toks))
+	for i, t := range toks {
+		reqs[i] = checkRequest("Bearer " + t)
+	}
+	store, _ := cache.NewMemory(cache.MemoryOptions{})
+	var cur switchable
+	cycle := 0
+	next := func() {
+		cycle++
+		cv, _ := cache.New(e.jwt, store, cache.Options{Policy: fmt.Sprintf("%s-%d", e.jwt.Fingerprint(), cycle)})
+		cur.v.Store(cv)
+	}
+	next()
+	s, err := authz.NewServer(authz.Config{Resources: []*authz.Resource{{
+		URI: benchResource, RequiredScopes: []string{"mcp:read"}, Validator: &cur,
+	}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if i == len(reqs) {
+			i = 0
+			next()
+		}
+		resp, err := s.Check(ctx, reqs[i])
+		if err != nil || codes.Code(resp.GetStatus().GetCode()) != codes.OK {
+			b.Fatalf("%v %v", resp.GetStatus(), err)
+		}
+		i++
+	}
+}
+
+// switchable is the validator a cold benchmark points its server at.
+type switchable struct {
+	v atomic.Pointer[cache.Validator]
+}
+
+func (s *switchable) Validate(ctx context.Context, token string) (*validators.Principal, error) {
+	return s.v.Load().Validate(ctx, token)
 }
 
 // BenchmarkGolangJWT is the baseline: golang-jwt's own parse and verify of
