@@ -16,8 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/singleflight"
-
 	"github.com/mcp-authz/mcp-authz/validators"
 )
 
@@ -137,9 +135,9 @@ type Validator struct {
 	// local reads the in-process tier alone when the store has a shared
 	// one: the shared tier is read once per fresh token by the
 	// singleflight leader, not by every concurrent caller.
-	local func(context.Context, Key) (Entry, bool)
-	opts  Options
-	group singleflight.Group
+	local   func(context.Context, Key) (Entry, bool)
+	opts    Options
+	flights flights
 
 	hits, negHits, misses, collapsed, fromFleet atomic.Int64
 }
@@ -215,23 +213,18 @@ func (v *Validator) Validate(ctx context.Context, token string) (*validators.Pri
 		}
 	}
 	v.misses.Add(1)
-	ch := v.group.DoChan(key.String(), func() (any, error) {
+	p, shared, err := v.flights.do(ctx, key.Token, func() (*validators.Principal, error) {
 		vctx, cancel := detach(ctx)
 		defer cancel()
 		return v.validate(vctx, key, token)
 	})
-	select {
-	case r := <-ch:
-		if r.Shared {
-			v.collapsed.Add(1)
-		}
-		if r.Err != nil {
-			return nil, r.Err
-		}
-		return r.Val.(*validators.Principal), nil
-	case <-ctx.Done():
+	if shared {
+		v.collapsed.Add(1)
+	}
+	if err != nil && err == ctx.Err() { // this caller stopped waiting
 		return nil, &validators.Error{Kind: validators.ErrUnavailable, Description: "Token validation timed out", Err: ctx.Err()}
 	}
+	return p, err
 }
 
 // deadlineMargin is kept between a validation's outbound calls and the

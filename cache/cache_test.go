@@ -171,6 +171,23 @@ func TestCancelledCallerDoesNotFailOthers(t *testing.T) {
 	}
 }
 
+// TestCancelledLeaderWithoutDeadline: the first caller of a fresh token,
+// whose Check has no deadline, stops waiting when it is cancelled; the
+// validation goes on and its verdict is kept for the next caller.
+func TestCancelledLeaderWithoutDeadline(t *testing.T) {
+	inner := &countingValidator{delay: 100 * time.Millisecond, answer: validFor(time.Hour)}
+	v := newCached(t, inner, newMemory(t), Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(10*time.Millisecond, cancel)
+	if _, err := v.Validate(ctx, "tok"); !errors.Is(err, validators.ErrUnavailable) {
+		t.Fatalf("cancelled caller: %v", err)
+	}
+	time.Sleep(150 * time.Millisecond)
+	if _, err := v.Validate(context.Background(), "tok"); err != nil || inner.calls.Load() != 1 {
+		t.Fatalf("after the flight landed: %v, %d validations", err, inner.calls.Load())
+	}
+}
+
 func TestPoliciesDoNotShareVerdicts(t *testing.T) {
 	store := newMemory(t)
 	allow := &countingValidator{answer: validFor(time.Hour)}
