@@ -287,7 +287,7 @@ func (r result) outcome() *outcome {
 
 func (r result) message() *authv3.CheckResponse {
 	if r.prepared != nil {
-		return r.prepared.msg
+		return r.prepared.message()
 	}
 	return r.out.message()
 }
@@ -437,7 +437,7 @@ func (s *Server) decide(ctx context.Context, in *checkInput, req *request) (resu
 	if s.log.Enabled(ctx, slog.LevelDebug) {
 		s.log.DebugContext(ctx, "allow", "resource", rt.Name, "sub", p.Subject, "scope", p.Scopes, "method", op.method)
 	}
-	return shared(s.allowResponse(rt, p, op)), nil
+	return s.allowResponse(rt, p, op), nil
 }
 
 func (s *Server) invalidRequest(rt *route, desc string) result {

@@ -32,16 +32,31 @@ type memo struct {
 	key, value any
 }
 
-// Memo returns the value that compute derives from p for key, computing it
-// on first use. It lets a consumer keep one expensive, immutable rendering
-// of a cached principal (authz keeps its allow response here). One key is
-// kept; the first key wins, and other keys are computed on every call.
+// usedOnce is the memo of a principal used once.
+var usedOnce = new(memo)
+
+// Memo returns the value that compute derives from p for key, computed
+// once, from the second call on; the first call returns nil. It lets a
+// consumer keep one expensive, immutable rendering of a cached principal
+// (authz keeps its allow response here) without paying for it for
+// principals used only once, as most in a burst of fresh tokens are. One
+// key is kept; the first key wins, and other keys are computed on every
+// call.
 func (p *Principal) Memo(key any, compute func() any) any {
-	if m := p.memo.Load(); m != nil && m.key == key {
+	m := p.memo.Load()
+	if m == nil {
+		if p.memo.CompareAndSwap(nil, usedOnce) {
+			return nil
+		}
+		m = p.memo.Load()
+	}
+	if m != usedOnce && m.key == key {
 		return m.value
 	}
 	v := compute()
-	p.memo.CompareAndSwap(nil, &memo{key: key, value: v})
+	if m == usedOnce {
+		p.memo.CompareAndSwap(usedOnce, &memo{key: key, value: v})
+	}
 	return v
 }
 
