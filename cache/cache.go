@@ -15,6 +15,7 @@ import (
 	"errors"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/mcp-authz/mcp-authz/validators"
 )
@@ -28,11 +29,15 @@ type Key struct {
 
 // NewKey returns the cache key of token under policy.
 func NewKey(policy, token string) Key {
-	return Key{Policy: policy, Token: sha256.Sum256([]byte(token))}
+	return Key{Policy: policy, Token: HashToken(token)}
 }
 
 // HashToken is the digest under which a token's verdicts are stored.
-func HashToken(token string) [sha256.Size]byte { return sha256.Sum256([]byte(token)) }
+func HashToken(token string) [sha256.Size]byte {
+	// The token's own bytes, not a copy: sha256.Sum256 only reads them,
+	// and a copy of a JWT was the largest allocation of a cached Check.
+	return sha256.Sum256(unsafe.Slice(unsafe.StringData(token), len(token)))
+}
 
 // String renders the key as "<policy>:<hex sha256>", the form used by
 // shared stores and logs.
