@@ -306,16 +306,17 @@ type opKey struct{ method, tool string }
 // rate limiting and access logs.
 func (s *Server) allowed(rt *route, p *validators.Principal, op opKey) *outcome {
 	hn := s.headers
-	scopes := strings.Join(p.Scopes, " ")
+	scopes := p.ScopeString()
+	sub, client, iss := p.Subject(), p.ClientID(), p.Issuer()
 	o := &outcome{allow: true, reason: reasonOK, code: codes.OK}
 	o.headers = make([]kv, 0, 8)
 	o.remove = make([]string, 0, 4)
 	for _, h := range [...]kv{
-		{hn.subject, headerValue(p.Subject)},
-		{hn.clientID, headerValue(p.ClientID)},
+		{hn.subject, headerValue(sub)},
+		{hn.clientID, headerValue(client)},
 		{hn.scopes, headerValue(scopes)},
-		{hn.issuer, headerValue(p.Issuer)},
-		{hn.claims, p.Claims},
+		{hn.issuer, headerValue(iss)},
+		{hn.claims, p.Claims()},
 		{hn.resource, headerValue(rt.URI)},
 		{hn.method, headerValue(op.method)},
 		{hn.tool, headerValue(op.tool)},
@@ -330,13 +331,13 @@ func (s *Server) allowed(rt *route, p *validators.Principal, op opKey) *outcome 
 		o.remove = append(o.remove, hAuthorization)
 	}
 	o.meta = make([]metaField, 0, 8)
-	o.meta = append(o.meta, metaField{key: "resource", s: rt.URI}, metaField{key: "sub", s: p.Subject},
-		metaField{key: "iss", s: p.Issuer}, metaField{key: "scope", s: scopes})
-	if p.ClientID != "" {
-		o.meta = append(o.meta, metaField{key: "client_id", s: p.ClientID})
+	o.meta = append(o.meta, metaField{key: "resource", s: rt.URI}, metaField{key: "sub", s: sub},
+		metaField{key: "iss", s: iss}, metaField{key: "scope", s: scopes})
+	if client != "" {
+		o.meta = append(o.meta, metaField{key: "client_id", s: client})
 	}
-	if !p.ExpiresAt.IsZero() {
-		o.meta = append(o.meta, metaField{key: "exp", n: float64(p.ExpiresAt.Unix()), number: true})
+	if exp := p.ExpiresAt(); !exp.IsZero() {
+		o.meta = append(o.meta, metaField{key: "exp", n: float64(exp.Unix()), number: true})
 	}
 	if op.method != "" {
 		o.meta = append(o.meta, metaField{key: "method", s: op.method})

@@ -420,7 +420,7 @@ func (s *Server) decide(ctx context.Context, in *checkInput, req *request) (resu
 			return s.invalidRequest(rt, "Request body is not a readable JSON-RPC message"), nil
 		}
 	}
-	if !rt.granted(p.Scopes, needed) {
+	if !rt.granted(p, needed) {
 		return rendered(denied(http.StatusForbidden, codes.PermissionDenied,
 			rt.challengeInsufficientScope(needed), reasonInsufficientScope, "Insufficient scope")), nil
 	}
@@ -435,7 +435,7 @@ func (s *Server) decide(ctx context.Context, in *checkInput, req *request) (resu
 		op.method, op.tool = operation(msgs)
 	}
 	if s.log.Enabled(ctx, slog.LevelDebug) {
-		s.log.DebugContext(ctx, "allow", "resource", rt.Name, "sub", p.Subject, "scope", p.Scopes, "method", op.method)
+		s.log.DebugContext(ctx, "allow", "resource", rt.Name, "sub", p.Subject(), "scope", p.ScopeString(), "method", op.method)
 	}
 	return s.allowResponse(rt, p, op), nil
 }

@@ -17,10 +17,10 @@ import (
 func TestWireMatchesMessage(t *testing.T) {
 	s, _ := newTestServer(t, func(c *Config, _ *Resource) { c.StripAuthorization = true })
 	rt := s.router.byName[testResource]
-	full := &validators.Principal{Subject: "user-1", ClientID: "client-1", Issuer: "https://as.example",
-		Scopes: []string{"mcp:read", "mcp:write"}, ExpiresAt: time.Unix(2000000000, 0), Claims: "eyJzdWIiOiJ1c2VyLTEifQ"}
-	odd := &validators.Principal{Subject: "Jos\u00e9 %", Scopes: nil}
-	long := &validators.Principal{Subject: string(make([]byte, 300)), Claims: string(make([]byte, 20000))}
+	full := validators.NewPrincipal(validators.Identity{Subject: "user-1", ClientID: "client-1", Issuer: "https://as.example",
+		Scopes: []string{"mcp:read", "mcp:write"}, ExpiresAt: time.Unix(2000000000, 0), ClaimsJSON: `{"sub":"user-1"}`})
+	odd := validators.NewPrincipal(validators.Identity{Subject: "Jos\u00e9 %", Scopes: nil})
+	long := validators.NewPrincipal(validators.Identity{Subject: string(make([]byte, 300)), ClaimsJSON: string(make([]byte, 20000))})
 	outcomes := map[string]*outcome{
 		"allow":                    s.allowed(rt, full, opKey{}),
 		"allow with operation":     s.allowed(rt, full, opKey{method: "tools/call", tool: "search"}),

@@ -16,7 +16,7 @@ func openBreaker(t *testing.T, r *Redis, k Key) {
 		if i == 100 {
 			t.Fatalf("breaker still closed after 100 failing calls: %+v", r.Stats())
 		}
-		r.Set(context.Background(), k, Entry{Principal: &validators.Principal{Subject: "s"}}, time.Minute)
+		r.Set(context.Background(), k, Entry{Principal: validators.NewPrincipal(validators.Identity{Subject: "s"})}, time.Minute)
 	}
 }
 
@@ -29,7 +29,7 @@ func TestRedisBackFromOutage(t *testing.T) {
 	r, _ := newRedisStoreWith(t, srv, RedisOptions{Timeout: 100 * time.Millisecond, Backoff: backoff})
 	ctx := context.Background()
 	k := NewKey("p", "tok")
-	e := Entry{Principal: &validators.Principal{Subject: "s"}}
+	e := Entry{Principal: validators.NewPrincipal(validators.Identity{Subject: "s"})}
 	r.Set(ctx, k, e, time.Minute)
 	if _, ok := r.Get(ctx, k); !ok {
 		t.Fatal("no round trip before the outage")

@@ -258,7 +258,7 @@ func (v *Validator) use(e Entry) (p *validators.Principal, usable bool, err erro
 		v.negHits.Add(1)
 		return nil, true, e.Err
 	}
-	if e.Principal != nil && (e.Principal.ExpiresAt.IsZero() || v.opts.Now().Before(e.Principal.ExpiresAt)) {
+	if e.Principal != nil && (e.Principal.ExpiresAt().IsZero() || v.opts.Now().Before(e.Principal.ExpiresAt())) {
 		v.hits.Add(1)
 		return e.Principal, true, nil
 	}
@@ -293,8 +293,8 @@ func (v *Validator) validate(ctx context.Context, key Key, token string) (*valid
 		return nil, err
 	}
 	ttl := v.opts.TTL
-	if !p.ExpiresAt.IsZero() {
-		ttl = min(ttl, p.ExpiresAt.Sub(v.opts.Now()))
+	if exp := p.ExpiresAt(); !exp.IsZero() {
+		ttl = min(ttl, exp.Sub(v.opts.Now()))
 	}
 	if ttl > 0 {
 		v.store.Set(ctx, key, Entry{Principal: p}, ttl)

@@ -49,13 +49,13 @@ func TestRedisRoundTrip(t *testing.T) {
 	r, client := newRedisStore(t, srv)
 	ctx := context.Background()
 	exp := time.Now().Add(time.Hour).Truncate(time.Second)
-	p := &validators.Principal{Subject: "s", ClientID: "c", Issuer: "i", Scopes: []string{"a", "b"}, Audience: []string{"x"}, ExpiresAt: exp, Claims: "e30"}
+	p := validators.NewPrincipal(validators.Identity{Subject: "s", ClientID: "c", Issuer: "i", Scopes: []string{"a", "b"}, ExpiresAt: exp, ClaimsJSON: "{}"})
 	token := "eyJhbGciOiJSUzI1NiJ9.secret-token-body.sig"
 	k := NewKey("policy1", token)
 	r.Set(ctx, k, Entry{Principal: p}, time.Minute)
 	got, ok := r.Get(ctx, k)
-	if !ok || got.Principal.Subject != "s" || got.Principal.ClientID != "c" || strings.Join(got.Principal.Scopes, " ") != "a b" ||
-		!got.Principal.ExpiresAt.Equal(exp) || got.Principal.Claims != "e30" || got.Principal.Audience[0] != "x" {
+	if !ok || got.Principal.Subject() != "s" || got.Principal.ClientID() != "c" || strings.Join(got.Principal.Scopes(), " ") != "a b" ||
+		!got.Principal.ExpiresAt().Equal(exp) || got.Principal.Claims() != "e30" || got.Principal.ClaimsJSON() != "{}" {
 		t.Fatalf("got %+v %v", got.Principal, ok)
 	}
 	neg := NewKey("policy1", "bad-token")
@@ -177,7 +177,7 @@ func TestRedisPaused(t *testing.T) {
 	srv := redistest.Start(t)
 	r, _ := newRedisStore(t, srv)
 	k := NewKey("p", "tok")
-	r.Set(context.Background(), k, Entry{Principal: &validators.Principal{Subject: "s"}}, time.Minute)
+	r.Set(context.Background(), k, Entry{Principal: validators.NewPrincipal(validators.Identity{Subject: "s"})}, time.Minute)
 	srv.Pause()
 	defer srv.Resume()
 	done := make(chan bool)

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"strings"
+	"unsafe"
 
 	json "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -21,9 +22,10 @@ type jws struct {
 	claims accessClaims
 	// signed is the JWS signing input: the header and payload segments.
 	signed string
-	// payload is the payload segment as received.
-	payload   string
-	signature []byte
+	// payload is the payload segment as received; claimsJSON, its decoding.
+	payload    string
+	claimsJSON string
+	signature  []byte
 }
 
 // jwsHeader is the JOSE header as mcp-authz reads it. The members whose
@@ -121,5 +123,8 @@ func parseJWS(token string, t *jws) *Error {
 	}
 	t.signed = token[:len(h)+1+len(p)]
 	t.payload = p
+	// pb is this parse's own and never written again: the principal may
+	// keep it as its claims without a copy.
+	t.claimsJSON = unsafe.String(unsafe.SliceData(pb), len(pb))
 	return nil
 }

@@ -127,7 +127,7 @@ func TestHMACStrictParsing(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p, err := v.Validate(context.Background(), tt.token)
 			if tt.want == "" {
-				if err != nil || strings.Join(p.Scopes, " ") != "mcp:read" {
+				if err != nil || strings.Join(p.Scopes(), " ") != "mcp:read" {
 					t.Fatalf("got %+v, %v", p, err)
 				}
 				return

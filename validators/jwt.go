@@ -259,7 +259,7 @@ func (v *JWT) Validate(ctx context.Context, token string) (*Principal, error) {
 		if err := v.verifyKidless(iss.keys, method, &t); err != nil {
 			return nil, err
 		}
-		return c.principal(t.payload), nil
+		return c.principal(t.claimsJSON), nil
 	}
 	key, err := iss.keys.keyByKID(ctx, t.header.Kid.s, alg)
 	if err != nil {
@@ -280,7 +280,7 @@ func (v *JWT) Validate(ctx context.Context, token string) (*Principal, error) {
 	if err := method.Verify(t.signed, t.signature, key); err != nil {
 		return nil, invalid(DescSignature, err)
 	}
-	return c.principal(t.payload), nil
+	return c.principal(t.claimsJSON), nil
 }
 
 // verifyKidless checks the signature of a token without kid against the
@@ -304,22 +304,21 @@ func (v *JWT) verifyKidless(keys *RemoteKeySet, method jwt.SigningMethod, t *jws
 	return invalid(DescSignature, fmt.Errorf("no kid, and none of the first %d keys fitting alg verifies", len(candidates)))
 }
 
-// principal is the identity of a verified token whose payload segment is
-// payload.
-func (c *accessClaims) principal(payload string) *Principal {
-	p := &Principal{
-		Subject:  c.Subject,
-		ClientID: c.clientID(),
-		Issuer:   c.Issuer,
-		Audience: c.Audience,
-		Scopes:   c.scopes(),
-		// A clone, so the cached principal does not pin the whole token.
-		Claims: strings.Clone(payload),
+// principal is the identity of a verified token whose decoded payload is
+// claimsJSON (which the principal keeps: not the token, which it would pin
+// whole).
+func (c *accessClaims) principal(claimsJSON string) *Principal {
+	id := Identity{
+		Subject:    c.Subject,
+		ClientID:   c.clientID(),
+		Issuer:     c.Issuer,
+		Scopes:     c.scopes(),
+		ClaimsJSON: claimsJSON,
 	}
 	if c.ExpiresAt.set {
-		p.ExpiresAt = c.ExpiresAt.t
+		id.ExpiresAt = c.ExpiresAt.t
 	}
-	return p
+	return NewPrincipal(id)
 }
 
 // audienceMatches reports whether any token audience equals a configured one,
