@@ -10,6 +10,7 @@ package cache
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -61,24 +62,43 @@ type Store interface {
 }
 
 // Locker is a store shared by a fleet that can elect one replica to
-// validate a fresh token (the Redis tier).
+// validate a fresh token (the Redis tier). Its lock only saves
+// validations: it never decides, and a replica that cannot get an answer
+// from it in time validates itself.
 type Locker interface {
-	// Lock takes the lock on k if it is free; release gives it back.
-	Lock(ctx context.Context, k Key, ttl time.Duration) (state LockState, release func())
-	// Shared reads the fleet's verdict for k.
-	Shared(ctx context.Context, k Key) (Entry, bool)
+	// Lock tries to take the lock on validating k for owner, a random id
+	// of this attempt, for at most ttl, and reads the fleet's verdict in
+	// the same round trip: when there is one (found), the lock does not
+	// matter (one this call took is given back). Trying again with the
+	// same owner after LockUnknown finds out whether the first try took
+	// it. It waits for Redis until ctx's deadline.
+	Lock(ctx context.Context, k Key, owner string, ttl time.Duration) (state LockState, e Entry, found bool)
+	// Watch reads the fleet's verdict for k and who holds the lock on it
+	// ("" when no one does), in one round trip, waiting for Redis until
+	// ctx's deadline. A verdict stored before its lock was released is
+	// always seen.
+	Watch(ctx context.Context, k Key) (e Entry, found bool, holder string, err error)
+	// Release keeps e for ttl (when ttl > 0) and then gives the lock on k
+	// back if owner still holds it. The verdict is in the in-process tier
+	// when Release returns; the fleet's tier is written in the
+	// background, so the Check that validated does not wait for it.
+	Release(ctx context.Context, k Key, owner string, e Entry, ttl time.Duration)
 }
 
 // LockState is the outcome of Locker.Lock.
 type LockState int
 
 const (
-	// LockUnknown: the store could not say; validate without waiting.
+	// LockUnknown: the store did not answer in time; the lock may or may
+	// not have been taken.
 	LockUnknown LockState = iota
-	// LockHeld: this caller validates, then releases.
+	// LockHeld: this caller validates, then unlocks.
 	LockHeld
 	// LockBusy: another replica is validating; wait for its verdict.
 	LockBusy
+	// LockSkipped: the store is not in use (Redis failing); validate
+	// without waiting.
+	LockSkipped
 )
 
 // Inner is the validator being cached.
@@ -101,10 +121,16 @@ type Options struct {
 	// negative disables negative caching. It bounds negative verdicts read
 	// from a shared store as TTL bounds positive ones.
 	NegativeTTL time.Duration
-	// LockWait is how long a replica waits for another replica's verdict on
-	// a fresh token before validating itself; it applies only with a
-	// Locker store. Zero means 100 ms; keep it under Envoy's ext_authz
-	// timeout. LockTTL bounds how long a lock is held. Zero means 2 s.
+	// LockWait bounds how long a replica waits for another replica's
+	// verdict on a fresh token (or for the shared store to answer) before
+	// validating itself; it applies only with a Locker store. Zero means
+	// until the Check's deadline less the margin kept for the answer, and
+	// 100 ms for a Check without a deadline: a replica that stopped
+	// waiting sooner would only repeat a validation still running
+	// elsewhere (an introspection takes 200-300 ms at real providers), and
+	// a replica whose holder disappears still validates the token itself
+	// in time when validating is quick (a JWT). LockTTL bounds how long a
+	// lock is held. Zero means 2 s.
 	LockWait, LockTTL time.Duration
 	// Now overrides the clock, for tests.
 	Now func() time.Time
@@ -114,6 +140,8 @@ type Options struct {
 const (
 	defaultTTL         = 5 * time.Minute
 	defaultNegativeTTL = 5 * time.Second
+	// defaultLockWait is LockWait for a Check without a deadline.
+	defaultLockWait = 100 * time.Millisecond
 )
 
 // boundable is a store whose contents are untrusted (the Redis tier, or a
@@ -123,8 +151,13 @@ type boundable interface {
 	bounded(bounds) Store
 }
 
-// lockPoll is how often a waiting replica looks for the verdict.
-const lockPoll = 5 * time.Millisecond
+// lockPoll is how soon a waiting replica first looks for the verdict; it
+// then waits twice as long each time, up to maxLockPoll, so that a burst
+// of fresh tokens does not turn into a flood of polls.
+const (
+	lockPoll    = 10 * time.Millisecond
+	maxLockPoll = 40 * time.Millisecond
+)
 
 // Stats are cumulative counters of a caching Validator.
 type Stats struct {
@@ -164,9 +197,6 @@ func New(inner Inner, store Store, opts Options) (*Validator, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.LockWait <= 0 {
-		opts.LockWait = 100 * time.Millisecond
-	}
 	if opts.LockTTL <= 0 {
 		opts.LockTTL = 2 * time.Second
 	}
@@ -188,24 +218,111 @@ func (v *Validator) Stats() Stats {
 		FromFleet: v.fromFleet.Load()}
 }
 
-// awaitShared polls the fleet's store for the verdict another replica is
-// producing, up to LockWait.
-func (v *Validator) awaitShared(ctx context.Context, l Locker, key Key) (Entry, bool) {
-	deadline := time.Now().Add(v.opts.LockWait)
-	t := time.NewTicker(lockPoll)
-	defer t.Stop()
-	for time.Now().Before(deadline) {
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return Entry{}, false
+// fleetTurn returns the fleet's verdict on a fresh token (done), or says
+// that this replica is to validate it: holding the fleet's lock (owner is
+// its id), or because the fleet could not say in time (owner is empty).
+//
+// While another replica holds the lock, this one waits for its verdict
+// until LockWait or the Check's deadline. A Redis call that goes
+// unanswered (each is bounded by the tier's timeout) is not taken for a
+// refusal: the replica looks again, and repeats a lock request with the
+// same owner id, which tells it whether its first request took the lock
+// after all; only maxUnanswered calls in a row without an answer make it
+// validate by itself. So while Redis answers, a fresh token is validated
+// once in the whole fleet (again only after a validation that left no
+// verdict, one replica at a time); when Redis is down, failing, or
+// slower than its timeout, at most once per replica.
+func (v *Validator) fleetTurn(ctx context.Context, l Locker, key Key) (p *validators.Principal, done bool, owner string, err error) {
+	wait := v.opts.LockWait
+	if _, ok := ctx.Deadline(); !ok && wait <= 0 {
+		wait = defaultLockWait
+	}
+	lctx, cancel := ctx, context.CancelFunc(func() {})
+	if wait > 0 {
+		lctx, cancel = context.WithTimeout(ctx, wait)
+	}
+	defer cancel()
+	owner = newOwner()
+	unanswered := 0
+	// lock asks for the lock, and takes the verdict if it turns up.
+	lock := func() LockState {
+		state, e, found := l.Lock(lctx, key, owner, v.opts.LockTTL)
+		if found {
+			var usable bool
+			if p, usable, err = v.use(e); usable {
+				done = true
+			}
 		}
-		if e, ok := l.Shared(ctx, key); ok {
+		return state
+	}
+	// look reads the verdict and the lock's holder, and decides.
+	look := func() LockState {
+		e, found, holder, werr := l.Watch(lctx, key)
+		switch {
+		case found:
+			var usable bool
+			if p, usable, err = v.use(e); usable {
+				done = true
+				return LockBusy
+			}
+			return lock()
+		case errors.Is(werr, errSkipped):
+			return LockSkipped
+		case werr != nil:
+			return LockUnknown
+		case holder == owner:
+			return LockHeld
+		case holder == "":
+			// Free, and no verdict: no one has started, the holder gave
+			// up, or this replica's request never arrived.
+			return lock()
+		}
+		return LockBusy
+	}
+	state := look()
+	poll := lockPoll
+	var timer *time.Timer
+	for {
+		if state == LockUnknown {
+			unanswered++
+		} else {
+			unanswered = 0
+		}
+		switch {
+		case done:
+			return p, true, "", err
+		case state == LockHeld:
+			return nil, false, owner, nil
+		case state == LockSkipped, unanswered >= maxUnanswered:
+			return nil, false, "", nil
+		}
+		if timer == nil {
+			timer = time.NewTimer(poll)
+			defer timer.Stop()
+		} else {
+			timer.Reset(poll)
+		}
+		select {
+		case <-timer.C:
+		case <-lctx.Done():
+			return nil, false, "", nil
+		}
+		poll = min(2*poll, maxLockPoll)
+		if state = look(); done {
 			v.fromFleet.Add(1)
-			return e, true
 		}
 	}
-	return Entry{}, false
+}
+
+// maxUnanswered is how many Redis calls in a row may go unanswered before
+// a replica stops waiting for the fleet.
+const maxUnanswered = 3
+
+// newOwner is a random id for one lock attempt.
+func newOwner() string {
+	var id [16]byte
+	_, _ = rand.Read(id[:])
+	return hex.EncodeToString(id[:])
 }
 
 // Validate answers from the store when it can, and otherwise validates once
@@ -266,38 +383,34 @@ func (v *Validator) use(e Entry) (p *validators.Principal, usable bool, err erro
 }
 
 func (v *Validator) validate(ctx context.Context, key Key, token string) (*validators.Principal, error) {
-	if l, ok := v.store.(Locker); ok {
-		if e, ok := l.Shared(ctx, key); ok {
-			if p, usable, err := v.use(e); usable {
-				return p, err
-			}
+	l, fleet := v.store.(Locker)
+	owner := ""
+	if fleet {
+		p, done, held, err := v.fleetTurn(ctx, l, key)
+		if done {
+			return p, err
 		}
-		switch state, release := l.Lock(ctx, key, v.opts.LockTTL); state {
-		case LockHeld:
-			defer release()
-		case LockBusy:
-			// If the holder is slow or fails, validate ourselves.
-			if e, ok := v.awaitShared(ctx, l, key); ok {
-				if p, usable, err := v.use(e); usable {
-					return p, err
-				}
-			}
-		}
+		owner = held
 	}
 	p, err := v.inner.Validate(ctx, token)
+	var e Entry
+	var ttl time.Duration
 	if err != nil {
 		var verr *validators.Error
 		if errors.As(err, &verr) && errors.Is(verr.Kind, validators.ErrInvalidToken) && !verr.Retryable && v.opts.NegativeTTL > 0 {
-			v.store.Set(ctx, key, Entry{Err: verr}, v.opts.NegativeTTL)
+			e, ttl = Entry{Err: verr}, v.opts.NegativeTTL
 		}
-		return nil, err
+	} else {
+		e, ttl = Entry{Principal: p}, v.opts.TTL
+		if exp := p.ExpiresAt(); !exp.IsZero() {
+			ttl = min(ttl, exp.Sub(v.opts.Now()))
+		}
 	}
-	ttl := v.opts.TTL
-	if exp := p.ExpiresAt(); !exp.IsZero() {
-		ttl = min(ttl, exp.Sub(v.opts.Now()))
+	switch {
+	case owner != "":
+		l.Release(ctx, key, owner, e, ttl)
+	case ttl > 0:
+		v.store.Set(ctx, key, e, ttl)
 	}
-	if ttl > 0 {
-		v.store.Set(ctx, key, Entry{Principal: p}, ttl)
-	}
-	return p, nil
+	return p, err
 }

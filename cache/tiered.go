@@ -49,13 +49,46 @@ func (t *Tiered) bounded(b bounds) Store {
 func (t *Tiered) Local(ctx context.Context, k Key) (Entry, bool) { return t.L1.Get(ctx, k) }
 
 // Lock delegates the fleet-wide validation lock to L2, when it has one.
-func (t *Tiered) Lock(ctx context.Context, k Key, ttl time.Duration) (LockState, func()) {
-	if l, ok := t.L2.(interface {
-		Lock(context.Context, Key, time.Duration) (LockState, func())
-	}); ok {
-		return l.Lock(ctx, k, ttl)
+func (t *Tiered) Lock(ctx context.Context, k Key, owner string, ttl time.Duration) (LockState, Entry, bool) {
+	l, ok := t.L2.(fleetLock)
+	if !ok {
+		return LockSkipped, Entry{}, false
 	}
-	return LockUnknown, func() {}
+	state, e, found := l.fleetLock(ctx, k, owner, ttl)
+	if found {
+		t.keep(ctx, k, e)
+	}
+	return state, e, found
+}
+
+// Release keeps e in L1, and has L2 keep it and give the lock back.
+func (t *Tiered) Release(ctx context.Context, k Key, owner string, e Entry, ttl time.Duration) {
+	if ttl > 0 {
+		t.L1.Set(ctx, k, e, min(ttl, t.l1TTL()))
+	}
+	if l, ok := t.L2.(fleetLock); ok {
+		l.fleetRelease(ctx, k, owner, e, ttl)
+	}
+}
+
+// Watch reads L2's verdict and lock holder, copying a verdict into L1.
+func (t *Tiered) Watch(ctx context.Context, k Key) (Entry, bool, string, error) {
+	l, ok := t.L2.(fleetLock)
+	if !ok {
+		return Entry{}, false, "", errSkipped
+	}
+	e, found, holder, err := l.fleetWatch(ctx, k)
+	if found {
+		t.keep(ctx, k, e)
+	}
+	return e, found, holder, err
+}
+
+// fleetLock is an L2 that can lock (the Redis tier).
+type fleetLock interface {
+	fleetLock(ctx context.Context, k Key, owner string, ttl time.Duration) (LockState, Entry, bool)
+	fleetRelease(ctx context.Context, k Key, owner string, e Entry, ttl time.Duration)
+	fleetWatch(ctx context.Context, k Key) (Entry, bool, string, error)
 }
 
 // Shared reads L2 alone, copying a hit into L1: where a waiting replica
@@ -63,9 +96,14 @@ func (t *Tiered) Lock(ctx context.Context, k Key, ttl time.Duration) (LockState,
 func (t *Tiered) Shared(ctx context.Context, k Key) (Entry, bool) {
 	e, ok := t.L2.Get(ctx, k)
 	if ok {
-		if ttl := min(time.Until(e.until), t.l1TTL()); ttl > 0 {
-			t.L1.Set(ctx, k, e, ttl)
-		}
+		t.keep(ctx, k, e)
 	}
 	return e, ok
+}
+
+// keep copies a verdict read from L2 into L1.
+func (t *Tiered) keep(ctx context.Context, k Key, e Entry) {
+	if ttl := min(time.Until(e.until), t.l1TTL()); ttl > 0 {
+		t.L1.Set(ctx, k, e, ttl)
+	}
 }
