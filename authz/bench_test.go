@@ -414,3 +414,145 @@ func l2Has(ctx context.Context, c redis.UniversalClient, sum [32]byte) bool {
 	keys, _ := c.Keys(ctx, "mcp-authz:v2:*:"+hex.EncodeToString(sum[:])).Result()
 	return len(keys) > 0
 }
+
+// stubValidator accepts any token as a principal of typical size, without
+// checking anything: the scale benchmarks fill caches with it.
+type stubValidator struct{}
+
+func (stubValidator) Validate(_ context.Context, token string) (*validators.Principal, error) {
+	claims := `{"iss":"https://tenant.us.auth0.com/","sub":"` + token + `","aud":"` + benchResource +
+		`","scope":"mcp:read mcp:write","client_id":"my-client-id-0123456789","exp":4102444800}`
+	return validators.NewPrincipal(validators.Identity{Subject: token, ClientID: "my-client-id-0123456789",
+		Issuer: "https://tenant.us.auth0.com/", Scopes: []string{"mcp:read", "mcp:write"},
+		ExpiresAt: time.Unix(4102444800, 0), ClaimsJSON: claims}), nil
+}
+
+// latencies runs op for b.N iterations and reports p50 and p99.
+func latencies(b *testing.B, op func(i int)) {
+	lat := make([]time.Duration, 0, 1<<16)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		t0 := time.Now()
+		op(i)
+		lat = append(lat, time.Since(t0))
+		i++
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
+}
+
+// BenchmarkScale: the cost of a Check as the configuration and the cache
+// grow. resources=N: N protected resources, the request's found by the
+// Envoy context extension or by host and path prefix (the last one
+// configured); the verdict is an L1 hit. issuers=N: N trusted issuers,
+// an uncached RS256 validation (the validator picks the token's issuer
+// by its iss). l1=N: N cached verdicts of typical size, Checks of tokens
+// picked at random among them.
+func BenchmarkScale(b *testing.B) {
+	e := setup(b)
+	tok := e.token(b, "RS256")
+	for _, n := range []int{1, 10, 100, 1000} {
+		store, _ := cache.NewMemory(cache.MemoryOptions{})
+		cv, _ := cache.New(e.jwt, store, cache.Options{Policy: e.jwt.Fingerprint()})
+		var res []*authz.Resource
+		for i := range n {
+			res = append(res, &authz.Resource{Name: fmt.Sprint("r", i), URI: fmt.Sprintf("https://mcp.example.com/r%d/mcp", i),
+				Hosts: []string{"mcp.example.com"}, PathPrefixes: []string{fmt.Sprintf("/r%d", i)},
+				RequiredScopes: []string{"mcp:read"}, Validator: cv})
+		}
+		s, err := authz.NewServer(authz.Config{Resources: res})
+		if err != nil {
+			b.Fatal(err)
+		}
+		byHost := checkRequest("Bearer " + tok)
+		byHost.Attributes.Request.Http.Path = fmt.Sprintf("/r%d/mcp", n-1)
+		byHost.Attributes.Request.Http.Headers[":path"] = byHost.Attributes.Request.Http.Path
+		byName := checkRequest("Bearer " + tok)
+		byName.Attributes.ContextExtensions = map[string]string{authz.ContextExtensionResource: fmt.Sprint("r", n-1)}
+		for _, v := range []struct {
+			name string
+			req  *authv3.CheckRequest
+		}{{"extension", byName}, {"host_prefix", byHost}} {
+			b.Run(fmt.Sprintf("resources=%d/by=%s", n, v.name), func(b *testing.B) {
+				ctx := context.Background()
+				if resp, err := s.Check(ctx, v.req); err != nil || codes.Code(resp.GetStatus().GetCode()) != codes.OK {
+					b.Fatalf("precondition: %v %v", resp.GetStatus(), err)
+				}
+				latencies(b, func(int) { _, _ = s.Check(ctx, v.req) })
+			})
+		}
+	}
+
+	for _, n := range []int{1, 20} {
+		b.Run(fmt.Sprintf("issuers=%d", n), func(b *testing.B) {
+			issuers := []validators.IssuerConfig{{Issuer: e.iss.URL, JWKSURI: e.iss.JWKSURL()}}
+			for i := 1; i < n; i++ {
+				issuers = append(issuers, validators.IssuerConfig{Issuer: fmt.Sprintf("https://issuer-%d.example.com", i), JWKSURI: e.iss.JWKSURL()})
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			v, err := validators.NewJWT(ctx, validators.JWTConfig{Issuers: issuers, Audiences: []string{benchResource},
+				Leeway: time.Minute, Client: http.DefaultClient})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, ks := range v.KeySets() {
+				for !ks.Loaded() {
+					time.Sleep(time.Millisecond)
+				}
+			}
+			s, err := authz.NewServer(authz.Config{Resources: []*authz.Resource{{URI: benchResource, RequiredScopes: []string{"mcp:read"}, Validator: v}}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			req := checkRequest("Bearer " + tok)
+			latencies(b, func(int) {
+				if resp, err := s.Check(ctx, req); err != nil || codes.Code(resp.GetStatus().GetCode()) != codes.OK {
+					b.Fatalf("%v %v", resp.GetStatus(), err)
+				}
+			})
+		})
+	}
+
+	for _, n := range []int{1_000, 10_000, 100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("l1=%d", n), func(b *testing.B) {
+			store, _ := cache.NewMemory(cache.MemoryOptions{MaxBytes: 1 << 40})
+			cv, _ := cache.New(stubValidator{}, store, cache.Options{Policy: "p"})
+			s, err := authz.NewServer(authz.Config{Resources: []*authz.Resource{{URI: benchResource, RequiredScopes: []string{"mcp:read"}, Validator: cv}}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			tokens := make([]string, n)
+			for i := range tokens {
+				tokens[i] = fmt.Sprintf("tok-%08d-%x", i, i*2654435761)
+				if _, err := cv.Validate(ctx, tokens[i]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			// Requests for tokens picked at random, built beforehand.
+			reqs := make([]*authv3.CheckRequest, 4096)
+			for i := range reqs {
+				reqs[i] = checkRequest("Bearer " + tokens[(i*7919+i*i*104729)%n])
+			}
+			// Twice each, so that every allow is rendered and kept: what
+			// is measured is the lookup.
+			for range 2 {
+				for _, r := range reqs {
+					_, _ = s.Check(ctx, r)
+				}
+			}
+			latencies(b, func(i int) {
+				if resp, err := s.Check(ctx, reqs[i%len(reqs)]); err != nil || codes.Code(resp.GetStatus().GetCode()) != codes.OK {
+					b.Fatalf("%v %v", resp.GetStatus(), err)
+				}
+			})
+			if st := cv.Stats(); st.Misses != int64(n) {
+				b.Fatalf("Checks missed the cache: %+v", st)
+			}
+			runtime.KeepAlive(store)
+		})
+	}
+}
