@@ -20,8 +20,8 @@ import (
 // A caller alone sends its commands itself, on its own goroutine: batching
 // costs nothing while Redis is quiet. Callers that come while another call
 // is in flight queue their commands; up to batchWorkers goroutines, started
-// when needed and gone when the queue is empty, send what is queued in
-// pipelines of up to maxBatch calls.
+// when needed and gone when the queue has been empty for a second, send
+// what is queued in pipelines of up to maxBatch calls.
 type batcher struct {
 	client redis.UniversalClient
 	// timeout bounds a pipeline of queued calls; each caller still waits
@@ -105,13 +105,26 @@ func (b *batcher) enqueue(op *batchOp) bool {
 	return true
 }
 
-// work sends queued calls until the queue is empty.
+// workerIdle is how long a worker waits for more calls before it ends: a
+// worker kept busy by a steady trickle of calls (the verdicts written in
+// the background) keeps its grown stack.
+const workerIdle = time.Second
+
+// work sends queued calls until the queue has been empty for workerIdle.
 func (b *batcher) work() {
 	batch := make([]*batchOp, 0, 64)
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
 	for {
 		batch = batch[:0]
+		idle.Reset(workerIdle)
+		select {
+		case op := <-b.queue:
+			batch = append(batch, op)
+		case <-idle.C:
+		}
 	collect:
-		for len(batch) < maxBatch {
+		for len(batch) > 0 && len(batch) < maxBatch {
 			select {
 			case op := <-b.queue:
 				batch = append(batch, op)

@@ -27,11 +27,13 @@ const maxBackoff = 30 * time.Second
 // requests use Redis again, one success closes it and one error reopens it
 // at once.
 //
-// A timeout counts only once Redis has answered nothing for quiet (five
-// timeouts, at least 100 ms): under a burst of fresh tokens some calls run
-// out of time in the queue while others are answered, and skipping Redis
-// then would make every replica validate every token of the burst itself.
-// A Redis that is down refuses connections, or answers nothing at all.
+// A timeout does not count while Redis answered something within quiet
+// (five timeouts, at least a second): under a burst of fresh tokens some
+// calls run out of time in the queue while others are answered, and
+// skipping Redis then would make every replica validate every token of the
+// burst itself. go-redis reports a refused dial as the caller's timeout
+// too, so a Redis that has died is skipped a second after its last
+// answer, each call that goes to it meanwhile costing at most Timeout.
 //
 // While it is open, one goroutine pings Redis every probeInterval, so no
 // request pays for finding out: when a ping succeeds after one has failed
@@ -96,7 +98,7 @@ func (b *breaker) closeLocked() {
 
 func (b *breaker) failure(now time.Time, err error) {
 	if isTimeout(err) && now.UnixNano()-b.lastSuccess.Load() < int64(b.quiet) {
-		return // Redis is answering other calls: busy, not down
+		return // Redis was answering just now: busy, not down
 	}
 	// After a back-off period one failed call reopens the breaker at once.
 	halfOpen := b.openUntil.Load() != 0

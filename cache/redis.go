@@ -130,7 +130,7 @@ func NewRedis(opts RedisOptions) (*Redis, error) {
 	r.breaker.threshold = int32(opts.FailureThreshold)
 	r.breaker.initial = opts.Backoff
 	r.breaker.max = opts.MaxBackoff
-	r.breaker.quiet = max(5*opts.Timeout, 100*time.Millisecond)
+	r.breaker.quiet = max(5*opts.Timeout, time.Second)
 	r.breaker.log = opts.Logger
 	r.breaker.interval = opts.ProbeInterval
 	// A new client has not failed yet: its first timeouts are treated as

@@ -156,8 +156,11 @@ func TestRedisOutage(t *testing.T) {
 			t.Fatalf("check %d failed while Redis is down: %v", i, err)
 		}
 	}
+	// go-redis reports the refused dials as timeouts, which open the
+	// breaker a second after Redis last answered (a busy Redis is not a
+	// dead one): calls until then each cost up to Timeout (50 ms here).
 	st := r.Stats()
-	if st.Errors == 0 || st.Skipped == 0 || st.Errors > 10 {
+	if st.Errors == 0 || st.Skipped == 0 || st.Errors > 40 {
 		t.Fatalf("breaker did not engage: %+v", st)
 	}
 	srv.Restart()
