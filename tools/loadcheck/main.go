@@ -7,6 +7,7 @@
 //	loadcheck run -addr HOST:PORT [-token T | -tokens FILE [-from N] [-n N]] [-c 50] [-d 10s] [-conns 2] [-pid PID]
 //	loadcheck issuer -out FILE [-n 10000] [-aud URI]
 //	loadcheck golang-jwt -tokens FILE -jwks URL [-n 2000]
+//	loadcheck burst -addrs A,B,C -tokens FILE [-n 1000] [-copies 1]
 //
 // With -tokens, every Check carries a token of its own, taken in order from
 // the file (a cold run: tokens the server has never seen), and the run ends
@@ -43,7 +44,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: loadcheck allow-server|run|issuer|golang-jwt [flags]")
+		fmt.Fprintln(os.Stderr, "usage: loadcheck allow-server|run|issuer|golang-jwt|burst [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -56,6 +57,8 @@ func main() {
 		err = issuer(os.Args[2:])
 	case "golang-jwt":
 		err = golangJWT(os.Args[2:])
+	case "burst":
+		err = burst(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
