@@ -49,11 +49,12 @@ fail() {
 }
 
 # free_port: a loopback port nothing listens on (for children that cannot
-# be given port 0 and asked which port they took).
+# be given port 0 and asked which port they took), below Linux's ephemeral
+# range (32768 and up), where outgoing connections would take it meanwhile.
 free_port() {
   local p
   for _ in $(seq 50); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((20000 + RANDOM % 12000))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       echo "$p"
       return
