@@ -17,6 +17,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/mcp-authz/mcp-authz/authz"
 	"github.com/mcp-authz/mcp-authz/cache"
@@ -136,9 +137,10 @@ func BenchmarkCheck(b *testing.B) {
 const coldPool = 2048
 
 // benchCold is a Check of a valid RS256 token never seen before, through
-// the caching validator with an in-process store, as a service runs it:
-// the token's hash, the miss, the validation, storing the verdict and
-// rendering the allow.
+// the caching validator with an in-process store, as a service runs it
+// (the request and the response as wire bytes, as the gRPC front end reads
+// and writes them; the deadline Envoy sends): the token's hash, the miss,
+// the validation, storing the verdict and rendering the allow.
 func benchCold(b *testing.B, e *benchEnv) {
 	toks := make([]string, coldPool)
 	var wg sync.WaitGroup
@@ -152,9 +154,9 @@ func benchCold(b *testing.B, e *benchEnv) {
 		}()
 	}
 	wg.Wait()
-	reqs := make([]*authv3.CheckRequest, len(toks))
+	reqs := make([][]byte, len(toks))
 	for i, t := range toks {
-		reqs[i] = checkRequest("Bearer " + t)
+		reqs[i], _ = proto.Marshal(checkRequest("Bearer " + t))
 	}
 	store, _ := cache.NewMemory(cache.MemoryOptions{})
 	var cur switchable
@@ -179,9 +181,12 @@ func benchCold(b *testing.B, e *benchEnv) {
 			i = 0
 			next()
 		}
-		resp, err := s.Check(ctx, reqs[i])
-		if err != nil || codes.Code(resp.GetStatus().GetCode()) != codes.OK {
-			b.Fatalf("%v %v", resp.GetStatus(), err)
+		dctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		wire, err := s.CheckWire(dctx, reqs[i])
+		cancel()
+		// An allow: an empty status (code OK), then ok_response.
+		if err != nil || len(wire) < 3 || wire[0] != 0x0a || wire[1] != 0 || wire[2] != 0x1a {
+			b.Fatalf("not an allow: %v %x", err, wire[:min(len(wire), 16)])
 		}
 		i++
 	}
@@ -554,5 +559,41 @@ func BenchmarkScale(b *testing.B) {
 			}
 			runtime.KeepAlive(store)
 		})
+	}
+}
+
+// BenchmarkMemoryPerAllow reports the heap that the allow response kept
+// with a principal in use (from its second Check on) adds to its cached
+// verdict (BenchmarkMemoryPerEntry in cache), as the gRPC front end keeps
+// it: the outcome (identity headers, metadata) and its wire bytes, which
+// the cache's weigher does not count.
+func BenchmarkMemoryPerAllow(b *testing.B) {
+	const n = 20_000
+	for b.Loop() {
+		store, _ := cache.NewMemory(cache.MemoryOptions{MaxBytes: 1 << 40})
+		cv, _ := cache.New(stubValidator{}, store, cache.Options{Policy: "p"})
+		s, err := authz.NewServer(authz.Config{Resources: []*authz.Resource{{URI: benchResource, RequiredScopes: []string{"mcp:read"}, Validator: cv}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx := context.Background()
+		reqs := make([][]byte, n)
+		for i := range reqs {
+			reqs[i], _ = proto.Marshal(checkRequest(fmt.Sprintf("Bearer tok-%08d-0123456789abcdef", i)))
+			if _, err := s.CheckWire(ctx, reqs[i]); err != nil { // cached; the allow rendered once and dropped
+				b.Fatal(err)
+			}
+		}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for _, r := range reqs {
+			_, _ = s.CheckWire(ctx, r) // rendered again, and kept
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/allow")
+		runtime.KeepAlive(s)
+		runtime.KeepAlive(reqs)
 	}
 }
