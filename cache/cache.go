@@ -66,18 +66,15 @@ type Store interface {
 // validations: it never decides, and a replica that cannot get an answer
 // from it in time validates itself.
 type Locker interface {
-	// Lock tries to take the lock on validating k for owner, a random id
-	// of this attempt, for at most ttl, and reads the fleet's verdict in
-	// the same round trip: when there is one (found), the lock does not
-	// matter (one this call took is given back). Trying again with the
-	// same owner after LockUnknown finds out whether the first try took
-	// it. It waits for Redis until ctx's deadline.
-	Lock(ctx context.Context, k Key, owner string, ttl time.Duration) (state LockState, e Entry, found bool)
-	// Watch reads the fleet's verdict for k and who holds the lock on it
-	// ("" when no one does), in one round trip, waiting for Redis until
-	// ctx's deadline. A verdict stored before its lock was released is
-	// always seen.
-	Watch(ctx context.Context, k Key) (e Entry, found bool, holder string, err error)
+	// Acquire is one look at a fresh token in the fleet, in one round
+	// trip: the fleet's verdict (found), or else the lock on validating k
+	// for owner (a random id of this turn) for at most ttl (LockHeld), or
+	// else LockBusy: another replica holds it. force takes the lock
+	// whatever verdict is stored (the caller found it unusable). A second
+	// call with the same owner after an unanswered one (LockUnknown, with
+	// the error) finds out whether the first took the lock. LockSkipped:
+	// the store is not in use (Redis failing).
+	Acquire(ctx context.Context, k Key, owner string, ttl time.Duration, force bool) (state LockState, e Entry, found bool, err error)
 	// Release keeps e for ttl (when ttl > 0) and then gives the lock on k
 	// back if owner still holds it. The verdict is in the in-process tier
 	// when Release returns; the fleet's tier is written in the
@@ -85,7 +82,7 @@ type Locker interface {
 	Release(ctx context.Context, k Key, owner string, e Entry, ttl time.Duration)
 }
 
-// LockState is the outcome of Locker.Lock.
+// LockState is the outcome of Locker.Acquire.
 type LockState int
 
 const (
@@ -222,16 +219,16 @@ func (v *Validator) Stats() Stats {
 // that this replica is to validate it: holding the fleet's lock (owner is
 // its id), or because the fleet could not say in time (owner is empty).
 //
-// While another replica holds the lock, this one waits for its verdict
-// until LockWait or the Check's deadline. A Redis call that goes
-// unanswered (each is bounded by the tier's timeout) is not taken for a
-// refusal: the replica looks again, and repeats a lock request with the
-// same owner id, which tells it whether its first request took the lock
-// after all; only maxUnanswered calls in a row without an answer make it
-// validate by itself. So while Redis answers, a fresh token is validated
-// once in the whole fleet (again only after a validation that left no
-// verdict, one replica at a time); when Redis is down, failing, or
-// slower than its timeout, at most once per replica.
+// While another replica holds the lock, this one looks again with a
+// growing interval until LockWait or the Check's deadline. Each look is
+// one round trip (Locker.Acquire) that takes the verdict if it is there
+// and the lock if it is free. A look that goes unanswered (each is bounded
+// by the tier's fleet timeout) is not taken for a refusal: the next one
+// tells whether it took the lock after all; only maxUnanswered in a row
+// make the replica validate by itself. So while Redis answers, a fresh
+// token is validated once in the whole fleet (again only after a
+// validation that left no verdict, one replica at a time); when Redis is
+// down, failing, or slower than its timeout, at most once per replica.
 func (v *Validator) fleetTurn(ctx context.Context, l Locker, key Key) (p *validators.Principal, done bool, owner string, err error) {
 	wait := v.opts.LockWait
 	if _, ok := ctx.Deadline(); !ok && wait <= 0 {
@@ -243,58 +240,38 @@ func (v *Validator) fleetTurn(ctx context.Context, l Locker, key Key) (p *valida
 	}
 	defer cancel()
 	owner = newOwner()
+	force := false
 	unanswered := 0
-	// lock asks for the lock, and takes the verdict if it turns up.
-	lock := func() LockState {
-		state, e, found := l.Lock(lctx, key, owner, v.opts.LockTTL)
+	poll := lockPoll
+	var timer *time.Timer
+	for looks := 0; ; looks++ {
+		state, e, found, aerr := l.Acquire(lctx, key, owner, v.opts.LockTTL, force)
 		if found {
 			var usable bool
 			if p, usable, err = v.use(e); usable {
-				done = true
+				if looks > 0 {
+					v.fromFleet.Add(1)
+				}
+				return p, true, "", err
 			}
+			force = true // expired: take the lock whatever is stored, at once
+			continue
 		}
-		return state
-	}
-	// look reads the verdict and the lock's holder, and decides.
-	look := func() LockState {
-		e, found, holder, werr := l.Watch(lctx, key)
-		switch {
-		case found:
-			var usable bool
-			if p, usable, err = v.use(e); usable {
-				done = true
-				return LockBusy
-			}
-			return lock()
-		case errors.Is(werr, errSkipped):
-			return LockSkipped
-		case werr != nil:
-			return LockUnknown
-		case holder == owner:
-			return LockHeld
-		case holder == "":
-			// Free, and no verdict: no one has started, the holder gave
-			// up, or this replica's request never arrived.
-			return lock()
-		}
-		return LockBusy
-	}
-	state := look()
-	poll := lockPoll
-	var timer *time.Timer
-	for {
-		if state == LockUnknown {
+		if state == LockUnknown && aerr != nil {
 			unanswered++
 		} else {
 			unanswered = 0
 		}
 		switch {
-		case done:
-			return p, true, "", err
 		case state == LockHeld:
 			return nil, false, owner, nil
 		case state == LockSkipped, unanswered >= maxUnanswered:
 			return nil, false, "", nil
+		case state == LockUnknown && aerr == nil:
+			// The verdict's key held something unusable: take the lock
+			// whatever is stored, at once.
+			force = true
+			continue
 		}
 		if timer == nil {
 			timer = time.NewTimer(poll)
@@ -308,9 +285,6 @@ func (v *Validator) fleetTurn(ctx context.Context, l Locker, key Key) (p *valida
 			return nil, false, "", nil
 		}
 		poll = min(2*poll, maxLockPoll)
-		if state = look(); done {
-			v.fromFleet.Add(1)
-		}
 	}
 }
 

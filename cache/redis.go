@@ -206,6 +206,15 @@ func (r *Redis) noAnswer(err error) {
 // just read it, and reported it, reads it again without).
 func (r *Redis) open(k Key, key string, get *redis.StringCmd, pttl *redis.DurationCmd, b bounds, report bool) (Entry, bool) {
 	value, err := get.Bytes()
+	if err == nil {
+		err = pttl.Err()
+	}
+	return r.openValue(k, key, value, err, pttl.Val(), b, report)
+}
+
+// openValue is open with the answers as values: the verdict's bytes or
+// the error reading them, and its PTTL.
+func (r *Redis) openValue(k Key, key string, value []byte, err error, pttl time.Duration, b bounds, report bool) (Entry, bool) {
 	switch {
 	case errors.Is(err, redis.Nil):
 		r.breaker.success()
@@ -219,8 +228,6 @@ func (r *Redis) open(k Key, key string, get *redis.StringCmd, pttl *redis.Durati
 			r.integrityFailure(k, reasonDecode)
 		}
 		return Entry{}, false
-	case err == nil:
-		err = pttl.Err()
 	}
 	if err != nil {
 		r.errs.Add(1)
@@ -228,7 +235,7 @@ func (r *Redis) open(k Key, key string, get *redis.StringCmd, pttl *redis.Durati
 		return Entry{}, false
 	}
 	r.breaker.success()
-	e, ok, reason := r.signer.openVerdict(key, value, pttl.Val(), time.Now(), b)
+	e, ok, reason := r.signer.openVerdict(key, value, pttl, time.Now(), b)
 	if !ok {
 		r.misses.Add(1)
 		if reason != "" && report {
@@ -272,64 +279,107 @@ func (r *Redis) Set(ctx context.Context, k Key, e Entry, ttl time.Duration) {
 // pipeline touching both runs in order on one node.
 func (r *Redis) lockKey(k Key) string { return "{" + r.redisKey(k) + "}:lock" }
 
-// Lock tries to take the fleet-wide lock on validating k for owner, so
-// that one replica validates a fresh token while the others wait for its
-// verdict, and reads the verdict: a replica that finds the lock free
-// because its holder has just released it finds the verdict the holder
-// stored first. One round trip: SET NX; GET of the lock, which tells a
-// second try with the same owner whether the first one (whose answer was
-// lost) took it; GET and PTTL of the verdict. It waits for Redis until
-// ctx's deadline (Timeout without one). The lock only saves calls: it
-// never decides.
+// acquireScript is a fresh token's turn in one round trip: the verdict if
+// there is one (with its PTTL); else the lock for ARGV[1] (for ARGV[2]
+// milliseconds) if it is free or already ARGV[1]'s; else who holds it.
+// ARGV[3] "1" takes the lock whatever the verdict (the caller found it
+// unusable). It answers {1, verdict, pttl}, {2} (the lock is the
+// caller's), {3, holder}, or {4} when the verdict's key holds something
+// other than a string; with {2} and {3} the verdict's key was empty.
+// Scripts must name every key they touch, and both keys share a Cluster
+// slot (lockKey). Sent whole (EVAL): a pipeline cannot retry an EVALSHA
+// that Redis does not know, and Redis caches the compiled script anyway.
+const acquireScript = `local v = redis.pcall("GET", KEYS[1])
+if type(v) == "string" and ARGV[3] ~= "1" then
+  return {1, v, redis.call("PTTL", KEYS[1])}
+end
+if type(v) == "table" and v.err and ARGV[3] ~= "1" then
+  return {4}
+end
+local h = redis.call("GET", KEYS[2])
+if h == ARGV[1] then
+  return {2}
+end
+if not h then
+  redis.call("SET", KEYS[2], ARGV[1], "PX", ARGV[2])
+  return {2}
+end
+return {3, h}`
+
+// fleetAcquire takes a fresh token's turn (acquireScript): the fleet's
+// verdict (found), or the lock for owner (LockHeld), or who holds it
+// (LockBusy), or no answer in time (LockUnknown, and the error), or
+// nothing because the tier is being skipped (LockSkipped). A second call
+// with the same owner after an unanswered one finds out whether the first
+// took the lock. It waits for Redis for FleetTimeout. The lock only saves
+// calls: it never decides.
 //
 // The Redis tier is a Locker behind an in-process tier (Tiered), whose
-// methods call these; alone, it is a plain Store.
-func (r *Redis) fleetLock(ctx context.Context, k Key, owner string, ttl time.Duration) (LockState, Entry, bool) {
-	return r.lock(ctx, k, owner, ttl, defaultBounds)
+// methods call this; alone, it is a plain Store.
+func (r *Redis) fleetAcquire(ctx context.Context, k Key, owner string, ttl time.Duration, force bool) (LockState, Entry, bool, error) {
+	return r.acquire(ctx, k, owner, ttl, force, defaultBounds)
 }
 
-func (r *boundedRedis) fleetLock(ctx context.Context, k Key, owner string, ttl time.Duration) (LockState, Entry, bool) {
-	return r.lock(ctx, k, owner, ttl, r.b)
+func (r *boundedRedis) fleetAcquire(ctx context.Context, k Key, owner string, ttl time.Duration, force bool) (LockState, Entry, bool, error) {
+	return r.acquire(ctx, k, owner, ttl, force, r.b)
 }
 
-func (r *Redis) lock(ctx context.Context, k Key, owner string, ttl time.Duration, b bounds) (LockState, Entry, bool) {
+func (r *Redis) acquire(ctx context.Context, k Key, owner string, ttl time.Duration, force bool, b bounds) (LockState, Entry, bool, error) {
 	if !r.breaker.allow(time.Now()) {
-		return LockSkipped, Entry{}, false
+		r.skipped.Add(1)
+		return LockSkipped, Entry{}, false, errSkipped
 	}
 	key, lockKey := r.redisKey(k), r.lockKey(k)
 	ctx, cancel := r.fleetContext(ctx)
 	defer cancel()
-	var set *redis.BoolCmd
-	var holder, get *redis.StringCmd
-	var pttl *redis.DurationCmd
+	forced := "0"
+	if force {
+		forced = "1"
+	}
+	var cmd *redis.Cmd
 	err := r.batch.run(ctx, func(ctx context.Context, p redis.Pipeliner) {
-		set, holder = p.SetNX(ctx, lockKey, owner, ttl), p.Get(ctx, lockKey)
-		get, pttl = p.Get(ctx, key), p.PTTL(ctx, key)
+		cmd = p.Eval(ctx, acquireScript, []string{key, lockKey}, owner, max(ttl.Milliseconds(), 1), forced)
 	})
+	var reply []any
 	if err == nil {
-		err = set.Err()
+		reply, err = cmd.Slice()
+	}
+	if err == nil && len(reply) == 0 {
+		err = errors.New("redis: empty answer to the acquire script")
 	}
 	if err != nil {
 		r.noAnswer(err)
-		return LockUnknown, Entry{}, false
+		return LockUnknown, Entry{}, false, err
 	}
 	r.breaker.success()
-	state := LockBusy
-	if set.Val() || holder.Val() == owner {
-		state = LockHeld
-	}
-	if e, ok := r.open(k, key, get, pttl, b, false); ok {
-		if state == LockHeld {
-			r.batch.send(func(ctx context.Context, p redis.Pipeliner) {
-				p.Eval(ctx, releaseScript, []string{lockKey}, owner)
-			}, nil)
-		}
-		return state, e, true
-	}
-	if state == LockBusy {
+	kind, _ := reply[0].(int64)
+	switch {
+	case kind == 1 && len(reply) == 3:
+		value, _ := reply[1].(string)
+		pttl, _ := reply[2].(int64)
+		// A verdict that fails its checks is a miss: the caller asks
+		// again, forcing the lock.
+		e, ok := r.openValue(k, key, []byte(value), nil, time.Duration(pttl)*time.Millisecond, b, true)
+		return LockUnknown, e, ok, nil
+	case kind == 4:
+		r.misses.Add(1)
+		r.integrityFailure(k, reasonDecode)
+		return LockUnknown, Entry{}, false, nil
+	case kind == 2:
+		r.misses.Add(1)
+		return LockHeld, Entry{}, false, nil
+	case kind == 3:
+		r.misses.Add(1)
 		r.lockWaits.Add(1)
+		holder, _ := reply[1].(string)
+		if holder == "" {
+			return LockUnknown, Entry{}, false, nil
+		}
+		return LockBusy, Entry{}, false, nil
 	}
-	return state, Entry{}, false
+	err = fmt.Errorf("redis: unexpected answer %v to the acquire script", reply)
+	r.noAnswer(err)
+	return LockUnknown, Entry{}, false, err
 }
 
 // fleetContext bounds a call made while a fresh token waits for the
@@ -376,47 +426,6 @@ func (r *Redis) fleetRelease(_ context.Context, k Key, owner string, e Entry, tt
 		}
 		r.breaker.success()
 	})
-}
-
-// fleetWatch is Locker's Watch for the Redis tier, read within the
-// default bounds; see get.
-func (r *Redis) fleetWatch(ctx context.Context, k Key) (Entry, bool, string, error) {
-	return r.watch(ctx, k, defaultBounds)
-}
-
-func (r *boundedRedis) fleetWatch(ctx context.Context, k Key) (Entry, bool, string, error) {
-	return r.watch(ctx, k, r.b)
-}
-
-// watch reads the lock's holder, then the verdict, in one round trip: a
-// holder stores its verdict before it unlocks, so a free lock read first
-// and no verdict read after it mean that there is none.
-func (r *Redis) watch(ctx context.Context, k Key, b bounds) (Entry, bool, string, error) {
-	if !r.breaker.allow(time.Now()) {
-		r.skipped.Add(1)
-		return Entry{}, false, "", errSkipped
-	}
-	ctx, cancel := r.fleetContext(ctx)
-	defer cancel()
-	key, lockKey := r.redisKey(k), r.lockKey(k)
-	var lock, get *redis.StringCmd
-	var pttl *redis.DurationCmd
-	err := r.batch.run(ctx, func(ctx context.Context, p redis.Pipeliner) {
-		lock, get, pttl = p.Get(ctx, lockKey), p.Get(ctx, key), p.PTTL(ctx, key)
-	})
-	holder := ""
-	if err == nil {
-		holder, err = lock.Result()
-		if errors.Is(err, redis.Nil) {
-			holder, err = "", nil
-		}
-	}
-	if err != nil {
-		r.noAnswer(err)
-		return Entry{}, false, "", err
-	}
-	e, ok := r.open(k, key, get, pttl, b, true)
-	return e, ok, holder, nil
 }
 
 // errSkipped: the tier is being skipped (the breaker is open).

@@ -48,17 +48,18 @@ func (t *Tiered) bounded(b bounds) Store {
 // Local reads L1 alone.
 func (t *Tiered) Local(ctx context.Context, k Key) (Entry, bool) { return t.L1.Get(ctx, k) }
 
-// Lock delegates the fleet-wide validation lock to L2, when it has one.
-func (t *Tiered) Lock(ctx context.Context, k Key, owner string, ttl time.Duration) (LockState, Entry, bool) {
+// Acquire delegates a fresh token's turn to L2, when it can lock, copying
+// a verdict it finds into L1.
+func (t *Tiered) Acquire(ctx context.Context, k Key, owner string, ttl time.Duration, force bool) (LockState, Entry, bool, error) {
 	l, ok := t.L2.(fleetLock)
 	if !ok {
-		return LockSkipped, Entry{}, false
+		return LockSkipped, Entry{}, false, errSkipped
 	}
-	state, e, found := l.fleetLock(ctx, k, owner, ttl)
+	state, e, found, err := l.fleetAcquire(ctx, k, owner, ttl, force)
 	if found {
 		t.keep(ctx, k, e)
 	}
-	return state, e, found
+	return state, e, found, err
 }
 
 // Release keeps e in L1, and has L2 keep it and give the lock back.
@@ -71,24 +72,10 @@ func (t *Tiered) Release(ctx context.Context, k Key, owner string, e Entry, ttl 
 	}
 }
 
-// Watch reads L2's verdict and lock holder, copying a verdict into L1.
-func (t *Tiered) Watch(ctx context.Context, k Key) (Entry, bool, string, error) {
-	l, ok := t.L2.(fleetLock)
-	if !ok {
-		return Entry{}, false, "", errSkipped
-	}
-	e, found, holder, err := l.fleetWatch(ctx, k)
-	if found {
-		t.keep(ctx, k, e)
-	}
-	return e, found, holder, err
-}
-
 // fleetLock is an L2 that can lock (the Redis tier).
 type fleetLock interface {
-	fleetLock(ctx context.Context, k Key, owner string, ttl time.Duration) (LockState, Entry, bool)
+	fleetAcquire(ctx context.Context, k Key, owner string, ttl time.Duration, force bool) (LockState, Entry, bool, error)
 	fleetRelease(ctx context.Context, k Key, owner string, e Entry, ttl time.Duration)
-	fleetWatch(ctx context.Context, k Key) (Entry, bool, string, error)
 }
 
 // Shared reads L2 alone, copying a hit into L1: where a waiting replica
