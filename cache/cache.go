@@ -168,8 +168,8 @@ type Validator struct {
 	inner Inner
 	store Store
 	// local reads the in-process tier alone when the store has a shared
-	// one: the shared tier is read once per fresh token by the
-	// singleflight leader, not by every concurrent caller.
+	// one: the shared tier is read once per fresh token by the leader of
+	// its flight, not by every concurrent caller.
 	local   func(context.Context, Key) (Entry, bool)
 	opts    Options
 	flights flights
