@@ -23,22 +23,32 @@ type allowSet struct {
 
 const maxOpResponses = 32
 
-func (s *Server) allowResponse(rt *route, p *validators.Principal, op opKey) *prepared {
-	set := p.Memo(rt, func() any { return new(allowSet) }).(*allowSet)
+// allowResponse is the allow for p on rt. The first use of a principal
+// renders it for this request alone: most tokens of a burst of fresh ones
+// are used once, and keeping their responses would cost memory and the
+// garbage collector's time for nothing. From its second use on, the
+// responses are kept with the principal.
+func (s *Server) allowResponse(rt *route, p *validators.Principal, op opKey) result {
+	set, _ := p.Memo(rt, newAllowSet).(*allowSet)
+	if set == nil {
+		return rendered(s.allowed(rt, p, op))
+	}
 	if op == (opKey{}) {
 		if r := set.base.Load(); r != nil {
-			return r
+			return shared(r)
 		}
 		r := prepare(s.allowed(rt, p, op))
 		set.base.Store(r)
-		return r
+		return shared(r)
 	}
 	if r, ok := set.ops.Load(op); ok {
-		return r.(*prepared)
+		return shared(r.(*prepared))
 	}
 	r := prepare(s.allowed(rt, p, op))
 	if set.n.Add(1) <= maxOpResponses {
 		set.ops.Store(op, r)
 	}
-	return r
+	return shared(r)
 }
+
+func newAllowSet() any { return new(allowSet) }

@@ -2,19 +2,27 @@ package authz_test
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/mcp-authz/mcp-authz/authz"
 	"github.com/mcp-authz/mcp-authz/cache"
 	"github.com/mcp-authz/mcp-authz/internal/devissuer"
+	"github.com/mcp-authz/mcp-authz/internal/redistest"
 	"github.com/mcp-authz/mcp-authz/validators"
 )
 
@@ -110,6 +118,7 @@ func BenchmarkCheck(b *testing.B) {
 	b.Run("uncached_RS256", func(b *testing.B) {
 		runCheck(b, e.direct, checkRequest("Bearer "+e.token(b, "RS256")), codes.OK)
 	})
+	b.Run("cold_RS256", func(b *testing.B) { benchCold(b, e) })
 	b.Run("uncached_ES256", func(b *testing.B) {
 		runCheck(b, e.direct, checkRequest("Bearer "+e.token(b, "ES256")), codes.OK)
 	})
@@ -120,6 +129,76 @@ func BenchmarkCheck(b *testing.B) {
 		tok := e.token(b, "RS256")
 		runCheck(b, e.cached, checkRequest("Bearer "+tok[:len(tok)-4]+"AAAA"), codes.Unauthenticated)
 	})
+}
+
+// coldPool is the number of distinct tokens cold Checks cycle through;
+// each cycle runs against a fresh policy fingerprint, so that every Check
+// sees a token its cache has never seen.
+const coldPool = 2048
+
+// benchCold is a Check of a valid RS256 token never seen before, through
+// the caching validator with an in-process store, as a service runs it
+// (the request and the response as wire bytes, as the gRPC front end reads
+// and writes them; the deadline Envoy sends): the token's hash, the miss,
+// the validation, storing the verdict and rendering the allow.
+func benchCold(b *testing.B, e *benchEnv) {
+	toks := make([]string, coldPool)
+	var wg sync.WaitGroup
+	for w := range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(toks); i += runtime.GOMAXPROCS(0) {
+				toks[i] = e.token(b, "RS256")
+			}
+		}()
+	}
+	wg.Wait()
+	reqs := make([][]byte, len(toks))
+	for i, t := range toks {
+		reqs[i], _ = proto.Marshal(checkRequest("Bearer " + t))
+	}
+	store, _ := cache.NewMemory(cache.MemoryOptions{})
+	var cur switchable
+	cycle := 0
+	next := func() {
+		cycle++
+		cv, _ := cache.New(e.jwt, store, cache.Options{Policy: fmt.Sprintf("%s-%d", e.jwt.Fingerprint(), cycle)})
+		cur.v.Store(cv)
+	}
+	next()
+	s, err := authz.NewServer(authz.Config{Resources: []*authz.Resource{{
+		URI: benchResource, RequiredScopes: []string{"mcp:read"}, Validator: &cur,
+	}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if i == len(reqs) {
+			i = 0
+			next()
+		}
+		dctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		wire, err := s.CheckWire(dctx, reqs[i])
+		cancel()
+		// An allow: an empty status (code OK), then ok_response.
+		if err != nil || len(wire) < 3 || wire[0] != 0x0a || wire[1] != 0 || wire[2] != 0x1a {
+			b.Fatalf("not an allow: %v %x", err, wire[:min(len(wire), 16)])
+		}
+		i++
+	}
+}
+
+// switchable is the validator a cold benchmark points its server at.
+type switchable struct {
+	v atomic.Pointer[cache.Validator]
+}
+
+func (s *switchable) Validate(ctx context.Context, token string) (*validators.Principal, error) {
+	return s.v.Load().Validate(ctx, token)
 }
 
 // BenchmarkGolangJWT is the baseline: golang-jwt's own parse and verify of
@@ -256,4 +335,258 @@ func BenchmarkForward(b *testing.B) {
 			h.ServeHTTP(httptest.NewRecorder(), r)
 		}
 	})
+}
+
+// BenchmarkCheckRedisTier: a Check whose verdict is in L1; one whose
+// verdict is only in Redis (another replica validated the token, or this
+// one's L1 copy expired), which reads it in one round trip (the tier's
+// acquire script), checks its MAC, decodes it, keeps it in L1 and renders
+// the allow; and one round trip alone with go-redis (a GET of the
+// verdict), against a loopback redis-server. Reports p50 and p99 besides
+// the mean.
+func BenchmarkCheckRedisTier(b *testing.B) {
+	e := setup(b)
+	srv := redistest.Start(b)
+	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr}, ContextTimeoutEnabled: true, MaxRetries: -1})
+	b.Cleanup(func() { client.Close() })
+	l2, err := cache.NewRedis(cache.RedisOptions{Client: client, Timeout: time.Second, Secrets: [][]byte{[]byte("0123456789abcdef0123456789abcdef")}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	l1, _ := cache.NewMemory(cache.MemoryOptions{})
+	cv, _ := cache.New(e.jwt, &cache.Tiered{L1: l1, L2: l2}, cache.Options{Policy: e.jwt.Fingerprint()})
+	s, err := authz.NewServer(authz.Config{Resources: []*authz.Resource{{URI: benchResource, RequiredScopes: []string{"mcp:read"}, Validator: cv}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tok := e.token(b, "RS256")
+	req := checkRequest("Bearer " + tok)
+	ctx := context.Background()
+	if resp, err := s.Check(ctx, req); err != nil || codes.Code(resp.GetStatus().GetCode()) != codes.OK {
+		b.Fatalf("precondition: %v %v", resp.GetStatus(), err)
+	}
+	sum := cache.HashToken(tok)
+	for !l2Has(ctx, client, sum) { // the verdict is written in the background
+		time.Sleep(time.Millisecond)
+	}
+	timed := func(b *testing.B, before func(), op func() error) {
+		lat := make([]time.Duration, 0, 1<<16)
+		b.ReportAllocs()
+		for b.Loop() {
+			before()
+			t0 := time.Now()
+			if err := op(); err != nil {
+				b.Fatal(err)
+			}
+			lat = append(lat, time.Since(t0))
+		}
+		slices.Sort(lat)
+		b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
+	}
+	check := func() error {
+		// With the deadline Envoy sends (200 ms by default).
+		ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		resp, err := s.Check(ctx, req)
+		if err == nil && codes.Code(resp.GetStatus().GetCode()) != codes.OK {
+			err = fmt.Errorf("denied: %v", resp.GetStatus())
+		}
+		return err
+	}
+	b.Run("l1_hit", func(b *testing.B) { timed(b, func() {}, check) })
+	b.Run("redis_hit", func(b *testing.B) {
+		timed(b, func() { l1.InvalidateToken(sum) }, check)
+		if l2.Stats().Hits == 0 {
+			b.Fatal("not served from Redis")
+		}
+	})
+	b.Run("redis_round_trip", func(b *testing.B) {
+		key := "mcp-authz:v2:" + e.jwt.Fingerprint() + ":" + hex.EncodeToString(sum[:])
+		timed(b, func() {}, func() error { return client.Get(ctx, key).Err() })
+	})
+}
+
+// l2Has reports whether Redis holds a verdict for the token with digest sum.
+func l2Has(ctx context.Context, c redis.UniversalClient, sum [32]byte) bool {
+	keys, _ := c.Keys(ctx, "mcp-authz:v2:*:"+hex.EncodeToString(sum[:])).Result()
+	return len(keys) > 0
+}
+
+// stubValidator accepts any token as a principal of typical size, without
+// checking anything: the scale benchmarks fill caches with it.
+type stubValidator struct{}
+
+func (stubValidator) Validate(_ context.Context, token string) (*validators.Principal, error) {
+	claims := `{"iss":"https://tenant.us.auth0.com/","sub":"` + token + `","aud":"` + benchResource +
+		`","scope":"mcp:read mcp:write","client_id":"my-client-id-0123456789","exp":4102444800}`
+	return validators.NewPrincipal(validators.Identity{Subject: token, ClientID: "my-client-id-0123456789",
+		Issuer: "https://tenant.us.auth0.com/", Scopes: []string{"mcp:read", "mcp:write"},
+		ExpiresAt: time.Unix(4102444800, 0), ClaimsJSON: claims}), nil
+}
+
+// latencies runs op for b.N iterations and reports p50 and p99.
+func latencies(b *testing.B, op func(i int)) {
+	lat := make([]time.Duration, 0, 1<<16)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		t0 := time.Now()
+		op(i)
+		lat = append(lat, time.Since(t0))
+		i++
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
+}
+
+// BenchmarkScale: the cost of a Check as the configuration and the cache
+// grow. resources=N: N protected resources, the request's found by the
+// Envoy context extension or by host and path prefix (the last one
+// configured); the verdict is an L1 hit. issuers=N: N trusted issuers,
+// an uncached RS256 validation (the validator picks the token's issuer
+// by its iss). l1=N: N cached verdicts of typical size, Checks of tokens
+// picked at random among them.
+func BenchmarkScale(b *testing.B) {
+	e := setup(b)
+	tok := e.token(b, "RS256")
+	for _, n := range []int{1, 10, 100, 1000} {
+		store, _ := cache.NewMemory(cache.MemoryOptions{})
+		cv, _ := cache.New(e.jwt, store, cache.Options{Policy: e.jwt.Fingerprint()})
+		var res []*authz.Resource
+		for i := range n {
+			res = append(res, &authz.Resource{Name: fmt.Sprint("r", i), URI: fmt.Sprintf("https://mcp.example.com/r%d/mcp", i),
+				Hosts: []string{"mcp.example.com"}, PathPrefixes: []string{fmt.Sprintf("/r%d", i)},
+				RequiredScopes: []string{"mcp:read"}, Validator: cv})
+		}
+		s, err := authz.NewServer(authz.Config{Resources: res})
+		if err != nil {
+			b.Fatal(err)
+		}
+		byHost := checkRequest("Bearer " + tok)
+		byHost.Attributes.Request.Http.Path = fmt.Sprintf("/r%d/mcp", n-1)
+		byHost.Attributes.Request.Http.Headers[":path"] = byHost.Attributes.Request.Http.Path
+		byName := checkRequest("Bearer " + tok)
+		byName.Attributes.ContextExtensions = map[string]string{authz.ContextExtensionResource: fmt.Sprint("r", n-1)}
+		for _, v := range []struct {
+			name string
+			req  *authv3.CheckRequest
+		}{{"extension", byName}, {"host_prefix", byHost}} {
+			b.Run(fmt.Sprintf("resources=%d/by=%s", n, v.name), func(b *testing.B) {
+				ctx := context.Background()
+				if resp, err := s.Check(ctx, v.req); err != nil || codes.Code(resp.GetStatus().GetCode()) != codes.OK {
+					b.Fatalf("precondition: %v %v", resp.GetStatus(), err)
+				}
+				latencies(b, func(int) { _, _ = s.Check(ctx, v.req) })
+			})
+		}
+	}
+
+	for _, n := range []int{1, 20} {
+		b.Run(fmt.Sprintf("issuers=%d", n), func(b *testing.B) {
+			issuers := []validators.IssuerConfig{{Issuer: e.iss.URL, JWKSURI: e.iss.JWKSURL()}}
+			for i := 1; i < n; i++ {
+				issuers = append(issuers, validators.IssuerConfig{Issuer: fmt.Sprintf("https://issuer-%d.example.com", i), JWKSURI: e.iss.JWKSURL()})
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			v, err := validators.NewJWT(ctx, validators.JWTConfig{Issuers: issuers, Audiences: []string{benchResource},
+				Leeway: time.Minute, Client: http.DefaultClient})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, ks := range v.KeySets() {
+				for !ks.Loaded() {
+					time.Sleep(time.Millisecond)
+				}
+			}
+			s, err := authz.NewServer(authz.Config{Resources: []*authz.Resource{{URI: benchResource, RequiredScopes: []string{"mcp:read"}, Validator: v}}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			req := checkRequest("Bearer " + tok)
+			latencies(b, func(int) {
+				if resp, err := s.Check(ctx, req); err != nil || codes.Code(resp.GetStatus().GetCode()) != codes.OK {
+					b.Fatalf("%v %v", resp.GetStatus(), err)
+				}
+			})
+		})
+	}
+
+	for _, n := range []int{1_000, 10_000, 100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("l1=%d", n), func(b *testing.B) {
+			store, _ := cache.NewMemory(cache.MemoryOptions{MaxBytes: 1 << 40})
+			cv, _ := cache.New(stubValidator{}, store, cache.Options{Policy: "p"})
+			s, err := authz.NewServer(authz.Config{Resources: []*authz.Resource{{URI: benchResource, RequiredScopes: []string{"mcp:read"}, Validator: cv}}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			tokens := make([]string, n)
+			for i := range tokens {
+				tokens[i] = fmt.Sprintf("tok-%08d-%x", i, i*2654435761)
+				if _, err := cv.Validate(ctx, tokens[i]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			// Requests for tokens picked at random, built beforehand.
+			reqs := make([]*authv3.CheckRequest, 4096)
+			for i := range reqs {
+				reqs[i] = checkRequest("Bearer " + tokens[(i*7919+i*i*104729)%n])
+			}
+			// Twice each, so that every allow is rendered and kept: what
+			// is measured is the lookup.
+			for range 2 {
+				for _, r := range reqs {
+					_, _ = s.Check(ctx, r)
+				}
+			}
+			latencies(b, func(i int) {
+				if resp, err := s.Check(ctx, reqs[i%len(reqs)]); err != nil || codes.Code(resp.GetStatus().GetCode()) != codes.OK {
+					b.Fatalf("%v %v", resp.GetStatus(), err)
+				}
+			})
+			if st := cv.Stats(); st.Misses != int64(n) {
+				b.Fatalf("Checks missed the cache: %+v", st)
+			}
+			runtime.KeepAlive(store)
+		})
+	}
+}
+
+// BenchmarkMemoryPerAllow reports the heap that the allow response kept
+// with a principal in use (from its second Check on) adds to its cached
+// verdict (BenchmarkMemoryPerEntry in cache), as the gRPC front end keeps
+// it: the outcome (identity headers, metadata) and its wire bytes, which
+// the cache's weigher does not count.
+func BenchmarkMemoryPerAllow(b *testing.B) {
+	const n = 20_000
+	for b.Loop() {
+		store, _ := cache.NewMemory(cache.MemoryOptions{MaxBytes: 1 << 40})
+		cv, _ := cache.New(stubValidator{}, store, cache.Options{Policy: "p"})
+		s, err := authz.NewServer(authz.Config{Resources: []*authz.Resource{{URI: benchResource, RequiredScopes: []string{"mcp:read"}, Validator: cv}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx := context.Background()
+		reqs := make([][]byte, n)
+		for i := range reqs {
+			reqs[i], _ = proto.Marshal(checkRequest(fmt.Sprintf("Bearer tok-%08d-0123456789abcdef", i)))
+			if _, err := s.CheckWire(ctx, reqs[i]); err != nil { // cached; the allow rendered once and dropped
+				b.Fatal(err)
+			}
+		}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for _, r := range reqs {
+			_, _ = s.CheckWire(ctx, r) // rendered again, and kept
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/allow")
+		runtime.KeepAlive(s)
+		runtime.KeepAlive(reqs)
+	}
 }

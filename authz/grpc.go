@@ -11,32 +11,36 @@ import (
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 )
 
 // prepared is a CheckResponse that is sent many times: the response to a
-// cached principal, or a denial that does not depend on the request. From
-// its second use on it goes on the wire pre-marshalled; marshalling the
-// identity headers and metadata costs more than deciding a cached Check.
+// cached principal, or a denial that does not depend on the request. It
+// goes on the wire as encoded once; encoding the identity headers and
+// metadata costs more than deciding a cached Check.
 type prepared struct {
-	out  *outcome
-	msg  *authv3.CheckResponse
-	uses atomic.Int64
-	once sync.Once
-	wire []byte
+	out      *outcome
+	wireOnce sync.Once
+	wire     []byte
+	msgOnce  sync.Once
+	msg      *authv3.CheckResponse
 	// forward is the allow as the forward-auth front end sends it, built
 	// on its first use there (forward.go).
 	forward atomic.Pointer[forwardAllow]
 }
 
-func prepare(o *outcome) *prepared { return &prepared{out: o, msg: o.message()} }
+func prepare(o *outcome) *prepared { return &prepared{out: o} }
 
-// encoded returns the wire form, marshalled once. Nil means marshalling
-// failed, which for messages built by this package is a bug; the ordinary
-// codec then takes over rather than failing the Check.
+// encoded returns the wire form, encoded once.
 func (p *prepared) encoded() []byte {
-	p.once.Do(func() { p.wire, _ = proto.Marshal(p.msg) })
+	p.wireOnce.Do(func() { p.wire = p.out.wire() })
 	return p.wire
+}
+
+// message returns the response as a generated message (Server.Check, and
+// gRPC interceptors), built on first use.
+func (p *prepared) message() *authv3.CheckResponse {
+	p.msgOnce.Do(func() { p.msg = p.out.message() })
+	return p.msg
 }
 
 // Register registers s on gs as envoy.service.auth.v3.Authorization. gs must
@@ -106,17 +110,21 @@ func (s *Server) handleCheck(ctx context.Context, dec func(any) error, intercept
 	if err != nil {
 		return nil, err
 	}
-	// A response used once (a token seen once) is marshalled by the codec
-	// as usual; only reuse pays for keeping the bytes.
-	if p := r.prepared; p != nil && p.uses.Add(1) > 1 && p.encoded() != nil {
-		return p, nil
+	if r.prepared != nil {
+		return r.prepared, nil
 	}
-	return r.message(), nil
+	// Rendered for this request alone (a token seen once, say): encoded
+	// by the codec into a pooled buffer.
+	return renderedResponse{r.out}, nil
 }
 
+// renderedResponse is an outcome the codec encodes for one response.
+type renderedResponse struct{ o *outcome }
+
 // Codec returns the server option that hands Check requests to the Server
-// as wire bytes (read by parseCheckInput), sends prepared responses as they are, and handles every
-// other message with the standard protobuf codec.
+// as wire bytes (read by parseCheckInput), sends Check responses as this
+// package encodes them (wire.go), and handles every other message with the
+// standard protobuf codec.
 func Codec() grpc.ServerOption {
 	return grpc.ForceServerCodecV2(preparedCodec{encoding.GetCodecV2("proto")})
 }
@@ -124,9 +132,15 @@ func Codec() grpc.ServerOption {
 type preparedCodec struct{ encoding.CodecV2 }
 
 func (c preparedCodec) Marshal(v any) (mem.BufferSlice, error) {
-	if p, ok := v.(*prepared); ok {
+	switch v := v.(type) {
+	case *prepared:
 		// SliceBuffer.Free is a no-op: gRPC never recycles the shared bytes.
-		return mem.BufferSlice{mem.SliceBuffer(p.encoded())}, nil
+		return mem.BufferSlice{mem.SliceBuffer(v.encoded())}, nil
+	case renderedResponse:
+		pool := mem.DefaultBufferPool()
+		buf := pool.Get(v.o.wireSize())
+		*buf = v.o.appendWire((*buf)[:0])
+		return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
 	}
 	return c.CodecV2.Marshal(v)
 }

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/mcp-authz/mcp-authz/validators"
 )
 
 // Operation requires scopes for JSON-RPC messages (DESIGN §6): every rule
@@ -225,18 +227,16 @@ func scopeClosure(implies map[string][]string) map[string][]string {
 
 // granted reports whether the token scopes satisfy every scope in want,
 // directly or through the resource's scope hierarchy.
-func (rt *route) granted(have, want []string) bool {
+func (rt *route) granted(p *validators.Principal, want []string) bool {
 	for _, w := range want {
-		if slices.Contains(have, w) {
+		if p.HasScope(w) {
 			continue
 		}
 		found := false
-		for _, h := range have {
-			if slices.Contains(rt.implied[h], w) {
-				found = true
-				break
-			}
-		}
+		p.EachScope(func(h string) bool {
+			found = slices.Contains(rt.implied[h], w)
+			return !found
+		})
 		if !found {
 			return false
 		}

@@ -343,14 +343,14 @@ func TestSessionBinding(t *testing.T) {
 		r.SessionBinding = true
 	})
 	fv.answers["alice"] = func() (*validators.Principal, error) {
-		return &validators.Principal{Subject: "alice", Issuer: "https://as.example", Scopes: []string{"mcp:read"}}, nil
+		return validators.NewPrincipal(validators.Identity{Subject: "alice", Issuer: "https://as.example", Scopes: []string{"mcp:read"}}), nil
 	}
 	fv.answers["alice-2"] = fv.answers["alice"] // another token of the same principal
 	fv.answers["bob"] = func() (*validators.Principal, error) {
-		return &validators.Principal{Subject: "bob", Issuer: "https://as.example", Scopes: []string{"mcp:read"}}, nil
+		return validators.NewPrincipal(validators.Identity{Subject: "bob", Issuer: "https://as.example", Scopes: []string{"mcp:read"}}), nil
 	}
 	fv.answers["alice-elsewhere"] = func() (*validators.Principal, error) {
-		return &validators.Principal{Subject: "alice", Issuer: "https://other-as.example", Scopes: []string{"mcp:read"}}, nil
+		return validators.NewPrincipal(validators.Identity{Subject: "alice", Issuer: "https://other-as.example", Scopes: []string{"mcp:read"}}), nil
 	}
 	call := func(token, session, path string) decision {
 		h := map[string]string{"authorization": "Bearer " + token}

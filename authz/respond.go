@@ -87,8 +87,16 @@ type outcome struct {
 	remove []string
 	// body is the denial's JSON body.
 	body string
-	// meta is the allow's dynamic metadata (string or number values).
-	meta map[string]any
+	// meta is the allow's dynamic metadata, in the order it is written.
+	meta []metaField
+}
+
+// metaField is one dynamic metadata field: a string, or a number.
+type metaField struct {
+	key    string
+	s      string
+	n      float64
+	number bool
 }
 
 // message renders o as Envoy's CheckResponse.
@@ -116,12 +124,11 @@ func (o *outcome) message() *authv3.CheckResponse {
 	}
 	if len(o.meta) > 0 {
 		fields := make(map[string]*structpb.Value, len(o.meta))
-		for k, v := range o.meta {
-			switch v := v.(type) {
-			case string:
-				fields[k] = structpb.NewStringValue(v)
-			case float64:
-				fields[k] = structpb.NewNumberValue(v)
+		for _, m := range o.meta {
+			if m.number {
+				fields[m.key] = structpb.NewNumberValue(m.n)
+			} else {
+				fields[m.key] = structpb.NewStringValue(m.s)
 			}
 		}
 		resp.DynamicMetadata = &structpb.Struct{Fields: fields}
@@ -299,16 +306,17 @@ type opKey struct{ method, tool string }
 // rate limiting and access logs.
 func (s *Server) allowed(rt *route, p *validators.Principal, op opKey) *outcome {
 	hn := s.headers
-	scopes := strings.Join(p.Scopes, " ")
+	scopes := p.ScopeString()
+	sub, client, iss := p.Subject(), p.ClientID(), p.Issuer()
 	o := &outcome{allow: true, reason: reasonOK, code: codes.OK}
 	o.headers = make([]kv, 0, 8)
 	o.remove = make([]string, 0, 4)
 	for _, h := range [...]kv{
-		{hn.subject, headerValue(p.Subject)},
-		{hn.clientID, headerValue(p.ClientID)},
+		{hn.subject, headerValue(sub)},
+		{hn.clientID, headerValue(client)},
 		{hn.scopes, headerValue(scopes)},
-		{hn.issuer, headerValue(p.Issuer)},
-		{hn.claims, p.Claims},
+		{hn.issuer, headerValue(iss)},
+		{hn.claims, p.Claims()},
 		{hn.resource, headerValue(rt.URI)},
 		{hn.method, headerValue(op.method)},
 		{hn.tool, headerValue(op.tool)},
@@ -322,23 +330,20 @@ func (s *Server) allowed(rt *route, p *validators.Principal, op opKey) *outcome 
 	if s.cfg.StripAuthorization {
 		o.remove = append(o.remove, hAuthorization)
 	}
-	o.meta = map[string]any{
-		"resource": rt.URI,
-		"sub":      p.Subject,
-		"iss":      p.Issuer,
-		"scope":    scopes,
+	o.meta = make([]metaField, 0, 8)
+	o.meta = append(o.meta, metaField{key: "resource", s: rt.URI}, metaField{key: "sub", s: sub},
+		metaField{key: "iss", s: iss}, metaField{key: "scope", s: scopes})
+	if client != "" {
+		o.meta = append(o.meta, metaField{key: "client_id", s: client})
 	}
-	if p.ClientID != "" {
-		o.meta["client_id"] = p.ClientID
-	}
-	if !p.ExpiresAt.IsZero() {
-		o.meta["exp"] = float64(p.ExpiresAt.Unix())
+	if exp := p.ExpiresAt(); !exp.IsZero() {
+		o.meta = append(o.meta, metaField{key: "exp", n: float64(exp.Unix()), number: true})
 	}
 	if op.method != "" {
-		o.meta["method"] = op.method
+		o.meta = append(o.meta, metaField{key: "method", s: op.method})
 	}
 	if op.tool != "" {
-		o.meta["tool"] = op.tool
+		o.meta = append(o.meta, metaField{key: "tool", s: op.tool})
 	}
 	return o
 }

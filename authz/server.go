@@ -318,7 +318,7 @@ func (r result) outcome() *outcome {
 
 func (r result) message() *authv3.CheckResponse {
 	if r.prepared != nil {
-		return r.prepared.msg
+		return r.prepared.message()
 	}
 	return r.out.message()
 }
@@ -503,7 +503,7 @@ func (s *Server) decide(ctx context.Context, in *checkInput, req *request) (resu
 			return s.invalidRequest(rt, "Request body is not a readable JSON-RPC message"), nil
 		}
 	}
-	if !rt.granted(p.Scopes, needed) {
+	if !rt.granted(p, needed) {
 		return rendered(denied(http.StatusForbidden, codes.PermissionDenied,
 			rt.challengeInsufficientScope(needed), reasonInsufficientScope, "Insufficient scope")), nil
 	}
@@ -518,9 +518,9 @@ func (s *Server) decide(ctx context.Context, in *checkInput, req *request) (resu
 		op.method, op.tool = operation(msgs)
 	}
 	if s.log.Enabled(ctx, slog.LevelDebug) {
-		s.log.DebugContext(ctx, "allow", "resource", rt.Name, "sub", p.Subject, "scope", p.Scopes, "method", op.method)
+		s.log.DebugContext(ctx, "allow", "resource", rt.Name, "sub", p.Subject(), "scope", p.ScopeString(), "method", op.method)
 	}
-	return shared(s.allowResponse(rt, p, op)), nil
+	return s.allowResponse(rt, p, op), nil
 }
 
 func (s *Server) invalidRequest(rt *route, desc string) result {

@@ -41,10 +41,10 @@ func (f *fakeValidator) Validate(_ context.Context, token string) (*validators.P
 
 func principal(scopes ...string) func() (*validators.Principal, error) {
 	return func() (*validators.Principal, error) {
-		return &validators.Principal{
+		return validators.NewPrincipal(validators.Identity{
 			Subject: "user-1", ClientID: "client-1", Issuer: "https://as.example",
-			Scopes: scopes, ExpiresAt: time.Unix(2000000000, 0), Claims: "eyJzdWIiOiJ1c2VyLTEifQ",
-		}, nil
+			Scopes: scopes, ExpiresAt: time.Unix(2000000000, 0), ClaimsJSON: `{"sub":"user-1"}`,
+		}), nil
 	}
 }
 
@@ -57,9 +57,11 @@ func failing(kind error, desc string) func() (*validators.Principal, error) {
 func newTestServer(t testing.TB, mutate func(*Config, *Resource)) (*Server, *fakeValidator) {
 	t.Helper()
 	fv := &fakeValidator{answers: map[string]func() (*validators.Principal, error){
-		"good":        principal("mcp:read", "mcp:write"),
-		"readonly":    principal("mcp:write"),
-		"noclient":    func() (*validators.Principal, error) { return &validators.Principal{Subject: "s", Issuer: "i"}, nil },
+		"good":     principal("mcp:read", "mcp:write"),
+		"readonly": principal("mcp:write"),
+		"noclient": func() (*validators.Principal, error) {
+			return validators.NewPrincipal(validators.Identity{Subject: "s", Issuer: "i"}), nil
+		},
 		"expired":     failing(validators.ErrInvalidToken, validators.DescExpired),
 		"quoted":      failing(validators.ErrInvalidToken, `bad "quote" \ here`),
 		"down":        failing(validators.ErrUnavailable, validators.DescJWKS),

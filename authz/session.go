@@ -25,9 +25,9 @@ func sessionKey(resource, id string) [sha256.Size]byte {
 // client id for tokens without a subject (client credentials at some
 // authorization servers).
 func principalID(p *validators.Principal) string {
-	id := p.Issuer + "\x00" + p.Subject
-	if p.Subject == "" {
-		id += "\x00client:" + p.ClientID
+	id := p.Issuer() + "\x00" + p.Subject()
+	if p.Subject() == "" {
+		id += "\x00client:" + p.ClientID()
 	}
 	return id
 }

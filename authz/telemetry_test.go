@@ -173,8 +173,7 @@ func TestAllowLogsAtDebug(t *testing.T) {
 			t.Fatalf("allow lines: %s", buf.String())
 		}
 		a := allows[0]
-		scopes, _ := a["scope"].([]any)
-		if a["level"] != "DEBUG" || a["sub"] != "user-1" || a["resource"] != testResource || len(scopes) != 2 || scopes[0] != "mcp:read" {
+		if a["level"] != "DEBUG" || a["sub"] != "user-1" || a["resource"] != testResource || a["scope"] != "mcp:read mcp:write" {
 			t.Fatalf("allow line: %v", a)
 		}
 	}

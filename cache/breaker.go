@@ -1,8 +1,10 @@
 package cache
 
 import (
+	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +27,14 @@ const maxBackoff = 30 * time.Second
 // requests use Redis again, one success closes it and one error reopens it
 // at once.
 //
+// A timeout does not count while Redis answered something within quiet
+// (five timeouts, at least a second): under a burst of fresh tokens some
+// calls run out of time in the queue while others are answered, and
+// skipping Redis then would make every replica validate every token of the
+// burst itself. go-redis reports a refused dial as the caller's timeout
+// too, so a Redis that has died is skipped a second after its last
+// answer, each call that goes to it meanwhile costing at most Timeout.
+//
 // While it is open, one goroutine pings Redis every probeInterval, so no
 // request pays for finding out: when a ping succeeds after one has failed
 // (Redis came back from an outage), the breaker closes at once instead of
@@ -34,9 +44,16 @@ const maxBackoff = 30 * time.Second
 type breaker struct {
 	openUntil atomic.Int64 // unix nanoseconds; 0 when closed
 	failures  atomic.Int32
+	// lastSuccess is when Redis last answered (unix nanoseconds).
+	lastSuccess atomic.Int64
+	// quiet is how long Redis must have answered nothing for a timeout to
+	// count as a failure.
+	quiet     time.Duration
 	threshold int32
 	initial   time.Duration
-	log       *slog.Logger
+	// max caps the doubling back-off; zero means maxBackoff.
+	max time.Duration
+	log *slog.Logger
 	// ping asks Redis whether it answers; nil disables probing.
 	ping     func() error
 	interval time.Duration
@@ -59,6 +76,9 @@ func (b *breaker) state() (up bool, backoff time.Duration) {
 }
 
 func (b *breaker) success() {
+	if now := time.Now().UnixNano(); now-b.lastSuccess.Load() > int64(time.Millisecond) {
+		b.lastSuccess.Store(now)
+	}
 	if b.failures.Load() == 0 && b.openUntil.Load() == 0 {
 		return
 	}
@@ -77,6 +97,9 @@ func (b *breaker) closeLocked() {
 }
 
 func (b *breaker) failure(now time.Time, err error) {
+	if isTimeout(err) && now.UnixNano()-b.lastSuccess.Load() < int64(b.quiet) {
+		return // Redis was answering just now: busy, not down
+	}
 	// After a back-off period one failed call reopens the breaker at once.
 	halfOpen := b.openUntil.Load() != 0
 	if b.failures.Add(1) < b.threshold && !halfOpen {
@@ -87,10 +110,14 @@ func (b *breaker) failure(now time.Time, err error) {
 	if now.UnixNano() < b.openUntil.Load() {
 		return // another caller opened it
 	}
+	limit := b.max
+	if limit <= 0 {
+		limit = maxBackoff
+	}
 	if b.backoff == 0 {
-		b.backoff = b.initial
+		b.backoff = min(b.initial, limit)
 	} else {
-		b.backoff = min(2*b.backoff, maxBackoff)
+		b.backoff = min(2*b.backoff, limit)
 	}
 	b.openUntil.Store(now.Add(b.backoff).UnixNano())
 	b.failures.Store(0)
@@ -124,4 +151,12 @@ func (b *breaker) probe() {
 		b.mu.Unlock()
 		time.Sleep(b.interval)
 	}
+}
+
+// isTimeout reports whether err is a call that ran out of time: in the
+// connection pool, on the network, or waiting for Redis's answer.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, redis.ErrPoolTimeout) ||
+		(errors.As(err, &ne) && ne.Timeout())
 }

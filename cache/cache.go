@@ -10,13 +10,13 @@ package cache
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/sync/singleflight"
+	"unsafe"
 
 	"github.com/mcp-authz/mcp-authz/internal/tracing"
 	"github.com/mcp-authz/mcp-authz/validators"
@@ -31,11 +31,15 @@ type Key struct {
 
 // NewKey returns the cache key of token under policy.
 func NewKey(policy, token string) Key {
-	return Key{Policy: policy, Token: sha256.Sum256([]byte(token))}
+	return Key{Policy: policy, Token: HashToken(token)}
 }
 
 // HashToken is the digest under which a token's verdicts are stored.
-func HashToken(token string) [sha256.Size]byte { return sha256.Sum256([]byte(token)) }
+func HashToken(token string) [sha256.Size]byte {
+	// The token's own bytes, not a copy: sha256.Sum256 only reads them,
+	// and a copy of a JWT was the largest allocation of a cached Check.
+	return sha256.Sum256(unsafe.Slice(unsafe.StringData(token), len(token)))
+}
 
 // String renders the key as "<policy>:<hex sha256>", the form used by
 // shared stores and logs.
@@ -59,24 +63,40 @@ type Store interface {
 }
 
 // Locker is a store shared by a fleet that can elect one replica to
-// validate a fresh token (the Redis tier).
+// validate a fresh token (the Redis tier). Its lock only saves
+// validations: it never decides, and a replica that cannot get an answer
+// from it in time validates itself.
 type Locker interface {
-	// Lock takes the lock on k if it is free; release gives it back.
-	Lock(ctx context.Context, k Key, ttl time.Duration) (state LockState, release func())
-	// Shared reads the fleet's verdict for k.
-	Shared(ctx context.Context, k Key) (Entry, bool)
+	// Acquire is one look at a fresh token in the fleet, in one round
+	// trip: the fleet's verdict (found), or else the lock on validating k
+	// for owner (a random id of this turn) for at most ttl (LockHeld), or
+	// else LockBusy: another replica holds it. force takes the lock
+	// whatever verdict is stored (the caller found it unusable). A second
+	// call with the same owner after an unanswered one (LockUnknown, with
+	// the error) finds out whether the first took the lock. LockSkipped:
+	// the store is not in use (Redis failing).
+	Acquire(ctx context.Context, k Key, owner string, ttl time.Duration, force bool) (state LockState, e Entry, found bool, err error)
+	// Release keeps e for ttl (when ttl > 0) and then gives the lock on k
+	// back if owner still holds it. The verdict is in the in-process tier
+	// when Release returns; the fleet's tier is written in the
+	// background, so the Check that validated does not wait for it.
+	Release(ctx context.Context, k Key, owner string, e Entry, ttl time.Duration)
 }
 
-// LockState is the outcome of Locker.Lock.
+// LockState is the outcome of Locker.Acquire.
 type LockState int
 
 const (
-	// LockUnknown: the store could not say; validate without waiting.
+	// LockUnknown: the store did not answer in time; the lock may or may
+	// not have been taken.
 	LockUnknown LockState = iota
-	// LockHeld: this caller validates, then releases.
+	// LockHeld: this caller validates, then unlocks.
 	LockHeld
 	// LockBusy: another replica is validating; wait for its verdict.
 	LockBusy
+	// LockSkipped: the store is not in use (Redis failing); validate
+	// without waiting.
+	LockSkipped
 )
 
 // Inner is the validator being cached.
@@ -99,10 +119,16 @@ type Options struct {
 	// negative disables negative caching. It bounds negative verdicts read
 	// from a shared store as TTL bounds positive ones.
 	NegativeTTL time.Duration
-	// LockWait is how long a replica waits for another replica's verdict on
-	// a fresh token before validating itself; it applies only with a
-	// Locker store. Zero means 100 ms; keep it under Envoy's ext_authz
-	// timeout. LockTTL bounds how long a lock is held. Zero means 2 s.
+	// LockWait bounds how long a replica waits for another replica's
+	// verdict on a fresh token (or for the shared store to answer) before
+	// validating itself; it applies only with a Locker store. Zero means
+	// until the Check's deadline less the margin kept for the answer, and
+	// 100 ms for a Check without a deadline: a replica that stopped
+	// waiting sooner would only repeat a validation still running
+	// elsewhere (an introspection takes 200-300 ms at real providers), and
+	// a replica whose holder disappears still validates the token itself
+	// in time when validating is quick (a JWT). LockTTL bounds how long a
+	// lock is held. Zero means 2 s.
 	LockWait, LockTTL time.Duration
 	// Now overrides the clock, for tests.
 	Now func() time.Time
@@ -116,6 +142,8 @@ type Options struct {
 const (
 	defaultTTL         = 5 * time.Minute
 	defaultNegativeTTL = 5 * time.Second
+	// defaultLockWait is LockWait for a Check without a deadline.
+	defaultLockWait = 100 * time.Millisecond
 )
 
 // boundable is a store whose contents are untrusted (the Redis tier, or a
@@ -125,8 +153,13 @@ type boundable interface {
 	bounded(bounds) Store
 }
 
-// lockPoll is how often a waiting replica looks for the verdict.
-const lockPoll = 5 * time.Millisecond
+// lockPoll is how soon a waiting replica first looks for the verdict; it
+// then waits twice as long each time, up to maxLockPoll, so that a burst
+// of fresh tokens does not turn into a flood of polls.
+const (
+	lockPoll    = 10 * time.Millisecond
+	maxLockPoll = 40 * time.Millisecond
+)
 
 // Stats are cumulative counters of a caching Validator.
 type Stats struct {
@@ -140,11 +173,11 @@ type Validator struct {
 	inner Inner
 	store Store
 	// local reads the in-process tier alone when the store has a shared
-	// one: the shared tier is read once per fresh token by the
-	// singleflight leader, not by every concurrent caller.
-	local func(context.Context, Key) (Entry, bool)
-	opts  Options
-	group singleflight.Group
+	// one: the shared tier is read once per fresh token by the leader of
+	// its flight, not by every concurrent caller.
+	local   func(context.Context, Key) (Entry, bool)
+	opts    Options
+	flights flights
 
 	hits, negHits, misses, collapsed, fromFleet atomic.Int64
 }
@@ -165,9 +198,6 @@ func New(inner Inner, store Store, opts Options) (*Validator, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
-	}
-	if opts.LockWait <= 0 {
-		opts.LockWait = 100 * time.Millisecond
 	}
 	if opts.LockTTL <= 0 {
 		opts.LockTTL = 2 * time.Second
@@ -190,24 +220,88 @@ func (v *Validator) Stats() Stats {
 		FromFleet: v.fromFleet.Load()}
 }
 
-// awaitShared polls the fleet's store for the verdict another replica is
-// producing, up to LockWait.
-func (v *Validator) awaitShared(ctx context.Context, l Locker, key Key) (Entry, bool) {
-	deadline := time.Now().Add(v.opts.LockWait)
-	t := time.NewTicker(lockPoll)
-	defer t.Stop()
-	for time.Now().Before(deadline) {
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return Entry{}, false
-		}
-		if e, ok := l.Shared(ctx, key); ok {
-			v.fromFleet.Add(1)
-			return e, true
-		}
+// fleetTurn returns the fleet's verdict on a fresh token (done), or says
+// that this replica is to validate it: holding the fleet's lock (owner is
+// its id), or because the fleet could not say in time (owner is empty).
+//
+// While another replica holds the lock, this one looks again with a
+// growing interval until LockWait or the Check's deadline. Each look is
+// one round trip (Locker.Acquire) that takes the verdict if it is there
+// and the lock if it is free. A look that goes unanswered (each is bounded
+// by the tier's fleet timeout) is not taken for a refusal: the next one
+// tells whether it took the lock after all; only maxUnanswered in a row
+// make the replica validate by itself. So while Redis answers, a fresh
+// token is validated once in the whole fleet (again only after a
+// validation that left no verdict, one replica at a time); when Redis is
+// down, failing, or slower than its timeout, at most once per replica.
+func (v *Validator) fleetTurn(ctx context.Context, l Locker, key Key) (p *validators.Principal, done bool, owner string, err error) {
+	wait := v.opts.LockWait
+	if _, ok := ctx.Deadline(); !ok && wait <= 0 {
+		wait = defaultLockWait
 	}
-	return Entry{}, false
+	lctx, cancel := ctx, context.CancelFunc(func() {})
+	if wait > 0 {
+		lctx, cancel = context.WithTimeout(ctx, wait)
+	}
+	defer cancel()
+	owner = newOwner()
+	force := false
+	unanswered := 0
+	poll := lockPoll
+	var timer *time.Timer
+	for looks := 0; ; looks++ {
+		state, e, found, aerr := l.Acquire(lctx, key, owner, v.opts.LockTTL, force)
+		if found {
+			var usable bool
+			if p, usable, err = v.use(e); usable {
+				if looks > 0 {
+					v.fromFleet.Add(1)
+				}
+				return p, true, "", err
+			}
+			force = true // expired: take the lock whatever is stored, at once
+			continue
+		}
+		if state == LockUnknown && aerr != nil {
+			unanswered++
+		} else {
+			unanswered = 0
+		}
+		switch {
+		case state == LockHeld:
+			return nil, false, owner, nil
+		case state == LockSkipped, unanswered >= maxUnanswered:
+			return nil, false, "", nil
+		case state == LockUnknown && aerr == nil:
+			// The verdict's key held something unusable: take the lock
+			// whatever is stored, at once.
+			force = true
+			continue
+		}
+		if timer == nil {
+			timer = time.NewTimer(poll)
+			defer timer.Stop()
+		} else {
+			timer.Reset(poll)
+		}
+		select {
+		case <-timer.C:
+		case <-lctx.Done():
+			return nil, false, "", nil
+		}
+		poll = min(2*poll, maxLockPoll)
+	}
+}
+
+// maxUnanswered is how many Redis calls in a row may go unanswered before
+// a replica stops waiting for the fleet.
+const maxUnanswered = 3
+
+// newOwner is a random id for one lock attempt.
+func newOwner() string {
+	var id [16]byte
+	_, _ = rand.Read(id[:])
+	return hex.EncodeToString(id[:])
 }
 
 // Validate answers from the store when it can, and otherwise validates once
@@ -224,23 +318,18 @@ func (v *Validator) Validate(ctx context.Context, token string) (*validators.Pri
 		}
 	}
 	v.misses.Add(1)
-	ch := v.group.DoChan(key.String(), func() (any, error) {
+	p, shared, err := v.flights.do(ctx, key.Token, func() (*validators.Principal, error) {
 		vctx, cancel := detach(ctx)
 		defer cancel()
 		return v.validate(vctx, key, token)
 	})
-	select {
-	case r := <-ch:
-		if r.Shared {
-			v.collapsed.Add(1)
-		}
-		if r.Err != nil {
-			return nil, r.Err
-		}
-		return r.Val.(*validators.Principal), nil
-	case <-ctx.Done():
+	if shared {
+		v.collapsed.Add(1)
+	}
+	if err != nil && err == ctx.Err() { // this caller stopped waiting
 		return nil, &validators.Error{Kind: validators.ErrUnavailable, Description: "Token validation timed out", Err: ctx.Err()}
 	}
+	return p, err
 }
 
 // deadlineMargin is kept between a validation's outbound calls and the
@@ -269,7 +358,7 @@ func (v *Validator) use(e Entry) (p *validators.Principal, usable bool, err erro
 		v.negHits.Add(1)
 		return nil, true, e.Err
 	}
-	if e.Principal != nil && (e.Principal.ExpiresAt.IsZero() || v.opts.Now().Before(e.Principal.ExpiresAt)) {
+	if e.Principal != nil && (e.Principal.ExpiresAt().IsZero() || v.opts.Now().Before(e.Principal.ExpiresAt())) {
 		v.hits.Add(1)
 		return e.Principal, true, nil
 	}
@@ -277,38 +366,36 @@ func (v *Validator) use(e Entry) (p *validators.Principal, usable bool, err erro
 }
 
 func (v *Validator) validate(ctx context.Context, key Key, token string) (*validators.Principal, error) {
-	if l, ok := v.store.(Locker); ok {
-		if p, done, err := v.shared(ctx, l, key); done {
+	l, fleet := v.store.(Locker)
+	owner := ""
+	if fleet {
+		p, done, held, err := v.fleetTurnTraced(ctx, l, key)
+		if done {
 			return p, err
 		}
-		switch state, release := l.Lock(ctx, key, v.opts.LockTTL); state {
-		case LockHeld:
-			defer release()
-		case LockBusy:
-			// If the holder is slow or fails, validate ourselves.
-			if e, ok := v.awaitShared(ctx, l, key); ok {
-				if p, usable, err := v.use(e); usable {
-					return p, err
-				}
-			}
-		}
+		owner = held
 	}
 	p, err := v.validateInner(ctx, token)
+	var e Entry
+	var ttl time.Duration
 	if err != nil {
 		var verr *validators.Error
 		if errors.As(err, &verr) && errors.Is(verr.Kind, validators.ErrInvalidToken) && !verr.Retryable && v.opts.NegativeTTL > 0 {
-			v.store.Set(ctx, key, Entry{Err: verr}, v.opts.NegativeTTL)
+			e, ttl = Entry{Err: verr}, v.opts.NegativeTTL
 		}
-		return nil, err
+	} else {
+		e, ttl = Entry{Principal: p}, v.opts.TTL
+		if exp := p.ExpiresAt(); !exp.IsZero() {
+			ttl = min(ttl, exp.Sub(v.opts.Now()))
+		}
 	}
-	ttl := v.opts.TTL
-	if !p.ExpiresAt.IsZero() {
-		ttl = min(ttl, p.ExpiresAt.Sub(v.opts.Now()))
+	switch {
+	case owner != "":
+		l.Release(ctx, key, owner, e, ttl)
+	case ttl > 0:
+		v.store.Set(ctx, key, e, ttl)
 	}
-	if ttl > 0 {
-		v.store.Set(ctx, key, Entry{Principal: p}, ttl)
-	}
-	return p, nil
+	return p, err
 }
 
 // Results of a cache lookup, as spans name them.
@@ -333,26 +420,21 @@ func (v *Validator) tracedLocal(ctx context.Context, key Key) (p *validators.Pri
 	return nil, false, nil
 }
 
-// shared reads the fleet's tier, with a span when tracing. done reports
-// whether the stored verdict answers.
-func (v *Validator) shared(ctx context.Context, l Locker, key Key) (p *validators.Principal, done bool, err error) {
-	var span tracing.Span
-	if v.opts.Tracer != nil {
-		_, span = v.opts.Tracer.Start(ctx, "cache.l2")
-		defer span.End()
+// fleetTurnTraced is fleetTurn with a span on the fleet's tier when
+// tracing: hit or negative hit when the stored verdict answers, else miss.
+func (v *Validator) fleetTurnTraced(ctx context.Context, l Locker, key Key) (p *validators.Principal, done bool, owner string, err error) {
+	if v.opts.Tracer == nil {
+		return v.fleetTurn(ctx, l, key)
 	}
-	if e, ok := l.Shared(ctx, key); ok {
-		if p, usable, err := v.use(e); usable {
-			if span != nil {
-				span.Set(tracing.AttrCacheResult, lookupResult(err))
-			}
-			return p, true, err
-		}
-	}
-	if span != nil {
+	_, span := v.opts.Tracer.Start(ctx, "cache.l2")
+	defer span.End()
+	p, done, owner, err = v.fleetTurn(ctx, l, key)
+	if done {
+		span.Set(tracing.AttrCacheResult, lookupResult(err))
+	} else {
 		span.Set(tracing.AttrCacheResult, resultMiss)
 	}
-	return nil, false, nil
+	return p, done, owner, err
 }
 
 func lookupResult(err error) string {

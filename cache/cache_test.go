@@ -3,6 +3,8 @@ package cache
 import (
 	"context"
 	"errors"
+	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,7 +27,7 @@ func (c *countingValidator) Validate(_ context.Context, token string) (*validato
 
 func validFor(d time.Duration) func(string) (*validators.Principal, error) {
 	return func(string) (*validators.Principal, error) {
-		return &validators.Principal{Subject: "s", ExpiresAt: time.Now().Add(d)}, nil
+		return validators.NewPrincipal(validators.Identity{Subject: "s", ExpiresAt: time.Now().Add(d)}), nil
 	}
 }
 
@@ -98,7 +100,7 @@ func TestExpiryRecheckedOnHit(t *testing.T) {
 	now := time.Now()
 	clock := now
 	inner := &countingValidator{answer: func(string) (*validators.Principal, error) {
-		return &validators.Principal{Subject: "s", ExpiresAt: now.Add(time.Minute)}, nil
+		return validators.NewPrincipal(validators.Identity{Subject: "s", ExpiresAt: now.Add(time.Minute)}), nil
 	}}
 	v := newCached(t, inner, &staleStore{}, Options{Now: func() time.Time { return clock }})
 	_, _ = v.Validate(context.Background(), "tok")
@@ -171,6 +173,23 @@ func TestCancelledCallerDoesNotFailOthers(t *testing.T) {
 	}
 }
 
+// TestCancelledLeaderWithoutDeadline: the first caller of a fresh token,
+// whose Check has no deadline, stops waiting when it is cancelled; the
+// validation goes on and its verdict is kept for the next caller.
+func TestCancelledLeaderWithoutDeadline(t *testing.T) {
+	inner := &countingValidator{delay: 100 * time.Millisecond, answer: validFor(time.Hour)}
+	v := newCached(t, inner, newMemory(t), Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(10*time.Millisecond, cancel)
+	if _, err := v.Validate(ctx, "tok"); !errors.Is(err, validators.ErrUnavailable) {
+		t.Fatalf("cancelled caller: %v", err)
+	}
+	time.Sleep(150 * time.Millisecond)
+	if _, err := v.Validate(context.Background(), "tok"); err != nil || inner.calls.Load() != 1 {
+		t.Fatalf("after the flight landed: %v, %d validations", err, inner.calls.Load())
+	}
+}
+
 func TestPoliciesDoNotShareVerdicts(t *testing.T) {
 	store := newMemory(t)
 	allow := &countingValidator{answer: validFor(time.Hour)}
@@ -199,7 +218,7 @@ func TestMemoryBoundedByBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &validators.Principal{Subject: "s", Claims: string(make([]byte, 1000))}
+	p := validators.NewPrincipal(validators.Identity{Subject: "s", ClaimsJSON: string(make([]byte, 1000))})
 	for i := range 1000 {
 		m.Set(context.Background(), NewKey("p", string(rune(i))+"tok"), Entry{Principal: p}, time.Hour)
 	}
@@ -207,6 +226,35 @@ func TestMemoryBoundedByBytes(t *testing.T) {
 	if n := m.Len(); n > 64 {
 		t.Fatalf("%d entries of ~1.3 KB in a 64 KiB store", n)
 	}
+}
+
+// TestMemoryHonoursMaxBytes: filled far past its bound with realistic
+// principals, the in-process store holds about MaxBytes of heap: the
+// weigher counts what the allocator takes.
+func TestMemoryHonoursMaxBytes(t *testing.T) {
+	const bound = 16 << 20
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	m, err := NewMemory(MemoryOptions{MaxBytes: bound})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 * bound / 500 {
+		m.Set(context.Background(), NewKey("0123456789abcdef0123456789abcdef", strconv.Itoa(i)), Entry{Principal: realisticPrincipal()}, time.Hour)
+		if i%10000 == 0 {
+			m.c.CleanUp()
+		}
+	}
+	m.c.CleanUp()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	heap := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("%d entries, weighed %d bytes, heap %d bytes (bound %d)", m.Len(), m.c.WeightedSize(), heap, bound)
+	if heap > bound*11/10 || heap < bound*9/10 {
+		t.Fatalf("heap %d bytes for a bound of %d", heap, bound)
+	}
+	runtime.KeepAlive(m)
 }
 
 func TestNewRejectsMissingPolicy(t *testing.T) {

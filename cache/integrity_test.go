@@ -28,7 +28,7 @@ const goodToken = "good-token"
 // realOrInvalid accepts goodToken alone.
 func realOrInvalid(token string) (*validators.Principal, error) {
 	if token == goodToken {
-		return &validators.Principal{Subject: "real-user", ExpiresAt: time.Now().Add(time.Hour)}, nil
+		return validators.NewPrincipal(validators.Identity{Subject: "real-user", ExpiresAt: time.Now().Add(time.Hour)}), nil
 	}
 	return nil, &validators.Error{Kind: validators.ErrInvalidToken, Description: validators.DescSignature}
 }
@@ -225,7 +225,7 @@ func TestForgedVerdicts(t *testing.T) {
 				p, err := v.Validate(ctx, tc.token)
 				switch tc.token {
 				case goodToken:
-					if err != nil || p.Subject != "real-user" {
+					if err != nil || p.Subject() != "real-user" {
 						t.Fatalf("check %d of the good token: %v %v", i, p, err)
 					}
 				default:
@@ -325,7 +325,7 @@ func TestVerdictWithoutExp(t *testing.T) {
 	r, client := newRedisStore(t, srv)
 	ctx := context.Background()
 	k := NewKey("p", "api-key")
-	r.Set(ctx, k, Entry{Principal: &validators.Principal{Subject: "key-name"}}, time.Minute)
+	r.Set(ctx, k, Entry{Principal: validators.NewPrincipal(validators.Identity{Subject: "key-name"})}, time.Minute)
 	b, _ := client.Get(ctx, r.redisKey(k)).Bytes()
 	var v cachev1.Verdict
 	if err := proto.Unmarshal(b[32:], &v); err != nil {
@@ -335,7 +335,7 @@ func TestVerdictWithoutExp(t *testing.T) {
 		t.Fatalf("stored exp %d, cached until %d ms, flag %v", v.ExpiresAt, v.CachedUntilMs, v.ExpIsCacheBound)
 	}
 	e, ok := r.Get(ctx, k)
-	if !ok || !e.Principal.ExpiresAt.IsZero() || e.until.UnixMilli() != v.CachedUntilMs {
+	if !ok || !e.Principal.ExpiresAt().IsZero() || e.until.UnixMilli() != v.CachedUntilMs {
 		t.Fatalf("read back %+v %v", e, ok)
 	}
 }

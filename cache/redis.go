@@ -2,7 +2,6 @@ package cache
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -26,13 +25,25 @@ type RedisOptions struct {
 	// Timeout bounds each cache call; Redis is never worth waiting for.
 	// Zero means 10 ms.
 	Timeout time.Duration
+	// FleetTimeout bounds each call a replica makes while a fresh token
+	// waits for the fleet's verdict (the lock and the looks at it): the
+	// alternative to waiting is a validation, and under a burst of fresh
+	// tokens calls take longer than Timeout. Zero means the larger of
+	// Timeout and 100 ms.
+	FleetTimeout time.Duration
 	// FailureThreshold consecutive errors open the breaker. Zero means 3.
 	FailureThreshold int
 	// Backoff is the first period the tier is skipped once the breaker
-	// opens; it doubles while Redis keeps failing, up to 30 s. Zero means
-	// 1 s. While the breaker is open a background ping closes it as soon as
-	// Redis answers again after an outage, without waiting the period out.
+	// opens; it doubles while Redis keeps failing, up to MaxBackoff. Zero
+	// means 1 s. While the breaker is open a background ping closes it as
+	// soon as Redis answers again after an outage, without waiting the
+	// period out.
 	Backoff time.Duration
+	// MaxBackoff caps the back-off. Zero means 30 s.
+	MaxBackoff time.Duration
+	// ProbeInterval is how often the open breaker pings Redis. Zero means
+	// 250 ms.
+	ProbeInterval time.Duration
 	// Secrets are the fleet's verdict secrets (HMAC-SHA256 keys), each at
 	// least MinSecretBytes long. The first signs every verdict written;
 	// each one verifies, so a secret is rotated by deploying [new, old]
@@ -72,6 +83,7 @@ type RedisStats struct {
 // worse than what anyone who can write to Redis can do by deleting keys.
 type Redis struct {
 	opts         RedisOptions
+	batch        *batcher
 	breaker      breaker
 	signer       *signer
 	integrityLog logLimiter
@@ -90,6 +102,9 @@ func NewRedis(opts RedisOptions) (*Redis, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 10 * time.Millisecond
 	}
+	if opts.FleetTimeout <= 0 {
+		opts.FleetTimeout = max(opts.Timeout, 100*time.Millisecond)
+	}
 	if opts.FailureThreshold <= 0 {
 		opts.FailureThreshold = 3
 	}
@@ -104,11 +119,23 @@ func NewRedis(opts RedisOptions) (*Redis, error) {
 		return nil, err
 	}
 	opts.Secrets = nil // the signer keeps its own copies
-	r := &Redis{opts: opts, signer: signer, integrityLog: logLimiter{period: 10 * time.Second}}
+	r := &Redis{opts: opts, signer: signer, integrityLog: logLimiter{period: 10 * time.Second},
+		batch: newBatcher(opts.Client, max(10*opts.Timeout, time.Second))}
+	// Redis answering a pipeline is a success, whether or not the callers
+	// whose calls it carried were still waiting.
+	r.batch.answered = r.breaker.success
+	if opts.ProbeInterval <= 0 {
+		opts.ProbeInterval = probeInterval
+	}
 	r.breaker.threshold = int32(opts.FailureThreshold)
 	r.breaker.initial = opts.Backoff
+	r.breaker.max = opts.MaxBackoff
+	r.breaker.quiet = max(5*opts.Timeout, time.Second)
 	r.breaker.log = opts.Logger
-	r.breaker.interval = probeInterval
+	r.breaker.interval = opts.ProbeInterval
+	// A new client has not failed yet: its first timeouts are treated as
+	// a busy Redis's, like any others within quiet of an answer.
+	r.breaker.lastSuccess.Store(time.Now().UnixNano())
 	r.breaker.ping = func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), opts.Timeout)
 		defer cancel()
@@ -157,11 +184,37 @@ func (r *Redis) get(ctx context.Context, k Key, b bounds) (Entry, bool) {
 	key := r.redisKey(k)
 	// One round trip: the value and its TTL, since a key without one (or
 	// with a longer one than any verdict gets) was not written by a replica.
-	pipe := r.opts.Client.Pipeline()
-	get := pipe.Get(ctx, key)
-	pttl := pipe.PTTL(ctx, key)
-	_, _ = pipe.Exec(ctx)
+	var get *redis.StringCmd
+	var pttl *redis.DurationCmd
+	if err := r.batch.run(ctx, func(ctx context.Context, p redis.Pipeliner) {
+		get, pttl = p.Get(ctx, key), p.PTTL(ctx, key)
+	}); err != nil {
+		r.noAnswer(err)
+		return Entry{}, false
+	}
+	return r.open(k, key, get, pttl, b, true)
+}
+
+// noAnswer counts a call that got no answer in time.
+func (r *Redis) noAnswer(err error) {
+	r.errs.Add(1)
+	r.breaker.failure(time.Now(), err)
+}
+
+// open checks and decodes the answers to GET and PTTL of a verdict's key.
+// report counts and logs a value that fails its checks (a caller that has
+// just read it, and reported it, reads it again without).
+func (r *Redis) open(k Key, key string, get *redis.StringCmd, pttl *redis.DurationCmd, b bounds, report bool) (Entry, bool) {
 	value, err := get.Bytes()
+	if err == nil {
+		err = pttl.Err()
+	}
+	return r.openValue(k, key, value, err, pttl.Val(), b, report)
+}
+
+// openValue is open with the answers as values: the verdict's bytes or
+// the error reading them, and its PTTL.
+func (r *Redis) openValue(k Key, key string, value []byte, err error, pttl time.Duration, b bounds, report bool) (Entry, bool) {
 	switch {
 	case errors.Is(err, redis.Nil):
 		r.breaker.success()
@@ -171,10 +224,10 @@ func (r *Redis) get(ctx context.Context, k Key, b bounds) (Entry, bool) {
 		// Not a string: not ours, and not Redis failing.
 		r.breaker.success()
 		r.misses.Add(1)
-		r.integrityFailure(k, reasonDecode)
+		if report {
+			r.integrityFailure(k, reasonDecode)
+		}
 		return Entry{}, false
-	case err == nil:
-		err = pttl.Err()
 	}
 	if err != nil {
 		r.errs.Add(1)
@@ -182,10 +235,10 @@ func (r *Redis) get(ctx context.Context, k Key, b bounds) (Entry, bool) {
 		return Entry{}, false
 	}
 	r.breaker.success()
-	e, ok, reason := r.signer.openVerdict(key, value, pttl.Val(), time.Now(), b)
+	e, ok, reason := r.signer.openVerdict(key, value, pttl, time.Now(), b)
 	if !ok {
 		r.misses.Add(1)
-		if reason != "" {
+		if reason != "" && report {
 			r.integrityFailure(k, reason)
 		}
 		return Entry{}, false
@@ -205,51 +258,178 @@ func (r *Redis) Set(ctx context.Context, k Key, e Entry, ttl time.Duration) {
 		return
 	}
 	key := r.redisKey(k)
+	value := r.signer.seal(key, payload)
 	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	defer cancel()
-	if err := r.opts.Client.Set(ctx, key, r.signer.seal(key, payload), ttl).Err(); err != nil {
-		r.errs.Add(1)
-		r.breaker.failure(time.Now(), err)
+	var set *redis.StatusCmd
+	err = r.batch.run(ctx, func(ctx context.Context, p redis.Pipeliner) { set = p.Set(ctx, key, value, ttl) })
+	if err == nil {
+		err = set.Err()
+	}
+	if err != nil {
+		r.noAnswer(err)
 		return
 	}
 	r.sets.Add(1)
 	r.breaker.success()
 }
 
-// releaseScript deletes a lock only if this caller still holds it.
-var releaseScript = redis.NewScript(`if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end`)
+// lockKey is the key of the lock on validating k: "{<verdict key>}:lock",
+// whose hash tag puts it in the verdict's Cluster slot, so that a
+// pipeline touching both runs in order on one node.
+func (r *Redis) lockKey(k Key) string { return "{" + r.redisKey(k) + "}:lock" }
 
-// Lock tries to take the fleet-wide lock on validating k, so that one
-// replica validates a fresh token while the others wait for its verdict.
-// When Redis cannot say, the caller validates itself: the lock only saves
-// calls, it never decides.
-func (r *Redis) Lock(ctx context.Context, k Key, ttl time.Duration) (LockState, func()) {
-	none := func() {}
-	if !r.breaker.allow(time.Now()) {
-		return LockUnknown, none
-	}
-	var id [16]byte
-	_, _ = rand.Read(id[:])
-	owner := hex.EncodeToString(id[:])
-	lockKey := r.redisKey(k) + ":lock"
-	cctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
-	defer cancel()
-	ok, err := r.opts.Client.SetNX(cctx, lockKey, owner, ttl).Result()
-	if err != nil {
-		r.errs.Add(1)
-		r.breaker.failure(time.Now(), err)
-		return LockUnknown, none
-	}
-	if !ok {
-		r.lockWaits.Add(1)
-		return LockBusy, none
-	}
-	return LockHeld, func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.Timeout)
-		defer cancel()
-		_ = releaseScript.Run(rctx, r.opts.Client, []string{lockKey}, owner).Err()
-	}
+// acquireScript is a fresh token's turn in one round trip: the verdict if
+// there is one (with its PTTL); else the lock for ARGV[1] (for ARGV[2]
+// milliseconds) if it is free or already ARGV[1]'s; else who holds it.
+// ARGV[3] "1" takes the lock whatever the verdict (the caller found it
+// unusable). It answers {1, verdict, pttl}, {2} (the lock is the
+// caller's), {3, holder}, or {4} when the verdict's key holds something
+// other than a string; with {2} and {3} the verdict's key was empty.
+// Scripts must name every key they touch, and both keys share a Cluster
+// slot (lockKey). Sent whole (EVAL): a pipeline cannot retry an EVALSHA
+// that Redis does not know, and Redis caches the compiled script anyway.
+const acquireScript = `local v = redis.pcall("GET", KEYS[1])
+if type(v) == "string" and ARGV[3] ~= "1" then
+  return {1, v, redis.call("PTTL", KEYS[1])}
+end
+if type(v) == "table" and v.err and ARGV[3] ~= "1" then
+  return {4}
+end
+local h = redis.call("GET", KEYS[2])
+if h == ARGV[1] then
+  return {2}
+end
+if not h then
+  redis.call("SET", KEYS[2], ARGV[1], "PX", ARGV[2])
+  return {2}
+end
+return {3, h}`
+
+// fleetAcquire takes a fresh token's turn (acquireScript): the fleet's
+// verdict (found), or the lock for owner (LockHeld), or who holds it
+// (LockBusy), or no answer in time (LockUnknown, and the error), or
+// nothing because the tier is being skipped (LockSkipped). A second call
+// with the same owner after an unanswered one finds out whether the first
+// took the lock. It waits for Redis for FleetTimeout. The lock only saves
+// calls: it never decides.
+//
+// The Redis tier is a Locker behind an in-process tier (Tiered), whose
+// methods call this; alone, it is a plain Store.
+func (r *Redis) fleetAcquire(ctx context.Context, k Key, owner string, ttl time.Duration, force bool) (LockState, Entry, bool, error) {
+	return r.acquire(ctx, k, owner, ttl, force, defaultBounds)
 }
+
+func (r *boundedRedis) fleetAcquire(ctx context.Context, k Key, owner string, ttl time.Duration, force bool) (LockState, Entry, bool, error) {
+	return r.acquire(ctx, k, owner, ttl, force, r.b)
+}
+
+func (r *Redis) acquire(ctx context.Context, k Key, owner string, ttl time.Duration, force bool, b bounds) (LockState, Entry, bool, error) {
+	if !r.breaker.allow(time.Now()) {
+		r.skipped.Add(1)
+		return LockSkipped, Entry{}, false, errSkipped
+	}
+	key, lockKey := r.redisKey(k), r.lockKey(k)
+	ctx, cancel := r.fleetContext(ctx)
+	defer cancel()
+	forced := "0"
+	if force {
+		forced = "1"
+	}
+	var cmd *redis.Cmd
+	err := r.batch.run(ctx, func(ctx context.Context, p redis.Pipeliner) {
+		cmd = p.Eval(ctx, acquireScript, []string{key, lockKey}, owner, max(ttl.Milliseconds(), 1), forced)
+	})
+	var reply []any
+	if err == nil {
+		reply, err = cmd.Slice()
+	}
+	if err == nil && len(reply) == 0 {
+		err = errors.New("redis: empty answer to the acquire script")
+	}
+	if err != nil {
+		r.noAnswer(err)
+		return LockUnknown, Entry{}, false, err
+	}
+	r.breaker.success()
+	kind, _ := reply[0].(int64)
+	switch {
+	case kind == 1 && len(reply) == 3:
+		value, _ := reply[1].(string)
+		pttl, _ := reply[2].(int64)
+		// A verdict that fails its checks is a miss: the caller asks
+		// again, forcing the lock.
+		e, ok := r.openValue(k, key, []byte(value), nil, time.Duration(pttl)*time.Millisecond, b, true)
+		return LockUnknown, e, ok, nil
+	case kind == 4:
+		r.misses.Add(1)
+		r.integrityFailure(k, reasonDecode)
+		return LockUnknown, Entry{}, false, nil
+	case kind == 2:
+		r.misses.Add(1)
+		return LockHeld, Entry{}, false, nil
+	case kind == 3:
+		r.misses.Add(1)
+		r.lockWaits.Add(1)
+		holder, _ := reply[1].(string)
+		if holder == "" {
+			return LockUnknown, Entry{}, false, nil
+		}
+		return LockBusy, Entry{}, false, nil
+	}
+	err = fmt.Errorf("redis: unexpected answer %v to the acquire script", reply)
+	r.noAnswer(err)
+	return LockUnknown, Entry{}, false, err
+}
+
+// fleetContext bounds a call made while a fresh token waits for the
+// fleet: by FleetTimeout.
+func (r *Redis) fleetContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, r.opts.FleetTimeout)
+}
+
+// releaseScript deletes a lock only if this caller still holds it. It is
+// sent whole (EVAL, not EVALSHA): in a pipeline there is no retrying
+// after NOSCRIPT, and it is short.
+const releaseScript = `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end`
+
+// fleetRelease stores e for ttl (when ttl > 0) and gives the lock on k
+// back if owner still holds it, in one pipeline sent in the background:
+// the verdict is written before the lock goes, so a replica that finds
+// the lock free finds the verdict too.
+func (r *Redis) fleetRelease(_ context.Context, k Key, owner string, e Entry, ttl time.Duration) {
+	if !r.breaker.allow(time.Now()) {
+		return // the lock expires on its own
+	}
+	key, lockKey := r.redisKey(k), r.lockKey(k)
+	var value []byte
+	if ttl > 0 {
+		e.until = time.Now().Add(ttl)
+		if payload, err := encodeVerdict(e); err == nil {
+			value = r.signer.seal(key, payload)
+		}
+	}
+	r.batch.send(func(ctx context.Context, p redis.Pipeliner) {
+		if value != nil {
+			p.Set(ctx, key, value, ttl)
+		}
+		p.Eval(ctx, releaseScript, []string{lockKey}, owner)
+	}, func(cmds []redis.Cmder) {
+		for _, c := range cmds {
+			if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+				r.noAnswer(err)
+				return
+			}
+		}
+		if value != nil {
+			r.sets.Add(1)
+		}
+		r.breaker.success()
+	})
+}
+
+// errSkipped: the tier is being skipped (the breaker is open).
+var errSkipped = errors.New("redis tier skipped")
 
 // invalidationChannel carries the hex SHA-256 of purged tokens.
 func (r *Redis) invalidationChannel() string { return r.opts.Prefix + ":invalidate" }

@@ -49,13 +49,13 @@ func TestRedisRoundTrip(t *testing.T) {
 	r, client := newRedisStore(t, srv)
 	ctx := context.Background()
 	exp := time.Now().Add(time.Hour).Truncate(time.Second)
-	p := &validators.Principal{Subject: "s", ClientID: "c", Issuer: "i", Scopes: []string{"a", "b"}, Audience: []string{"x"}, ExpiresAt: exp, Claims: "e30"}
+	p := validators.NewPrincipal(validators.Identity{Subject: "s", ClientID: "c", Issuer: "i", Scopes: []string{"a", "b"}, ExpiresAt: exp, ClaimsJSON: "{}"})
 	token := "eyJhbGciOiJSUzI1NiJ9.secret-token-body.sig"
 	k := NewKey("policy1", token)
 	r.Set(ctx, k, Entry{Principal: p}, time.Minute)
 	got, ok := r.Get(ctx, k)
-	if !ok || got.Principal.Subject != "s" || got.Principal.ClientID != "c" || strings.Join(got.Principal.Scopes, " ") != "a b" ||
-		!got.Principal.ExpiresAt.Equal(exp) || got.Principal.Claims != "e30" || got.Principal.Audience[0] != "x" {
+	if !ok || got.Principal.Subject() != "s" || got.Principal.ClientID() != "c" || strings.Join(got.Principal.Scopes(), " ") != "a b" ||
+		!got.Principal.ExpiresAt().Equal(exp) || got.Principal.Claims() != "e30" || got.Principal.ClaimsJSON() != "{}" {
 		t.Fatalf("got %+v %v", got.Principal, ok)
 	}
 	neg := NewKey("policy1", "bad-token")
@@ -156,8 +156,11 @@ func TestRedisOutage(t *testing.T) {
 			t.Fatalf("check %d failed while Redis is down: %v", i, err)
 		}
 	}
+	// go-redis reports the refused dials as timeouts, which open the
+	// breaker a second after Redis last answered (a busy Redis is not a
+	// dead one): calls until then each cost up to Timeout (50 ms here).
 	st := r.Stats()
-	if st.Errors == 0 || st.Skipped == 0 || st.Errors > 10 {
+	if st.Errors == 0 || st.Skipped == 0 || st.Errors > 40 {
 		t.Fatalf("breaker did not engage: %+v", st)
 	}
 	srv.Restart()
@@ -177,7 +180,7 @@ func TestRedisPaused(t *testing.T) {
 	srv := redistest.Start(t)
 	r, _ := newRedisStore(t, srv)
 	k := NewKey("p", "tok")
-	r.Set(context.Background(), k, Entry{Principal: &validators.Principal{Subject: "s"}}, time.Minute)
+	r.Set(context.Background(), k, Entry{Principal: validators.NewPrincipal(validators.Identity{Subject: "s"})}, time.Minute)
 	srv.Pause()
 	defer srv.Resume()
 	done := make(chan bool)
@@ -328,6 +331,10 @@ func TestRedisCluster(t *testing.T) {
 		if _, err := v.Validate(ctx, fmt.Sprintf("token-%d", i)); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// The verdicts are written in the background.
+	for deadline := time.Now().Add(5 * time.Second); r.Stats().Sets < 50 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
 	}
 	if st := r.Stats(); st.Sets != 50 || st.Errors != 0 {
 		t.Fatalf("stats %+v", st)

@@ -48,14 +48,34 @@ func (t *Tiered) bounded(b bounds) Store {
 // Local reads L1 alone.
 func (t *Tiered) Local(ctx context.Context, k Key) (Entry, bool) { return t.L1.Get(ctx, k) }
 
-// Lock delegates the fleet-wide validation lock to L2, when it has one.
-func (t *Tiered) Lock(ctx context.Context, k Key, ttl time.Duration) (LockState, func()) {
-	if l, ok := t.L2.(interface {
-		Lock(context.Context, Key, time.Duration) (LockState, func())
-	}); ok {
-		return l.Lock(ctx, k, ttl)
+// Acquire delegates a fresh token's turn to L2, when it can lock, copying
+// a verdict it finds into L1.
+func (t *Tiered) Acquire(ctx context.Context, k Key, owner string, ttl time.Duration, force bool) (LockState, Entry, bool, error) {
+	l, ok := t.L2.(fleetLock)
+	if !ok {
+		return LockSkipped, Entry{}, false, errSkipped
 	}
-	return LockUnknown, func() {}
+	state, e, found, err := l.fleetAcquire(ctx, k, owner, ttl, force)
+	if found {
+		t.keep(ctx, k, e)
+	}
+	return state, e, found, err
+}
+
+// Release keeps e in L1, and has L2 keep it and give the lock back.
+func (t *Tiered) Release(ctx context.Context, k Key, owner string, e Entry, ttl time.Duration) {
+	if ttl > 0 {
+		t.L1.Set(ctx, k, e, min(ttl, t.l1TTL()))
+	}
+	if l, ok := t.L2.(fleetLock); ok {
+		l.fleetRelease(ctx, k, owner, e, ttl)
+	}
+}
+
+// fleetLock is an L2 that can lock (the Redis tier).
+type fleetLock interface {
+	fleetAcquire(ctx context.Context, k Key, owner string, ttl time.Duration, force bool) (LockState, Entry, bool, error)
+	fleetRelease(ctx context.Context, k Key, owner string, e Entry, ttl time.Duration)
 }
 
 // Shared reads L2 alone, copying a hit into L1: where a waiting replica
@@ -63,9 +83,14 @@ func (t *Tiered) Lock(ctx context.Context, k Key, ttl time.Duration) (LockState,
 func (t *Tiered) Shared(ctx context.Context, k Key) (Entry, bool) {
 	e, ok := t.L2.Get(ctx, k)
 	if ok {
-		if ttl := min(time.Until(e.until), t.l1TTL()); ttl > 0 {
-			t.L1.Set(ctx, k, e, ttl)
-		}
+		t.keep(ctx, k, e)
 	}
 	return e, ok
+}
+
+// keep copies a verdict read from L2 into L1.
+func (t *Tiered) keep(ctx context.Context, k Key, e Entry) {
+	if ttl := min(time.Until(e.until), t.l1TTL()); ttl > 0 {
+		t.L1.Set(ctx, k, e, ttl)
+	}
 }

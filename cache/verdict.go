@@ -3,6 +3,7 @@ package cache
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+	"unsafe"
 
 	"google.golang.org/protobuf/proto"
 
@@ -140,13 +142,13 @@ func encodeVerdict(e Entry) ([]byte, error) {
 	v := &cachev1.Verdict{SchemaVersion: schemaVersion, CachedUntilMs: e.until.UnixMilli()}
 	if p := e.Principal; p != nil {
 		v.Active = true
-		v.Subject, v.ClientId, v.Issuer, v.Claims = p.Subject, p.ClientID, p.Issuer, p.Claims
-		v.Scopes, v.Audience = p.Scopes, p.Audience
-		if p.ExpiresAt.IsZero() {
+		v.Subject, v.ClientId, v.Issuer, v.Claims = p.Subject(), p.ClientID(), p.Issuer(), p.Claims()
+		v.Scopes = p.Scopes()
+		if exp := p.ExpiresAt(); exp.IsZero() {
 			v.ExpiresAt = (v.CachedUntilMs + 999) / 1000 // rounded up: never earlier than the entry's end
 			v.ExpIsCacheBound = true
 		} else {
-			v.ExpiresAt = p.ExpiresAt.Unix()
+			v.ExpiresAt = exp.Unix()
 		}
 	} else if e.Err != nil {
 		v.ErrorDescription = e.Err.Description
@@ -207,17 +209,21 @@ func (s *signer) openVerdict(key string, value []byte, pttl time.Duration, now t
 		return Entry{}, false, reasonNoExp
 	}
 	exp := time.Unix(v.ExpiresAt, 0)
-	p := &validators.Principal{
-		Subject: v.Subject, ClientID: v.ClientId, Issuer: v.Issuer, Claims: v.Claims,
-		Scopes: v.Scopes, Audience: v.Audience,
+	claims, err := base64.RawURLEncoding.DecodeString(v.Claims)
+	if err != nil {
+		return Entry{}, false, reasonDecode
+	}
+	id := validators.Identity{
+		Subject: v.Subject, ClientID: v.ClientId, Issuer: v.Issuer, Scopes: v.Scopes,
+		ClaimsJSON: unsafe.String(unsafe.SliceData(claims), len(claims)), // claims is this decoding's own
 	}
 	if !v.ExpIsCacheBound {
-		p.ExpiresAt = exp
+		id.ExpiresAt = exp
 	}
 	if exp.Before(until) {
 		until = exp
 	}
-	return Entry{until: until, Principal: p}, true, ""
+	return Entry{until: until, Principal: validators.NewPrincipal(id)}, true, ""
 }
 
 // logLimiter lets one line through per period and counts the rest.

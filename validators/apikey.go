@@ -64,7 +64,7 @@ func (v *APIKeys) Validate(_ context.Context, key string) (*Principal, error) {
 		return nil, invalid(DescAPIKey, errors.New("no configured key matches"))
 	}
 	k := &v.keys[match]
-	return &Principal{Subject: k.Name, ClientID: k.Name, Scopes: k.Scopes}, nil
+	return NewPrincipal(Identity{Subject: k.Name, ClientID: k.Name, Scopes: k.Scopes}), nil
 }
 
 // HashAPIKey returns the digest under which a plaintext key is stored.

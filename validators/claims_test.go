@@ -106,7 +106,7 @@ func runStrictCases(t *testing.T, f *fixture, tests []strictCase) {
 					t.Fatalf("want valid, got %v", err)
 				}
 				if tt.scopes != "" {
-					if got := strings.Join(p.Scopes, " "); got != tt.scopes {
+					if got := strings.Join(p.Scopes(), " "); got != tt.scopes {
 						t.Fatalf("scopes %q, want %q", got, tt.scopes)
 					}
 				}
@@ -284,7 +284,7 @@ func TestIntrospectionStrict(t *testing.T) {
 				if err != nil {
 					t.Fatalf("want valid, got %v", err)
 				}
-				if got := strings.Join(p.Scopes, " "); got != tt.scopes {
+				if got := strings.Join(p.Scopes(), " "); got != tt.scopes {
 					t.Fatalf("scopes %q, want %q", got, tt.scopes)
 				}
 				return

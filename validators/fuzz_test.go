@@ -31,7 +31,7 @@ func FuzzJWTValidate(f *testing.F) {
 	f.Fuzz(func(t *testing.T, token string) {
 		p, err := fx.v.Validate(context.Background(), token)
 		if err == nil {
-			if p == nil || p.Issuer != fx.iss.URL {
+			if p == nil || p.Issuer() != fx.iss.URL {
 				t.Fatalf("nil error with principal %+v", p)
 			}
 			return

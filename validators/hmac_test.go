@@ -58,7 +58,7 @@ func TestHMACValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p, err := v.Validate(context.Background(), tt.token)
 			if tt.want == "" {
-				if err != nil || p.Subject != "svc" || strings.Join(p.Scopes, " ") != "mcp:read" {
+				if err != nil || p.Subject() != "svc" || strings.Join(p.Scopes(), " ") != "mcp:read" {
 					t.Fatalf("got %+v, %v", p, err)
 				}
 				return

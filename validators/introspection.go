@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -404,15 +403,14 @@ func (v *Introspection) check(r *IntrospectionResponse) (*Principal, error) {
 	if iss == "" {
 		iss = v.cfg.Issuer
 	}
-	return &Principal{
-		Subject:   sub,
-		ClientID:  r.ClientID,
-		Issuer:    iss,
-		Audience:  r.Audience,
-		Scopes:    r.Scope,
-		ExpiresAt: r.ExpiresAt,
-		Claims:    base64.RawURLEncoding.EncodeToString(compactJSON(r.Raw)),
-	}, nil
+	return NewPrincipal(Identity{
+		Subject:    sub,
+		ClientID:   r.ClientID,
+		Issuer:     iss,
+		Scopes:     r.Scope,
+		ExpiresAt:  r.ExpiresAt,
+		ClaimsJSON: string(compactJSON(r.Raw)),
+	}), nil
 }
 
 func compactJSON(b []byte) []byte {

@@ -133,8 +133,8 @@ func TestIntrospectionValidate(t *testing.T) {
 				if err != nil {
 					t.Fatalf("want valid, got %v", err)
 				}
-				if p.Issuer != "https://as.example" {
-					t.Errorf("issuer %q", p.Issuer)
+				if p.Issuer() != "https://as.example" {
+					t.Errorf("issuer %q", p.Issuer())
 				}
 				return
 			}
@@ -152,10 +152,10 @@ func TestIntrospectionPrincipal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Subject != "u1" || p.ClientID != "c1" || strings.Join(p.Scopes, " ") != "mcp:read mcp:write" || p.ExpiresAt.IsZero() {
+	if p.Subject() != "u1" || p.ClientID() != "c1" || strings.Join(p.Scopes(), " ") != "mcp:read mcp:write" || p.ExpiresAt().IsZero() {
 		t.Fatalf("principal %+v", p)
 	}
-	claims, _ := base64.RawURLEncoding.DecodeString(p.Claims)
+	claims, _ := base64.RawURLEncoding.DecodeString(p.Claims())
 	if !strings.Contains(string(claims), `"client_id":"c1"`) {
 		t.Fatalf("claims %s", claims)
 	}
@@ -168,7 +168,7 @@ func TestIntrospectionPrincipal(t *testing.T) {
 	if !ok || id != "rs+client" || secret != "s3cr%3Aet%26%3D" {
 		t.Fatalf("basic auth %q %q %v", id, secret, ok)
 	}
-	if p2, _ := v.Validate(context.Background(), "no-exp"); p2.Subject != "alice" {
+	if p2, _ := v.Validate(context.Background(), "no-exp"); p2.Subject() != "alice" {
 		t.Fatalf("username as subject: %+v", p2)
 	}
 }

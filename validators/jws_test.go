@@ -8,6 +8,10 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/mcp-authz/mcp-authz/internal/devissuer"
 )
 
 const b64url = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -127,7 +131,7 @@ func TestHMACStrictParsing(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p, err := v.Validate(context.Background(), tt.token)
 			if tt.want == "" {
-				if err != nil || strings.Join(p.Scopes, " ") != "mcp:read" {
+				if err != nil || strings.Join(p.Scopes(), " ") != "mcp:read" {
 					t.Fatalf("got %+v, %v", p, err)
 				}
 				return
@@ -137,5 +141,56 @@ func TestHMACStrictParsing(t *testing.T) {
 				t.Fatalf("got %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestVerifyAgreesWithGolangJWT: the direct RSA path of verify answers as
+// golang-jwt's own Verify does.
+func TestVerifyAgreesWithGolangJWT(t *testing.T) {
+	keys := map[string]*devissuer.Key{}
+	for _, alg := range []string{"RS256", "RS384", "RS512", "ES256"} {
+		k, err := devissuer.NewKey(alg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[alg] = k
+	}
+	other, _ := devissuer.NewKey("RS256")
+	for _, alg := range []string{"RS256", "RS384", "RS512"} {
+		tok, err := keys[alg].SignRaw(`{"alg":"`+alg+`"}`, `{"sub":"x"}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := strings.LastIndexByte(tok, '.')
+		signed := tok[:i]
+		sig, _ := base64.RawURLEncoding.DecodeString(tok[i+1:])
+		bad := append([]byte(nil), sig...)
+		bad[len(bad)/2] ^= 1
+		method := jwt.GetSigningMethod(alg)
+		for name, c := range map[string]struct {
+			signed string
+			sig    []byte
+			key    any
+		}{
+			"valid":          {signed, sig, keys[alg].Signer.Public()},
+			"tampered":       {signed, bad, keys[alg].Signer.Public()},
+			"other input":    {signed + "x", sig, keys[alg].Signer.Public()},
+			"other key":      {signed, sig, other.Signer.Public()},
+			"EC key":         {signed, sig, keys["ES256"].Signer.Public()},
+			"short sig":      {signed, sig[:10], keys[alg].Signer.Public()},
+			"empty sig":      {signed, nil, keys[alg].Signer.Public()},
+			"nil key":        {signed, sig, nil},
+			"private key":    {signed, sig, keys[alg].Signer},
+			"wrong hash alg": {signed, sig, keys[alg].Signer.Public()},
+		} {
+			m := method
+			if name == "wrong hash alg" {
+				m = jwt.GetSigningMethod(map[string]string{"RS256": "RS384", "RS384": "RS512", "RS512": "RS256"}[alg])
+			}
+			got, want := verify(m, c.signed, c.sig, c.key), m.Verify(c.signed, c.sig, c.key)
+			if (got == nil) != (want == nil) {
+				t.Errorf("%s %s: verify %v, golang-jwt %v", alg, name, got, want)
+			}
+		}
 	}
 }

@@ -2,7 +2,10 @@ package validators
 
 import (
 	"context"
+	"crypto"
+	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -12,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
@@ -264,7 +268,7 @@ func (v *JWT) Validate(ctx context.Context, token string) (*Principal, error) {
 		if err := v.verifyKidless(iss.keys, method, &t); err != nil {
 			return nil, err
 		}
-		return c.principal(t.payload), nil
+		return c.principal(t.claimsJSON), nil
 	}
 	key, err := iss.keys.keyByKID(ctx, t.header.Kid.s, alg)
 	if err != nil {
@@ -282,10 +286,10 @@ func (v *JWT) Validate(ctx context.Context, token string) (*Principal, error) {
 	if v.onVerify != nil {
 		v.onVerify()
 	}
-	if err := method.Verify(t.signed, t.signature, key); err != nil {
+	if err := verify(method, t.signed, t.signature, key); err != nil {
 		return nil, invalid(DescSignature, err)
 	}
-	return c.principal(t.payload), nil
+	return c.principal(t.claimsJSON), nil
 }
 
 // verifyKidless checks the signature of a token without kid against the
@@ -302,29 +306,68 @@ func (v *JWT) verifyKidless(keys *RemoteKeySet, method jwt.SigningMethod, t *jws
 		if v.onVerify != nil {
 			v.onVerify()
 		}
-		if method.Verify(t.signed, t.signature, k) == nil {
+		if verify(method, t.signed, t.signature, k) == nil {
 			return nil
 		}
 	}
 	return invalid(DescSignature, fmt.Errorf("no kid, and none of the first %d keys fitting alg verifies", len(candidates)))
 }
 
-// principal is the identity of a verified token whose payload segment is
-// payload.
-func (c *accessClaims) principal(payload string) *Principal {
-	p := &Principal{
-		Subject:  c.Subject,
-		ClientID: c.clientID(),
-		Issuer:   c.Issuer,
-		Audience: c.Audience,
-		Scopes:   c.scopes(),
-		// A clone, so the cached principal does not pin the whole token.
-		Claims: strings.Clone(payload),
+// verify checks a JWS signature with key. RS256, RS384 and RS512, the
+// algorithms most issuers sign with, go to crypto/rsa directly with the
+// signing input hashed in place, where golang-jwt copies it and allocates
+// a hash state per call; the others go through golang-jwt.
+func verify(method jwt.SigningMethod, signed string, sig []byte, key any) error {
+	var h crypto.Hash
+	switch method.Alg() {
+	case "RS256":
+		h = crypto.SHA256
+	case "RS384":
+		h = crypto.SHA384
+	case "RS512":
+		h = crypto.SHA512
+	default:
+		return method.Verify(signed, sig, key)
+	}
+	pub, ok := key.(*rsa.PublicKey)
+	if !ok {
+		return jwt.ErrInvalidKeyType
+	}
+	in := unsafe.Slice(unsafe.StringData(signed), len(signed))
+	var sum [sha512.Size]byte
+	var digest []byte
+	switch h {
+	case crypto.SHA256:
+		s := sha256.Sum256(in)
+		digest = append(sum[:0], s[:]...)
+	case crypto.SHA384:
+		s := sha512.Sum384(in)
+		digest = append(sum[:0], s[:]...)
+	default:
+		s := sha512.Sum512(in)
+		digest = append(sum[:0], s[:]...)
+	}
+	if err := rsa.VerifyPKCS1v15(pub, h, digest, sig); err != nil {
+		return errors.Join(jwt.ErrSignatureInvalid, err)
+	}
+	return nil
+}
+
+// principal is the identity of a verified token whose decoded payload is
+// claimsJSON (which the principal keeps: not the token, which it would pin
+// whole).
+func (c *accessClaims) principal(claimsJSON string) *Principal {
+	id := Identity{
+		Subject:    c.Subject,
+		ClientID:   c.clientID(),
+		Issuer:     c.Issuer,
+		Scopes:     c.scopes(),
+		ClaimsJSON: claimsJSON,
 	}
 	if c.ExpiresAt.set {
-		p.ExpiresAt = c.ExpiresAt.t
+		id.ExpiresAt = c.ExpiresAt.t
 	}
-	return p
+	return NewPrincipal(id)
 }
 
 // audienceMatches reports whether any token audience equals a configured one,

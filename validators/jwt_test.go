@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -240,7 +241,7 @@ func TestJWTValidate(t *testing.T) {
 				if err != nil {
 					t.Fatalf("want valid, got %v", err)
 				}
-				if p.Subject != "user-1" || p.ClientID != "client-1" || p.Issuer != f.iss.URL {
+				if p.Subject() != "user-1" || p.ClientID() != "client-1" || p.Issuer() != f.iss.URL {
 					t.Fatalf("principal = %+v", p)
 				}
 				return
@@ -263,14 +264,61 @@ func TestJWTPrincipal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(p.Scopes, " "); got != "mcp:read mcp:write" {
+	if got := strings.Join(p.Scopes(), " "); got != "mcp:read mcp:write" {
 		t.Errorf("scopes = %q", got)
 	}
-	if p.Claims != strings.Split(tok, ".")[1] {
+	if p.Claims() != strings.Split(tok, ".")[1] {
 		t.Errorf("claims are not the payload segment")
 	}
-	if p.ExpiresAt.IsZero() || len(p.Audience) != 1 || p.Audience[0] != testAudience {
+	if p.ExpiresAt().IsZero() || p.Subject() != "user-1" || p.ClientID() != "client-1" || p.Issuer() != f.iss.URL {
 		t.Errorf("principal = %+v", p)
+	}
+	// One string besides the struct: the decoded claims, which hold every
+	// identity value.
+	if _, data := p.Size(); data != len(p.ClaimsJSON()) {
+		t.Errorf("principal holds %d bytes besides its %d bytes of claims", data-len(p.ClaimsJSON()), len(p.ClaimsJSON()))
+	}
+}
+
+// TestNewPrincipal: identity values are substrings of the claims where
+// the JSON spells them as they are, and laid out after them otherwise.
+func TestNewPrincipal(t *testing.T) {
+	exp := time.Unix(2000000000, 0)
+	for _, tt := range []struct {
+		name   string
+		id     Identity
+		extras int // bytes laid out after the claims
+	}{
+		{"all in the claims", Identity{Subject: "user-1", ClientID: "client-1", Issuer: "https://as.example", Scopes: []string{"a", "b:c"},
+			ClaimsJSON: `{"iss":"https://as.example","sub":"user-1","client_id":"client-1","scope":"a b:c"}`}, 0},
+		{"escaped issuer", Identity{Issuer: "https://as.example/", ClaimsJSON: `{"iss":"https:\/\/as.example\/"}`}, len("https://as.example/")},
+		{"scp array", Identity{Scopes: []string{"a", "b"}, ClaimsJSON: `{"scp":["a","b"]}`}, len("a b")},
+		{"no claims, repeated name", Identity{Subject: "svc", ClientID: "svc", Scopes: []string{"mcp:read"}}, len("svcmcp:read")},
+		{"nothing", Identity{}, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.id.ExpiresAt = exp
+			p := NewPrincipal(tt.id)
+			if p.Subject() != tt.id.Subject || p.ClientID() != tt.id.ClientID || p.Issuer() != tt.id.Issuer ||
+				p.ScopeString() != strings.Join(tt.id.Scopes, " ") || !slices.Equal(p.Scopes(), tt.id.Scopes) ||
+				p.ClaimsJSON() != tt.id.ClaimsJSON || !p.ExpiresAt().Equal(exp) {
+				t.Fatalf("principal %+v from %+v", p, tt.id)
+			}
+			if _, data := p.Size(); data != len(tt.id.ClaimsJSON)+tt.extras {
+				t.Errorf("%d bytes, want %d", data, len(tt.id.ClaimsJSON)+tt.extras)
+			}
+			if p.Claims() != base64.RawURLEncoding.EncodeToString([]byte(tt.id.ClaimsJSON)) {
+				t.Errorf("claims %q", p.Claims())
+			}
+			for _, sc := range tt.id.Scopes {
+				if !p.HasScope(sc) {
+					t.Errorf("scope %q missing", sc)
+				}
+			}
+			if p.HasScope("b") && !slices.Contains(tt.id.Scopes, "b") || p.HasScope("") {
+				t.Errorf("a scope it was not granted")
+			}
+		})
 	}
 }
 
@@ -293,11 +341,11 @@ func TestJWTScopeShapes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := strings.Join(p.Scopes, " "); got != tt.want {
+			if got := strings.Join(p.Scopes(), " "); got != tt.want {
 				t.Errorf("scopes = %q, want %q", got, tt.want)
 			}
-			if p.ClientID != "client-1" {
-				t.Errorf("client id = %q", p.ClientID)
+			if p.ClientID() != "client-1" {
+				t.Errorf("client id = %q", p.ClientID())
 			}
 		})
 	}

@@ -75,8 +75,10 @@ type RemoteKeySet struct {
 	// succeeded and failed count the finished ones.
 	fetches, succeeded, failed atomic.Int64
 	// kidless holds, per algorithm, the keys a token without kid is
-	// tried against; replaced whole by each successful fetch.
+	// tried against; byKID, the key of each kid. Both are replaced whole by
+	// each successful fetch.
 	kidless atomic.Pointer[map[string][]any]
+	byKID   atomic.Pointer[map[string]kidKey]
 	// interval is the refresh interval in force (a KeySets registry may
 	// lower it); kick wakes the refresh loop to read it again.
 	interval atomic.Int64
@@ -183,8 +185,42 @@ func (ks *RemoteKeySet) Stats() KeySetStats {
 // keyByKID returns the public key the JWKS publishes under kid for a
 // token signed with alg, refreshing the set (bounded, see refresh) when kid
 // is unknown. A JWK whose "alg" differs from alg is refused.
+//
+// A kid of the last fetched set is found in a map built with it, with the
+// checks keyfunc makes (its "alg" against the token's; the first key of
+// the set with that kid, as jwkset's storage, which scans the set, finds
+// it). An unknown kid goes through keyfunc, whose storage refreshes the
+// set (refreshingStorage).
 func (ks *RemoteKeySet) keyByKID(ctx context.Context, kid, alg string) (any, error) {
+	if m := ks.byKID.Load(); m != nil {
+		if k, ok := (*m)[kid]; ok {
+			if k.alg != "" && k.alg != alg {
+				return nil, fmt.Errorf("%w: JWK \"alg\" parameter value %q does not match token \"alg\" parameter value %q",
+					keyfunc.ErrKeyfunc, k.alg, alg)
+			}
+			return k.key, nil
+		}
+	}
 	return ks.keyfunc.KeyfuncCtx(ctx)(&jwt.Token{Header: map[string]any{"kid": kid, "alg": alg}})
+}
+
+// kidKey is a JWK as keyByKID needs it: its public key and its "alg".
+type kidKey struct {
+	key any
+	alg string
+}
+
+// kidTable maps each kid of a fetched set to its first key.
+func kidTable(keys []jwkset.JWK) map[string]kidKey {
+	m := make(map[string]kidKey, len(keys))
+	for _, k := range keys {
+		mk := k.Marshal()
+		if _, dup := m[mk.KID]; dup {
+			continue
+		}
+		m[mk.KID] = kidKey{key: publicKey(k.Key()), alg: mk.ALG.String()}
+	}
+	return m
 }
 
 // maxKidlessKeys bounds the signature checks one token without kid costs.
@@ -373,11 +409,12 @@ func (ks *RemoteKeySet) fetch(ctx context.Context) error {
 		}
 		return err
 	}
-	table := kidlessTable(keys)
+	table, byKID := kidlessTable(keys), kidTable(keys)
 	if err := ks.store.KeyReplaceAll(ctx, keys); err != nil {
 		return fmt.Errorf("storing JWKS: %w", err)
 	}
 	ks.kidless.Store(&table)
+	ks.byKID.Store(&byKID)
 	ks.loaded.Store(true)
 	return nil
 }

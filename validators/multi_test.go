@@ -29,7 +29,7 @@ func TestFirstActive(t *testing.T) {
 	m, _ := NewFirstActive(a, b)
 	for token, want := range map[string]string{"t-a": "from-a", "t-b": "from-b"} {
 		p, err := m.Validate(context.Background(), token)
-		if err != nil || p.Subject != want {
+		if err != nil || p.Subject() != want {
 			t.Fatalf("%s: %+v %v", token, p, err)
 		}
 	}
@@ -45,7 +45,7 @@ func TestFirstActive(t *testing.T) {
 	if _, err := withDown.Validate(context.Background(), "unknown"); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("a server down must make an unknown token unavailable, got %v", err)
 	}
-	if p, err := withDown.Validate(context.Background(), "t-a"); err != nil || p.Subject != "from-a" {
+	if p, err := withDown.Validate(context.Background(), "t-a"); err != nil || p.Subject() != "from-a" {
 		t.Fatalf("a token known before the failed server: %v", err)
 	}
 }

@@ -116,8 +116,8 @@ func TestProviderShapes(t *testing.T) {
 				if err != nil {
 					t.Fatalf("want valid, got %v", err)
 				}
-				if p.ClientID != tt.client {
-					t.Errorf("client id %q, want %q", p.ClientID, tt.client)
+				if p.ClientID() != tt.client {
+					t.Errorf("client id %q, want %q", p.ClientID(), tt.client)
 				}
 				return
 			}

@@ -6,60 +6,249 @@
 package validators
 
 import (
+	"encoding/base64"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // Principal is the identity a validated access token stands for.
-// A Principal is shared between concurrent requests once cached: treat it as
-// read-only.
+// A Principal is shared between concurrent requests once cached: it is
+// immutable (its memo aside).
+//
+// It is laid out for the verdict cache, which may hold millions: the
+// token's claims are kept once, as decoded JSON, and the identity values
+// are substrings of them wherever the JSON spells them without escapes
+// (values that are not, such as a scp array's joined form, follow the
+// claims in the same string). A principal is then two allocations: this
+// struct and that string, which holds no pointers for the garbage
+// collector to follow.
 type Principal struct {
-	Subject   string
-	ClientID  string
-	Issuer    string
-	Audience  []string
-	Scopes    []string
-	ExpiresAt time.Time
-	// Claims is the token's claim set as unpadded base64url JSON, the form in
-	// which it is forwarded upstream. For a JWT it is the payload segment.
-	Claims string
+	// data is the claims JSON (data[:claims]) followed by the identity
+	// values that are not substrings of it.
+	data                    string
+	claims                  uint32
+	sub, client, iss, scope span
+	exp                     int64 // Unix milliseconds; 0 means none
 
 	memo atomic.Pointer[memo]
+}
+
+// span is a substring of Principal.data.
+type span struct{ off, n uint32 }
+
+// Identity is what a validator knows of a principal; NewPrincipal lays it
+// out.
+type Identity struct {
+	Subject  string
+	ClientID string
+	Issuer   string
+	Scopes   []string
+	// ExpiresAt is the token's exp; zero means none (an API key).
+	ExpiresAt time.Time
+	// ClaimsJSON is the token's claim set as JSON, forwarded upstream as
+	// its unpadded base64url encoding (for a JWT, exactly the payload
+	// segment). Empty for credentials without claims.
+	ClaimsJSON string
+}
+
+// NewPrincipal returns the principal of id. ClaimsJSON is kept as given,
+// not copied: it must not change afterwards.
+func NewPrincipal(id Identity) *Principal {
+	p := &Principal{claims: uint32(len(id.ClaimsJSON))}
+	if !id.ExpiresAt.IsZero() {
+		p.exp = id.ExpiresAt.UnixMilli()
+		if p.exp == 0 {
+			p.exp = -1 // the epoch itself, long past, is not "none"
+		}
+	}
+	scope := ""
+	switch len(id.Scopes) {
+	case 0:
+	case 1:
+		scope = id.Scopes[0]
+	}
+	// Lay out what the claims do not hold after them; with no such value
+	// (the usual case) the claims string is used as it is.
+	var extra []byte
+	find := func(v string) (span, bool) {
+		if v == "" {
+			return span{}, true
+		}
+		if i := strings.Index(id.ClaimsJSON, v); i >= 0 {
+			return span{uint32(i), uint32(len(v))}, true
+		}
+		if i := strings.Index(string(extra), v); i >= 0 {
+			return span{uint32(len(id.ClaimsJSON) + i), uint32(len(v))}, true
+		}
+		return span{}, false
+	}
+	place := func(v string) span {
+		if sp, ok := find(v); ok {
+			return sp
+		}
+		if extra == nil {
+			extra = make([]byte, 0, 64)
+		}
+		sp := span{uint32(len(id.ClaimsJSON) + len(extra)), uint32(len(v))}
+		extra = append(extra, v...)
+		return sp
+	}
+	p.sub, p.client, p.iss = place(id.Subject), place(id.ClientID), place(id.Issuer)
+	if len(id.Scopes) > 1 {
+		if sp, ok := findJoined(id.ClaimsJSON, id.Scopes); ok {
+			p.scope = sp
+		} else {
+			p.scope = place(strings.Join(id.Scopes, " "))
+		}
+	} else {
+		p.scope = place(scope)
+	}
+	if extra == nil {
+		p.data = id.ClaimsJSON
+	} else {
+		p.data = id.ClaimsJSON + string(extra)
+	}
+	return p
+}
+
+// findJoined finds the scopes joined by single spaces in s.
+func findJoined(s string, scopes []string) (span, bool) {
+	n := len(scopes) - 1
+	for _, sc := range scopes {
+		n += len(sc)
+	}
+	for off := 0; ; {
+		i := strings.Index(s[off:], scopes[0])
+		if i < 0 || off+i+n > len(s) {
+			return span{}, false
+		}
+		start := off + i
+		j := start + len(scopes[0])
+		ok := true
+		for _, sc := range scopes[1:] {
+			if s[j] != ' ' || !strings.HasPrefix(s[j+1:], sc) {
+				ok = false
+				break
+			}
+			j += 1 + len(sc)
+		}
+		if ok {
+			return span{uint32(start), uint32(n)}, true
+		}
+		off = start + 1
+	}
+}
+
+func (p *Principal) str(s span) string { return p.data[s.off : s.off+s.n] }
+
+// Subject is the token's sub (or an introspection response's username).
+func (p *Principal) Subject() string { return p.str(p.sub) }
+
+// ClientID is the client the token was issued to.
+func (p *Principal) ClientID() string { return p.str(p.client) }
+
+// Issuer is the token's issuer.
+func (p *Principal) Issuer() string { return p.str(p.iss) }
+
+// ScopeString is the granted scopes joined by single spaces, as forwarded
+// upstream.
+func (p *Principal) ScopeString() string { return p.str(p.scope) }
+
+// Scopes returns the granted scopes, in a new slice.
+func (p *Principal) Scopes() []string {
+	if p.scope.n == 0 {
+		return nil
+	}
+	return strings.Split(p.ScopeString(), " ")
+}
+
+// EachScope calls yield with each granted scope until it returns false;
+// unlike Scopes, it allocates nothing.
+func (p *Principal) EachScope(yield func(string) bool) {
+	s := p.ScopeString()
+	for s != "" {
+		sc, rest, _ := strings.Cut(s, " ")
+		if !yield(sc) {
+			return
+		}
+		s = rest
+	}
+}
+
+// HasScope reports whether p was granted scope.
+func (p *Principal) HasScope(scope string) bool {
+	found := false
+	p.EachScope(func(s string) bool { found = s == scope; return !found })
+	return found
+}
+
+// HasScopes reports whether p was granted every scope in want.
+func (p *Principal) HasScopes(want []string) bool {
+	for _, w := range want {
+		if !p.HasScope(w) {
+			return false
+		}
+	}
+	return true
+}
+
+// ExpiresAt is the token's exp, or the zero time when it has none.
+func (p *Principal) ExpiresAt() time.Time {
+	if p.exp == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(p.exp)
+}
+
+// ClaimsJSON is the token's claim set as JSON.
+func (p *Principal) ClaimsJSON() string { return p.data[:p.claims] }
+
+// Claims is the token's claim set as unpadded base64url JSON, the form in
+// which it is forwarded upstream (for a JWT, its payload segment). It is
+// encoded on each call.
+func (p *Principal) Claims() string {
+	return base64.RawURLEncoding.EncodeToString(unsafe.Slice(unsafe.StringData(p.data), p.claims))
+}
+
+// Size is the memory p holds: the struct and its string, before the
+// allocator rounds them up.
+func (p *Principal) Size() (structBytes, dataBytes int) {
+	return int(unsafe.Sizeof(*p)), len(p.data)
 }
 
 type memo struct {
 	key, value any
 }
 
-// Memo returns the value that compute derives from p for key, computing it
-// on first use. It lets a consumer keep one expensive, immutable rendering
-// of a cached principal (authz keeps its allow response here). One key is
-// kept; the first key wins, and other keys are computed on every call.
+// usedOnce is the memo of a principal used once.
+var usedOnce = new(memo)
+
+// Memo returns the value that compute derives from p for key, computed
+// once, from the second call on; the first call returns nil. It lets a
+// consumer keep one expensive, immutable rendering of a cached principal
+// (authz keeps its allow response here) without paying for it for
+// principals used only once, as most in a burst of fresh tokens are. One
+// key is kept; the first key wins, and other keys are computed on every
+// call.
 func (p *Principal) Memo(key any, compute func() any) any {
-	if m := p.memo.Load(); m != nil && m.key == key {
+	m := p.memo.Load()
+	if m == nil {
+		if p.memo.CompareAndSwap(nil, usedOnce) {
+			return nil
+		}
+		m = p.memo.Load()
+	}
+	if m != usedOnce && m.key == key {
 		return m.value
 	}
 	v := compute()
-	p.memo.CompareAndSwap(nil, &memo{key: key, value: v})
-	return v
-}
-
-// HasScopes reports whether p was granted every scope in want.
-func (p *Principal) HasScopes(want []string) bool {
-	for _, w := range want {
-		found := false
-		for _, s := range p.Scopes {
-			if s == w {
-				found = true
-				break
-			}
-		}
-		if !found {
-			return false
-		}
+	if m == usedOnce {
+		p.memo.CompareAndSwap(usedOnce, &memo{key: key, value: v})
 	}
-	return true
+	return v
 }
 
 // Kinds of validation failure, matched with errors.Is.

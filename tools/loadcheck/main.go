@@ -4,9 +4,15 @@
 // It also runs the ceiling: a trivial always-allow Check server.
 //
 //	loadcheck allow-server [-addr 127.0.0.1:0]
-//	loadcheck run -addr HOST:PORT [-token T] [-c 50] [-d 10s] [-conns 2] [-pid PID]
+//	loadcheck run -addr HOST:PORT [-token T | -tokens FILE [-from N] [-n N]] [-c 50] [-d 10s] [-conns 2] [-pid PID]
+//	loadcheck issuer -out FILE [-n 10000] [-aud URI]
+//	loadcheck golang-jwt -tokens FILE -jwks URL [-n 2000]
+//	loadcheck burst -addrs A,B,C -tokens FILE [-n 1000] [-copies 1]
 //
-// Only loopback targets are accepted.
+// With -tokens, every Check carries a token of its own, taken in order from
+// the file (a cold run: tokens the server has never seen), and the run ends
+// early when they run out. issuer mints such tokens before a run and serves
+// their JWKS (see issuer.go). Only loopback targets are accepted.
 package main
 
 import (
@@ -38,7 +44,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: loadcheck allow-server|run [flags]")
+		fmt.Fprintln(os.Stderr, "usage: loadcheck allow-server|run|issuer|golang-jwt|burst [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -47,6 +53,12 @@ func main() {
 		err = allowServer(os.Args[2:])
 	case "run":
 		err = run(os.Args[2:])
+	case "issuer":
+		err = issuer(os.Args[2:])
+	case "golang-jwt":
+		err = golangJWT(os.Args[2:])
+	case "burst":
+		err = burst(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -140,6 +152,10 @@ func run(args []string) error {
 	label := fs.String("label", "", "label printed with the result")
 	bodyBytes := fs.Int("body-bytes", 0, "send a JSON-RPC tools/call body of about this size with every Check (as Envoy's with_request_body does), 0 for none")
 	decode := fs.String("decode", "status", "response decoding: status (read only the gRPC status code, the way a C++ Envoy pays little for it) or full (unmarshal the whole CheckResponse)")
+	tokenFile := fs.String("tokens", "", "token file (from loadcheck issuer): every Check carries the next token, and the run ends when they run out")
+	tokensFrom := fs.Int("from", 0, "with -tokens: the first line to use")
+	tokensN := fs.Int("n", 0, "with -tokens: how many lines to use (0: to the end)")
+	cycle := fs.Bool("cycle", false, "with -tokens: start again from the first token instead of ending the run (for the ceiling, which caches nothing)")
 	_ = fs.Parse(args)
 	if err := loopback(*addr); err != nil {
 		return err
@@ -174,6 +190,34 @@ func run(args []string) error {
 		headers["mcp-session-id"] = "5c8b2f0e-loadcheck"
 		req.Attributes.Request.Http.RawBody = toolCallBody(*bodyBytes)
 	}
+	// cold: each worker sends its own copy of the request, with the next
+	// unused token of the file.
+	var cold []string
+	var nextToken atomic.Int64
+	if *tokenFile != "" {
+		var err error
+		if cold, err = readTokens(*tokenFile, *tokensFrom, *tokensN); err != nil {
+			return err
+		}
+	}
+	workerRequest := func() (*authv3.CheckRequest, func() bool) {
+		if cold == nil {
+			return req, func() bool { return true }
+		}
+		r := proto.Clone(req).(*authv3.CheckRequest)
+		h := r.Attributes.Request.Http.Headers
+		return r, func() bool {
+			i := nextToken.Add(1) - 1
+			if i >= int64(len(cold)) {
+				if !*cycle {
+					return false
+				}
+				i %= int64(len(cold))
+			}
+			h["authorization"] = "Bearer " + cold[i]
+			return true
+		}
+	}
 
 	var measuring atomic.Bool
 	var errs, denied atomic.Int64
@@ -188,7 +232,8 @@ func run(args []string) error {
 			defer wg.Done()
 			cc := ccs[w%len(ccs)]
 			full := authv3.NewAuthorizationClient(cc)
-			for ctx.Err() == nil {
+			req, next := workerRequest()
+			for ctx.Err() == nil && next() {
 				t0 := time.Now()
 				var code int32
 				var err error
@@ -231,6 +276,7 @@ func run(args []string) error {
 	}
 	start := time.Now()
 	measuring.Store(true)
+	warmedUp := min(nextToken.Load(), int64(len(cold)))
 	wg.Wait()
 	elapsed := time.Since(start)
 	var t1 int64
@@ -250,6 +296,12 @@ func run(args []string) error {
 		return errors.New("no successful checks")
 	}
 	pct := func(p float64) time.Duration { return all[min(n-1, int(float64(n)*p))] }
+	if cold != nil && !*cycle {
+		fmt.Printf("%-14s cold: %d fresh tokens, %d used before the measured window, %v measured\n", *label, len(cold), warmedUp, elapsed.Round(time.Millisecond))
+		if n < 1000 {
+			return fmt.Errorf("only %d measured checks: mint more tokens (they ran out)", n)
+		}
+	}
 	fmt.Printf("%-14s decode=%s checks=%d rps=%.0f p50=%v p99=%v denied=%d errors=%d", *label, *decode, n, float64(n)/elapsed.Seconds(),
 		pct(0.50).Round(time.Microsecond), pct(0.99).Round(time.Microsecond), denied.Load(), errs.Load())
 	if *pid > 0 {
