@@ -110,7 +110,9 @@ func introspectionFleet(t *testing.T, n int, delay time.Duration) fleetCase {
 
 // TestFleetBurst: three replicas sharing one real Redis receive a burst of
 // a thousand fresh tokens at once, each token on every replica, with
-// Redis timeouts generous enough for a loaded machine. The fleet validates
+// Redis timeouts and a lock TTL generous enough for a loaded machine (a
+// holder slower than LockTTL loses the lock to another replica, which then
+// validates too). The fleet validates
 // each token once: one signature check, or one call to the authorization
 // server. That holds while Redis answers within its timeouts and the
 // Checks' deadlines; past them a replica validates by itself (see
@@ -131,7 +133,7 @@ func TestFleetBurst(t *testing.T) {
 			var stores []*Redis
 			for range 3 {
 				r, _ := newRedisStoreWith(t, srv, opts)
-				v, err := New(counted, &Tiered{L1: newMemory(t), L2: r}, Options{Policy: fc.name})
+				v, err := New(counted, &Tiered{L1: newMemory(t), L2: r}, Options{Policy: fc.name, LockTTL: deadline})
 				if err != nil {
 					t.Fatal(err)
 				}
