@@ -143,9 +143,7 @@ func TestDenialLogs(t *testing.T) {
 	}
 
 	time.Sleep(denialLogEvery + 50*time.Millisecond)
-	buf.mu.Lock()
-	buf.b.Reset()
-	buf.mu.Unlock()
+	buf.Reset()
 	decide(t, s, envoyRequest("/mcp", map[string]string{"authorization": "Bearer expired"}))
 	denies = linesWith(logLines(t, buf.String()), "deny")
 	if len(denies) != 1 || denies[0]["suppressed"] != float64(49) {
