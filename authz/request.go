@@ -134,7 +134,10 @@ func (in *checkInput) header(opts *readOptions, key, value string, raw bool) {
 		}
 		return
 	default:
-		if matchesPrefix(key, opts.identityPrefix) && !slices.Contains(in.identityLike, key) {
+		// One name past the bound is enough to refuse the request (route):
+		// collecting every name a client sends would cost it nothing and us
+		// a quadratic search.
+		if matchesPrefix(key, opts.identityPrefix) && len(in.identityLike) <= maxIdentityLike && !slices.Contains(in.identityLike, key) {
 			in.identityLike = append(in.identityLike, key)
 		}
 		return

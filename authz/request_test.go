@@ -2,11 +2,14 @@ package authz
 
 import (
 	"bytes"
+	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
@@ -200,4 +203,58 @@ func FuzzParseCheckInput(f *testing.F) {
 			t.Fatalf("wire: %+v\nproto: %+v", got, want)
 		}
 	})
+}
+
+// TestIdentityLikeHeaderFlood: a client sending thousands of headers named
+// like identity headers is refused, and reading them stays linear: no more
+// than one name past the bound is kept, however many come, in either of
+// Envoy's header encodings.
+func TestIdentityLikeHeaderFlood(t *testing.T) {
+	s, fv := newTestServer(t, nil)
+	many := envoyRequest("/mcp", map[string]string{"authorization": "Bearer good"})
+	for i := range 5000 {
+		many.Attributes.Request.Http.Headers[fmt.Sprintf("x-mcp-auth-x%d", i)] = "admin"
+	}
+	same := envoyRequest("/mcp", nil)
+	same.Attributes.Request.Http.Headers = nil
+	hm := &corev3.HeaderMap{Headers: []*corev3.HeaderValue{{Key: ":path", Value: "/mcp"}, {Key: "authorization", Value: "Bearer good"}}}
+	for range 5000 {
+		hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: "x_mcp_auth_subject", Value: "admin"})
+	}
+	same.Attributes.Request.Http.HeaderMap = hm
+	for name, tc := range map[string]struct {
+		req   *authv3.CheckRequest
+		allow bool
+	}{
+		"5000 distinct names": {many, false},
+		"one name 5000 times": {same, true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			b, err := proto.Marshal(tc.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in, err := parseCheckInput(b, testRead)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := len(in.identityLike); n > maxIdentityLike+1 {
+				t.Fatalf("kept %d identity-like names", n)
+			}
+			if ip := inputFromProto(tc.req, testRead); len(ip.identityLike) > maxIdentityLike+1 {
+				t.Fatalf("the proto reader kept %d identity-like names", len(ip.identityLike))
+			}
+			before := fv.calls.Load()
+			d := decide(t, s, tc.req)
+			if tc.allow {
+				if d.grpc != codes.OK || !slices.Contains(d.ok.GetHeadersToRemove(), "x_mcp_auth_subject") {
+					t.Fatalf("got %v %d, removes %v", d.grpc, d.http, d.ok.GetHeadersToRemove())
+				}
+				return
+			}
+			if d.http != 400 || fv.calls.Load() != before {
+				t.Fatalf("got %v %d; validator called %d times", d.grpc, d.http, fv.calls.Load()-before)
+			}
+		})
+	}
 }
