@@ -259,6 +259,13 @@ func (v *Validator) fleetTurn(ctx context.Context, l Locker, key Key) (p *valida
 				}
 				return p, true, "", err
 			}
+			if force {
+				// The lock was taken whatever was stored, and still an
+				// unusable verdict came back: the store is not the one
+				// this code talks to. Validate alone rather than ask
+				// again, at once, until the deadline.
+				return nil, false, "", nil
+			}
 			force = true // expired: take the lock whatever is stored, at once
 			continue
 		}
@@ -273,6 +280,9 @@ func (v *Validator) fleetTurn(ctx context.Context, l Locker, key Key) (p *valida
 		case state == LockSkipped, unanswered >= maxUnanswered:
 			return nil, false, "", nil
 		case state == LockUnknown && aerr == nil:
+			if force {
+				return nil, false, "", nil // as above
+			}
 			// The verdict's key held something unusable: take the lock
 			// whatever is stored, at once.
 			force = true

@@ -305,3 +305,52 @@ func TestValidationKeepsTheCheckDeadline(t *testing.T) {
 		t.Fatalf("deadline %v without one on the Check", got)
 	}
 }
+
+// hostileLocker is a shared store that answers every look with what an
+// attacker controlling Redis could send back: a verdict that cannot be
+// used (expired), or an answer that is neither a verdict nor a lock.
+type hostileLocker struct {
+	Store
+	expired bool
+	looks   atomic.Int64
+}
+
+func (h *hostileLocker) Acquire(context.Context, Key, string, time.Duration, bool) (LockState, Entry, bool, error) {
+	h.looks.Add(1)
+	if h.expired {
+		p := validators.NewPrincipal(validators.Identity{Subject: "old", ExpiresAt: time.Now().Add(-time.Hour)})
+		return LockUnknown, Entry{Principal: p}, true, nil
+	}
+	return LockUnknown, Entry{}, false, nil
+}
+
+func (h *hostileLocker) Release(context.Context, Key, string, Entry, time.Duration) {}
+
+// TestHostileSharedStoreCannotHoldAValidation: whatever a shared store
+// answers, a fresh token is validated after at most one forced look, not
+// asked about again and again until the Check's deadline.
+func TestHostileSharedStoreCannotHoldAValidation(t *testing.T) {
+	for _, expired := range []bool{true, false} {
+		mem, _ := NewMemory(MemoryOptions{})
+		store := &hostileLocker{Store: mem, expired: expired}
+		inner := &countingValidator{answer: func(string) (*validators.Principal, error) {
+			return validators.NewPrincipal(validators.Identity{Subject: "alice", ExpiresAt: time.Now().Add(time.Hour)}), nil
+		}}
+		v, err := New(inner, store, Options{Policy: "p"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		p, err := v.Validate(ctx, "fresh-token")
+		cancel()
+		if err != nil || p.Subject() != "alice" {
+			t.Fatalf("expired=%v: %v %v", expired, p, err)
+		}
+		if n := store.looks.Load(); n > 2 {
+			t.Fatalf("expired=%v: the store was asked %d times", expired, n)
+		}
+		if inner.calls.Load() != 1 {
+			t.Fatalf("expired=%v: %d validations", expired, inner.calls.Load())
+		}
+	}
+}
