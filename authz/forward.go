@@ -207,12 +207,8 @@ func (s *Server) forwardInput(r *http.Request, conv convention, target string) (
 	case !validTarget(in.path):
 		return in, "The original request target is not a path with an optional query"
 	}
-	if !utf8.ValidString(in.host) {
-		in.badHeader = true
-	}
-	prefix := s.read.identityPrefix
 	for key, values := range r.Header {
-		name, ok := forwardHeaderName(key, prefix)
+		name, ok := forwardHeaderName(key, &s.read)
 		for _, v := range values {
 			if !utf8.ValidString(v) {
 				in.badHeader = true
@@ -264,56 +260,28 @@ func readForwardBody(r *http.Request, in *checkInput) string {
 	return ""
 }
 
-// forwardHeaderName returns the lower-case name under which checkInput.header
-// reads a request header, and whether it reads it at all. Go hands header
-// names in canonical form; the names a decision reads are matched without
-// allocating.
-func forwardHeaderName(key, prefix string) (string, bool) {
-	switch key {
-	case "Authorization":
-		return hAuthorization, true
-	case "X-Api-Key":
-		return hAPIKey, true
-	case "Origin":
-		return hOrigin, true
-	case "Mcp-Session-Id":
-		return hSessionID, true
-	case "Access-Control-Request-Method":
-		return hPreflight, true
-	case "Content-Encoding":
-		return hContentEncoding, true
-	case "X-Envoy-Auth-Partial-Body":
-		return hPartialBody, true
+// canonicalReads maps the canonical spelling Go gives a header name to
+// the lower-case one checkInput.header reads it under, for the fixed names
+// of reads: they are matched without allocating.
+var canonicalReads = func() map[string]string {
+	m := map[string]string{}
+	for _, n := range []string{hAuthorization, hAPIKey, hOrigin, hSessionID, hPreflight, hContentEncoding, hPartialBody, hTraceparent, hTracestate} {
+		m[textproto.CanonicalMIMEHeaderKey(n)] = n
 	}
-	if matchesPrefixFold(key, prefix) {
+	return m
+}()
+
+// forwardHeaderName returns the lower-case name under which checkInput.header
+// reads a request header, and whether it reads it at all (reads). Go hands
+// header names in canonical form.
+func forwardHeaderName(key string, opts *readOptions) (string, bool) {
+	if lower, ok := canonicalReads[key]; ok {
+		return lower, reads(opts, lower)
+	}
+	if matchesPrefix(key, opts.identityPrefix) {
 		return strings.ToLower(key), true
 	}
-	for _, n := range [...]string{hAuthorization, hAPIKey, hOrigin, hSessionID, hPreflight, hContentEncoding, hPartialBody} {
-		if strings.EqualFold(key, n) {
-			return n, true // a name Go did not canonicalize
-		}
-	}
 	return "", false
-}
-
-// matchesPrefixFold is matchesPrefix for a name in any case.
-func matchesPrefixFold(key, prefix string) bool {
-	if prefix == "" || len(key) < len(prefix) {
-		return false
-	}
-	for i := 0; i < len(prefix); i++ {
-		c := key[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c == '_' {
-			c = '-'
-		}
-		if c != prefix[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // validMethod: an RFC 9110 method token, as Envoy would have accepted it.

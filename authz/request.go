@@ -87,6 +87,19 @@ type readOptions struct {
 	traceContext bool
 }
 
+// reads reports whether checkInput.header reads the lower-cased header
+// name key: every front end asks this one question, so that none reads a
+// header the others ignore.
+func reads[T string | []byte](opts *readOptions, key T) bool {
+	switch string(key) {
+	case hAuthorization, hAPIKey, hOrigin, hSessionID, hPreflight, hContentEncoding, hPartialBody, ":path", ":method":
+		return true
+	case hTraceparent, hTracestate:
+		return opts.traceContext
+	}
+	return matchesPrefix(key, opts.identityPrefix)
+}
+
 // header records one request header. raw is true for Envoy's header_map
 // (one entry per header line), false for its headers map (repeated
 // headers already joined, the last map entry wins).
@@ -164,15 +177,19 @@ func hasUpper[T string | []byte](s T) bool {
 	return false
 }
 
-// matchesPrefix reports whether the lower-cased header name key starts with
-// prefix once "_" is read as "-" (a proxy may pass x_mcp_auth_subject
-// through, and an upstream framework may read it as x-mcp-auth-subject).
+// matchesPrefix reports whether the header name key starts with the
+// lower-case prefix once upper case is folded and "_" is read as "-" (a
+// proxy may pass x_mcp_auth_subject through, and an upstream framework may
+// read it as x-mcp-auth-subject).
 func matchesPrefix[T string | []byte](key T, prefix string) bool {
 	if prefix == "" || len(key) < len(prefix) {
 		return false
 	}
 	for i := 0; i < len(prefix); i++ {
 		c := key[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
 		if c == '_' {
 			c = '-'
 		}
@@ -350,16 +367,7 @@ func (p *inputParser) request(num protowire.Number, v []byte) error {
 
 // interesting reports whether a header is worth keeping for header().
 func (p *inputParser) interesting(key []byte) bool {
-	switch string(key) {
-	case hAuthorization, hAPIKey, hOrigin, hSessionID, hPreflight, hContentEncoding, hPartialBody, ":path", ":method":
-		return true
-	case hTraceparent, hTracestate:
-		return p.opts.traceContext
-	}
-	if hasUpper(key) {
-		return true // header() lower-cases and decides
-	}
-	return matchesPrefix(key, p.opts.identityPrefix)
+	return hasUpper(key) || reads(p.opts, key) // header() lower-cases and decides
 }
 
 func (p *inputParser) valid(b ...[]byte) {

@@ -254,3 +254,29 @@ func TestCheckSpans(t *testing.T) {
 		t.Fatalf("spans %+v", spans)
 	}
 }
+
+// TestForwardReadsTraceContext: the forward-auth front end reads the trace
+// context the same way the gRPC readers do: only while tracing is on.
+func TestForwardReadsTraceContext(t *testing.T) {
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	for _, on := range []bool{false, true} {
+		s, _ := newTestServer(t, nil)
+		s.read.traceContext = on
+		for _, ep := range []string{ForwardPathNginx, ForwardPathForwarded, ForwardPathEnvoy} {
+			r := forwardRequest(ep, original{method: "POST", target: "/mcp", headers: [][2]string{
+				{"Authorization", "Bearer good"}, {"Traceparent", tp}, {"Tracestate", "vendor=x"},
+			}})
+			conv, target := forwardEndpoint(r.RequestURI)
+			in, problem := s.forwardInput(r, conv, target)
+			if problem != "" {
+				t.Fatalf("%s: %s", ep, problem)
+			}
+			if on && (in.trace == nil || in.trace.parent != tp || in.trace.state != "vendor=x") {
+				t.Fatalf("%s, tracing on: %+v", ep, in.trace)
+			}
+			if !on && in.trace != nil {
+				t.Fatalf("%s, tracing off, yet read: %+v", ep, in.trace)
+			}
+		}
+	}
+}
