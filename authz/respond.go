@@ -57,7 +57,6 @@ func (h identityHeaders) all() []string {
 const (
 	reasonOK                = "ok"
 	reasonUnprotected       = "unprotected"
-	reasonPreflight         = "preflight"
 	reasonNoCredentials     = "unauthorized"
 	reasonInvalidRequest    = "invalid_request"
 	reasonInvalidToken      = "invalid_token"

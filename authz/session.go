@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 
@@ -42,7 +43,7 @@ func (req *request) sessionID(in *checkInput) (id string, ok bool) {
 		return in.sessionID[0], true
 	}
 	if req.path == req.rt.messagesPath {
-		if i := indexByte(in.path, '?'); i >= 0 {
+		if i := strings.IndexByte(in.path, '?'); i >= 0 {
 			q, err := url.ParseQuery(in.path[i+1:])
 			if err != nil || len(q["sessionId"]) > 1 {
 				return "", false
@@ -53,15 +54,6 @@ func (req *request) sessionID(in *checkInput) (id string, ok bool) {
 		}
 	}
 	return "", true
-}
-
-func indexByte(s string, c byte) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] == c {
-			return i
-		}
-	}
-	return -1
 }
 
 // bindSession binds the request's session to p, or refuses the request
