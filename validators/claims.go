@@ -188,36 +188,48 @@ func (n *numericDate) UnmarshalJSONFrom(d *jsontext.Decoder) error {
 	return nil
 }
 
+// readStringOrList reads a claim that may be null, a string or, when
+// lists, an array of strings. kind says which it was ('n', '"' or '[');
+// anything else is the claim error shapeErr.
+func readStringOrList(d *jsontext.Decoder, lists bool, shapeErr string) (s string, list []string, kind jsontext.Kind, err error) {
+	switch kind = d.PeekKind(); {
+	case kind == 'n':
+		_, err = d.ReadToken()
+		return "", nil, kind, err
+	case kind == '"':
+		tok, err := d.ReadToken()
+		if err != nil {
+			return "", nil, kind, err
+		}
+		return tok.String(), nil, kind, nil
+	case kind == '[' && lists:
+		if err := json.UnmarshalDecode(d, &list); err != nil {
+			var sem *json.SemanticError
+			if errors.As(err, &sem) {
+				return "", nil, kind, claimError(shapeErr)
+			}
+			return "", nil, kind, err
+		}
+		return "", list, kind, nil
+	default:
+		return "", nil, kind, claimError(shapeErr)
+	}
+}
+
 // audienceClaim is aud: a string or an array of strings.
 type audienceClaim []string
 
 func (a *audienceClaim) UnmarshalJSONFrom(d *jsontext.Decoder) error {
-	switch d.PeekKind() {
-	case 'n':
-		_, err := d.ReadToken()
-		*a = nil
+	s, list, kind, err := readStringOrList(d, true, "aud must be a string or an array of strings")
+	switch {
+	case err != nil:
 		return err
-	case '"':
-		tok, err := d.ReadToken()
-		if err != nil {
-			return err
-		}
-		*a = audienceClaim{tok.String()}
-		return nil
-	case '[':
-		var list []string
-		if err := json.UnmarshalDecode(d, &list); err != nil {
-			var sem *json.SemanticError
-			if errors.As(err, &sem) {
-				return claimError("aud must be a string or an array of strings")
-			}
-			return err
-		}
-		*a = list
-		return nil
+	case kind == '"':
+		*a = audienceClaim{s}
 	default:
-		return claimError("aud must be a string or an array of strings")
+		*a = list
 	}
+	return nil
 }
 
 // scopeClaim is scope or scp: a string of space-separated scope tokens
@@ -225,42 +237,22 @@ func (a *audienceClaim) UnmarshalJSONFrom(d *jsontext.Decoder) error {
 // (Okta scp). Every scope must be a scope-token; see parseScopes.
 type scopeClaim []string
 
-func (s *scopeClaim) UnmarshalJSONFrom(d *jsontext.Decoder) error {
-	switch d.PeekKind() {
-	case 'n':
-		_, err := d.ReadToken()
-		*s = nil
+func (c *scopeClaim) UnmarshalJSONFrom(d *jsontext.Decoder) error {
+	s, list, kind, err := readStringOrList(d, true, "scope must be a string or an array of strings")
+	if err != nil {
 		return err
-	case '"':
-		tok, err := d.ReadToken()
-		if err != nil {
-			return err
-		}
-		list, err := parseScopes(tok.String())
-		if err != nil {
-			return err
-		}
-		*s = list
-		return nil
-	case '[':
-		var list []string
-		if err := json.UnmarshalDecode(d, &list); err != nil {
-			var sem *json.SemanticError
-			if errors.As(err, &sem) {
-				return claimError("scope must be a string or an array of strings")
-			}
-			return err
-		}
-		for _, sc := range list {
-			if !IsScopeToken(sc) {
-				return claimError("a scope array element is not an RFC 6749 scope-token")
-			}
-		}
-		*s = list
-		return nil
-	default:
-		return claimError("scope must be a string or an array of strings")
 	}
+	if kind == '"' {
+		*c, err = parseScopes(s)
+		return err
+	}
+	for _, sc := range list {
+		if !IsScopeToken(sc) {
+			return claimError("a scope array element is not an RFC 6749 scope-token")
+		}
+	}
+	*c = list
+	return nil
 }
 
 // parseScopes splits an RFC 6749 §3.3 scope string on U+0020 only, so no

@@ -294,23 +294,13 @@ type introspectionWire struct {
 // space-separated scope tokens (RFC 7662 §2.2); see parseScopes.
 type scopeString []string
 
-func (s *scopeString) UnmarshalJSONFrom(d *jsontext.Decoder) error {
-	switch d.PeekKind() {
-	case 'n':
-		_, err := d.ReadToken()
-		*s = nil
+func (c *scopeString) UnmarshalJSONFrom(d *jsontext.Decoder) error {
+	s, _, _, err := readStringOrList(d, false, "scope must be a string")
+	if err != nil {
 		return err
-	case '"':
-		tok, err := d.ReadToken()
-		if err != nil {
-			return err
-		}
-		list, err := parseScopes(tok.String())
-		*s = list
-		return err
-	default:
-		return claimError("scope must be a string")
 	}
+	*c, err = parseScopes(s)
+	return err
 }
 
 // ParseIntrospection decodes an introspection response strictly (exact
