@@ -484,3 +484,32 @@ func TestVerdictSecretErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestApplyDevEnv: dev reads logging and Redis from the environment through
+// the same readers as serve; without a fleet secret Redis gets a random one.
+func TestApplyDevEnv(t *testing.T) {
+	dev := func(env map[string]string) (*Config, error) {
+		c := &Config{Resources: []ResourceConfig{{Resource: "http://127.0.0.1:9192/mcp", AuthorizationServers: []string{"http://127.0.0.1:1"}}}}
+		if err := c.ApplyDevEnv(envFunc(env)); err != nil {
+			return nil, err
+		}
+		return c, c.Complete()
+	}
+	c, err := dev(map[string]string{"REDIS_URL": "redis://127.0.0.1:6379/0", "MCP_ENABLE_FILE_LOGGING": "true", "MCP_LOG_DIRECTORY": "/tmp/x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Log.File || c.Log.Directory != "/tmp/x" || len(c.Redis.Secrets) != 1 || len(c.Redis.Secrets[0]) < 32 {
+		t.Fatalf("log %+v, secrets %d", c.Log, len(c.Redis.Secrets))
+	}
+	given := strings.Repeat("g", 40)
+	if c, err = dev(map[string]string{"REDIS_URL": "redis://127.0.0.1:6379/0", "MCP_AUTHZ_CACHE_SECRET": given}); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Redis.Secrets) != 1 || string(c.Redis.Secrets[0]) != given {
+		t.Fatal("the given secret was not used")
+	}
+	if _, err := dev(map[string]string{"MCP_ENABLE_FILE_LOGGING": "maybe"}); err == nil || !strings.Contains(err.Error(), "MCP_ENABLE_FILE_LOGGING") {
+		t.Fatalf("bad boolean: %v", err)
+	}
+}

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -224,6 +226,42 @@ func (e envReader) boolean(name string, dst *bool) error {
 	return nil
 }
 
+// logging applies the seed's log variables.
+func (e envReader) logging(c *Config) error {
+	var debug bool
+	if err := e.boolean("MCP_DEBUG_CONSOLE", &debug); err != nil {
+		return err
+	}
+	if debug {
+		c.Log.Level, c.Log.Format = "debug", "text"
+	}
+	if err := e.boolean("MCP_ENABLE_FILE_LOGGING", &c.Log.File); err != nil {
+		return err
+	}
+	e.str("MCP_LOG_DIRECTORY", "log.directory", &c.Log.Directory)
+	return nil
+}
+
+// ApplyDevEnv applies to a configuration built in code (mcp-authz dev) the
+// variables dev honours: logging and the Redis tier. dev is one process:
+// without a verdict secret of the fleet's, a random one serves.
+func (c *Config) ApplyDevEnv(getenv func(string) string) error {
+	if c.origin == nil {
+		c.origin = map[string]string{}
+	}
+	e := envReader{getenv: getenv, origin: c.origin}
+	if err := e.logging(c); err != nil {
+		return err
+	}
+	e.redis(c)
+	if r := c.Redis; r != nil && r.envSecrets == "" && r.VerdictSecretFile == "" && len(r.Secrets) == 0 {
+		b := make([]byte, 32)
+		_, _ = rand.Read(b)
+		r.Secrets = [][]byte{[]byte(hex.EncodeToString(b))}
+	}
+	return nil
+}
+
 // redis applies REDIS_URL and the verdict secret variables, creating the
 // redis section if the file has none.
 func (e envReader) redis(c *Config) {
@@ -253,17 +291,9 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	e.str("MCP_AUTHZ_GRPC_ADDR", "grpc_addr", &c.GRPCAddr)
 	e.str("MCP_AUTHZ_HTTP_ADDR", "http_addr", &c.HTTPAddr)
 	e.str("MCP_AUTHZ_FORWARD_ADDR", "forward_addr", &c.ForwardAddr)
-	var debug bool
-	if err := e.boolean("MCP_DEBUG_CONSOLE", &debug); err != nil {
+	if err := e.logging(c); err != nil {
 		return err
 	}
-	if debug {
-		c.Log.Level, c.Log.Format = "debug", "text"
-	}
-	if err := e.boolean("MCP_ENABLE_FILE_LOGGING", &c.Log.File); err != nil {
-		return err
-	}
-	e.str("MCP_LOG_DIRECTORY", "log.directory", &c.Log.Directory)
 	e.str("MCP_AUTHZ_UNAVAILABLE_MODE", "unavailable.mode", &c.Unavailable.Mode)
 	if err := e.boolean("MCP_AUTHZ_STRIP_AUTHORIZATION", &c.IdentityHeaders.StripAuthorization); err != nil {
 		return err

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/mcp-authz/mcp-authz/config"
@@ -35,8 +34,11 @@ func devCmd(args []string, getenv func(string) string, stdout, stderr io.Writer)
 			"MCP_AUTHZ_GRPC_ADDR      default of --grpc-addr",
 			"MCP_AUTHZ_HTTP_ADDR      default of --http-addr",
 			"MCP_DEBUG_CONSOLE=true   debug logs",
+			"MCP_ENABLE_FILE_LOGGING  also log to MCP_LOG_DIRECTORY/mcp-authz.log",
+			"MCP_LOG_DIRECTORY        where (default logs)",
 			"REDIS_URL                add the Redis tier at this URL",
-			"MCP_AUTHZ_CACHE_SECRET   its verdict secret (default: a random one for this run)",
+			"MCP_AUTHZ_CACHE_SECRET   its verdict secret (default: a random one for this run), or",
+			"MCP_AUTHZ_CACHE_SECRET_FILE  a file of them",
 		}}
 	fs := c.flagSet()
 	grpcAddr := fs.String("grpc-addr", envOr(getenv, "MCP_AUTHZ_GRPC_ADDR", "127.0.0.1:9191"), "gRPC listen `address` (loopback)")
@@ -108,31 +110,9 @@ func devCmd(args []string, getenv func(string) string, stdout, stderr io.Writer)
 	}
 	cfg.NameField("grpc_addr", "--grpc-addr")
 	cfg.NameField("http_addr", "--http-addr")
-	if getenv("MCP_DEBUG_CONSOLE") == "true" {
-		cfg.Log.Level = "debug"
-	}
-	// The seed's file logging: a copy of the log in MCP_LOG_DIRECTORY
-	// (default ./logs)/mcp-authz.log.
-	if v := strings.TrimSpace(getenv("MCP_ENABLE_FILE_LOGGING")); v != "" {
-		on, err := strconv.ParseBool(v)
-		if err != nil {
-			fmt.Fprintf(stderr, "mcp-authz dev: config: MCP_ENABLE_FILE_LOGGING: %q is not a boolean (true/false)\n", v)
-			return 2
-		}
-		cfg.Log.File = on
-	}
-	cfg.Log.Directory = strings.TrimSpace(getenv("MCP_LOG_DIRECTORY"))
-	if u := getenv("REDIS_URL"); u != "" {
-		// dev is one process: an ephemeral verdict secret serves unless the
-		// fleet's is given.
-		secret := getenv("MCP_AUTHZ_CACHE_SECRET")
-		if secret == "" {
-			b := make([]byte, 32)
-			_, _ = rand.Read(b)
-			secret = hex.EncodeToString(b)
-		}
-		cfg.Redis = &config.RedisConfig{URL: u}
-		cfg.Redis.Secrets = [][]byte{[]byte(secret)}
+	if err := cfg.ApplyDevEnv(getenv); err != nil {
+		fmt.Fprintf(stderr, "mcp-authz dev: config: %v\n", err)
+		return 2
 	}
 	if err := cfg.Complete(); err != nil {
 		fmt.Fprintf(stderr, "mcp-authz dev: config: %v\n", err)
