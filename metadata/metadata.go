@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -82,40 +83,91 @@ func WellKnownURL(resource string) (string, error) {
 }
 
 // Handler serves metadata documents at their path-inserted well-known paths.
-// The first document is also served at the bare well-known path.
+// The first document is also served at the bare well-known path. Resources
+// whose documents share a path on different hosts (https://a.example/mcp
+// and https://b.example/mcp) are told apart by the request's Host: the
+// documents are public, and their contents still come from configuration.
 type Handler struct {
-	docs map[string][]byte // request path -> JSON
+	docs map[string][]hostDoc // request path -> documents, by host
 }
 
-// NewHandler renders docs once; it fails if two resources share a path.
+// hostDoc is a rendered document and the host (lower-case, with the port
+// when the resource names one) of its resource.
+type hostDoc struct {
+	host string
+	body []byte
+}
+
+// NewHandler renders docs once; it fails if two resources share a path on
+// the same host.
 func NewHandler(docs []Document) (*Handler, error) {
 	if len(docs) == 0 {
 		return nil, errors.New("metadata: no documents")
 	}
-	h := &Handler{docs: make(map[string][]byte)}
+	h := &Handler{docs: make(map[string][]hostDoc)}
 	for i, d := range docs {
+		u, err := ParseResource(d.Resource)
+		if err != nil {
+			return nil, fmt.Errorf("metadata: resource: %w", err)
+		}
 		p, err := WellKnownPath(d.Resource)
 		if err != nil {
 			return nil, fmt.Errorf("metadata: resource: %w", err)
 		}
-		if u, _ := url.Parse(p); u != nil {
-			p = strings.TrimSuffix(u.Path, "/")
+		if pu, _ := url.Parse(p); pu != nil {
+			p = strings.TrimSuffix(pu.Path, "/")
 		}
-		if _, dup := h.docs[p]; dup {
-			return nil, fmt.Errorf("metadata: two resources share the metadata path %s", p)
+		host := strings.ToLower(u.Host)
+		for _, o := range h.docs[p] {
+			if o.host == host {
+				return nil, fmt.Errorf("metadata: two resources share the metadata path %s on %s", p, host)
+			}
 		}
 		body, err := render(d)
 		if err != nil {
 			return nil, err
 		}
-		h.docs[p] = body
+		h.docs[p] = append(h.docs[p], hostDoc{host: host, body: body})
 		if i == 0 {
 			if _, taken := h.docs[WellKnownPrefix]; !taken {
-				h.docs[WellKnownPrefix] = body
+				h.docs[WellKnownPrefix] = []hostDoc{{host: host, body: body}}
 			}
 		}
 	}
 	return h, nil
+}
+
+// lookup returns the document for path as asked of host: the only one
+// there, else the one of that host (with its port, else by name alone).
+func (h *Handler) lookup(path, host string) ([]byte, bool) {
+	docs := h.docs[path]
+	switch len(docs) {
+	case 0:
+		return nil, false
+	case 1:
+		return docs[0].body, true
+	}
+	host = strings.ToLower(host)
+	for _, d := range docs {
+		if d.host == host {
+			return d.body, true
+		}
+	}
+	name := hostName(host)
+	for _, d := range docs {
+		if hostName(d.host) == name {
+			return d.body, true
+		}
+	}
+	return nil, false
+}
+
+// hostName is host without its port.
+func hostName(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		return h
+	}
+	return host
 }
 
 // Paths lists the paths the handler answers, for mounting on a mux.
@@ -138,7 +190,7 @@ func render(d Document) ([]byte, error) {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, ok := h.docs[strings.TrimSuffix(r.URL.Path, "/")]
+	body, ok := h.lookup(strings.TrimSuffix(r.URL.Path, "/"), r.Host)
 	if !ok {
 		http.NotFound(w, r)
 		return

@@ -114,9 +114,45 @@ func TestResourceByteIdentical(t *testing.T) {
 	}
 }
 
+// TestHandlerRejectsSharedPath: two resources with one metadata path on
+// one host cannot both be served; on different hosts they are told apart
+// by Host (DESIGN §6).
 func TestHandlerRejectsSharedPath(t *testing.T) {
-	_, err := NewHandler([]Document{{Resource: "https://a.example/mcp"}, {Resource: "https://b.example/mcp"}})
-	if err == nil {
-		t.Fatal("two resources with one metadata path accepted")
+	for _, pair := range [][2]string{
+		{"https://a.example/mcp", "https://a.example/mcp/"},
+		{"https://a.example/mcp", "https://A.example/mcp"},
+	} {
+		if _, err := NewHandler([]Document{{Resource: pair[0]}, {Resource: pair[1]}}); err == nil {
+			t.Fatalf("%v: two resources with one metadata path on one host accepted", pair)
+		}
+	}
+}
+
+func TestHandlerTellsHostsApart(t *testing.T) {
+	h, err := NewHandler([]Document{{Resource: "https://a.example/mcp"}, {Resource: "https://b.example:8443/mcp"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for host, want := range map[string]string{
+		"a.example":      "https://a.example/mcp",
+		"A.EXAMPLE:443":  "https://a.example/mcp",
+		"b.example:8443": "https://b.example:8443/mcp",
+		"b.example":      "https://b.example:8443/mcp",
+		"c.example":      "",
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/.well-known/oauth-protected-resource/mcp", nil)
+		r.Host = host
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if want == "" {
+			if rec.Code != http.StatusNotFound {
+				t.Errorf("%s: %d, want 404", host, rec.Code)
+			}
+			continue
+		}
+		var got Document
+		if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || got.Resource != want {
+			t.Errorf("%s: resource %q (%v), want %q", host, got.Resource, err, want)
+		}
 	}
 }
