@@ -35,11 +35,22 @@ func (a *Auto) Fingerprint() string { return a.fingerprint }
 // Close releases the JWT validator's key sets (JWT.Close).
 func (a *Auto) Close() { a.jwt.Close() }
 
-// Validate routes token by its shape and unverified issuer.
+// Validate routes token by its shape and unverified issuer. A JWT is read
+// once: the parse that routes it is the one the JWT validator judges.
 func (a *Auto) Validate(ctx context.Context, token string) (*Principal, error) {
+	var t jws
+	perr := parseJWS(token, &t)
+	if perr == nil {
+		if _, known := a.jwt.issuers[t.claims.Issuer]; known {
+			return a.jwt.validateJWS(ctx, &t)
+		}
+		return a.introspection.Validate(ctx, token)
+	}
+	// Malformed as a JWT, yet naming a configured JWT issuer: the JWT
+	// validator's verdict, not the introspection endpoint's.
 	if iss, ok := peekIssuer(token); ok {
 		if _, known := a.jwt.issuers[iss]; known {
-			return a.jwt.Validate(ctx, token)
+			return nil, perr
 		}
 	}
 	return a.introspection.Validate(ctx, token)

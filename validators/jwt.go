@@ -224,6 +224,11 @@ func (v *JWT) Validate(ctx context.Context, token string) (*Principal, error) {
 	if err := parseJWS(token, &t); err != nil {
 		return nil, err
 	}
+	return v.validateJWS(ctx, &t)
+}
+
+// validateJWS judges a token parseJWS has read.
+func (v *JWT) validateJWS(ctx context.Context, t *jws) (*Principal, error) {
 	c := &t.claims
 	iss, ok := v.issuers[c.Issuer]
 	if !ok {
@@ -265,7 +270,7 @@ func (v *JWT) Validate(ctx context.Context, token string) (*Principal, error) {
 	// alg is in the allow-list, so golang-jwt knows it.
 	method := jwt.GetSigningMethod(alg)
 	if !t.header.Kid.set {
-		if err := v.verifyKidless(iss.keys, method, &t); err != nil {
+		if err := v.verifyKidless(iss.keys, method, t); err != nil {
 			return nil, err
 		}
 		return c.principal(t.claimsJSON), nil
