@@ -375,6 +375,8 @@ func TestSessionBinding(t *testing.T) {
 		{"two sessionId parameters are ambiguous", "bob", "", "/messages?sessionId=a&sessionId=b", 400},
 		{"a joined session header is ambiguous", "alice", "s-1,s-2", "/mcp", 400},
 		{"a session id with a control character", "alice", "s\x01", "/mcp", 400},
+		{"a session id longer than 1 KiB", "alice", strings.Repeat("s", 1025), "/mcp", 400},
+		{"a legacy sessionId with a control character", "alice", "", "/messages?sessionId=a%01b", 400},
 	}
 	for _, st := range steps {
 		d := call(st.token, st.session, st.path)
