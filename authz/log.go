@@ -5,26 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/mcp-authz/mcp-authz/internal/loglimit"
 )
-
-// logLimiter passes one event per interval and counts the rest.
-type logLimiter struct {
-	next       atomic.Int64 // unix nanoseconds before which events are suppressed
-	suppressed atomic.Int64
-}
-
-// allow reports whether to log now, and how many events were suppressed
-// since the last one logged.
-func (l *logLimiter) allow(now time.Time, every time.Duration) (bool, int64) {
-	next := l.next.Load()
-	if now.UnixNano() < next || !l.next.CompareAndSwap(next, now.Add(every).UnixNano()) {
-		l.suppressed.Add(1)
-		return false, 0
-	}
-	return true, l.suppressed.Swap(0)
-}
 
 const (
 	// unavailableLogEvery is how often an ongoing dependency failure is
@@ -37,15 +21,15 @@ const (
 
 // denialLog rate-limits denial logs per reason.
 type denialLog struct {
-	byReason sync.Map // string -> *logLimiter
+	byReason sync.Map // string -> *loglimit.Limiter
 }
 
-func (d *denialLog) limiter(reason string) *logLimiter {
+func (d *denialLog) limiter(reason string) *loglimit.Limiter {
 	if l, ok := d.byReason.Load(reason); ok {
-		return l.(*logLimiter)
+		return l.(*loglimit.Limiter)
 	}
-	l, _ := d.byReason.LoadOrStore(reason, new(logLimiter))
-	return l.(*logLimiter)
+	l, _ := d.byReason.LoadOrStore(reason, &loglimit.Limiter{Every: denialLogEvery})
+	return l.(*loglimit.Limiter)
 }
 
 // tokenID is the first 8 hex digits of the token's SHA-256: enough to
@@ -61,7 +45,7 @@ func tokenID(token string) string {
 // logDenial logs a denial at INFO: reason, resource and token hash prefix,
 // never the token.
 func (s *Server) logDenial(ctx context.Context, in *checkInput, req *request, o *outcome) {
-	ok, suppressed := s.denials.limiter(o.reason).allow(time.Now(), denialLogEvery)
+	ok, suppressed := s.denials.limiter(o.reason).Allow(time.Now())
 	if !ok {
 		return
 	}

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/mcp-authz/mcp-authz/internal/loglimit"
 	"github.com/mcp-authz/mcp-authz/internal/tracing"
 	"github.com/mcp-authz/mcp-authz/metadata"
 	"github.com/mcp-authz/mcp-authz/validators"
@@ -175,7 +176,7 @@ type route struct {
 	invalid      sync.Map // string -> *prepared
 	invalidCount atomic.Int32
 	// unavailableLog keeps an outage from logging once per request.
-	unavailableLog logLimiter
+	unavailableLog loglimit.Limiter
 }
 
 // maxInvalidResponses bounds route.invalid, whatever descriptions a
@@ -240,6 +241,7 @@ func (s *Server) newRoute(given *Resource) (*route, error) {
 		r.Validator = tracedValidator{Validator: r.Validator, tracer: s.cfg.Tracer}
 	}
 	rt := &route{Resource: &r, metadataURL: mdURL, implied: scopeClosure(r.ScopeImplies), sessionTTL: r.SessionTTL}
+	rt.unavailableLog.Every = unavailableLogEvery
 	rt.scopeHint = r.RequiredScopes
 	if len(rt.scopeHint) == 0 {
 		rt.scopeHint = r.ScopesSupported
@@ -542,7 +544,7 @@ func (s *Server) validationFailed(ctx context.Context, rt *route, err error, htt
 	if verr != nil {
 		desc = verr.Description
 	}
-	if ok, suppressed := rt.unavailableLog.allow(time.Now(), unavailableLogEvery); ok {
+	if ok, suppressed := rt.unavailableLog.Allow(time.Now()); ok {
 		s.log.WarnContext(ctx, "cannot validate token: answering unavailable", "resource", rt.Name, "error", err,
 			"suppressed_since_last", suppressed)
 	}

@@ -3,9 +3,12 @@ package cache
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -351,18 +354,54 @@ func TestVerdictBoundsFollowTheValidator(t *testing.T) {
 	}
 }
 
+// TestIntegrityLogIsRateLimited: a Redis full of forged values costs one
+// log line per interval, with the count of those suppressed, not one per
+// value read.
 func TestIntegrityLogIsRateLimited(t *testing.T) {
-	l := logLimiter{period: 10 * time.Second}
-	t0 := time.Now()
-	if ok, _ := l.allow(t0); !ok {
-		t.Fatal("first line suppressed")
-	}
-	for i := range 5 {
-		if ok, _ := l.allow(t0.Add(time.Duration(i) * time.Second)); ok {
-			t.Fatal("logged within the period")
+	srv := redistest.Start(t)
+	var logs syncBuffer
+	r, client := newRedisStoreWith(t, srv, RedisOptions{Timeout: time.Second, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	ctx := context.Background()
+	for i := range 6 {
+		k := NewKey("p", fmt.Sprintf("forged-%d", i))
+		client.Set(ctx, r.redisKey(k), "garbage", time.Minute)
+		if _, ok := r.Get(ctx, k); ok {
+			t.Fatal("a forged value was a hit")
 		}
 	}
-	if ok, n := l.allow(t0.Add(10 * time.Second)); !ok || n != 5 {
-		t.Fatalf("after the period: %v, %d suppressed", ok, n)
+	if n := r.Stats().IntegrityFailures; n != 6 {
+		t.Fatalf("%d integrity failures, want 6", n)
+	}
+	if n := strings.Count(logs.String(), "integrity check"); n != 1 {
+		t.Fatalf("%d log lines for 6 forged values, want 1:\n%s", n, logs.String())
+	}
+}
+
+// TestMalformedInvalidationsAreIgnoredQuietly: anyone who can publish on
+// the invalidation channel can send garbage; it drops nothing and logs a
+// line per interval, not per message.
+func TestMalformedInvalidationsAreIgnoredQuietly(t *testing.T) {
+	srv := redistest.Start(t)
+	var logs syncBuffer
+	r, client := newRedisStoreWith(t, srv, RedisOptions{Timeout: time.Second, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var dropped atomic.Int64
+	r.Subscribe(ctx, func([32]byte) { dropped.Add(1) })
+	for range 50 {
+		client.Publish(ctx, r.invalidationChannel(), "not hex")
+	}
+	sum := HashToken("tok")
+	client.Publish(ctx, r.invalidationChannel(), hex.EncodeToString(sum[:]))
+	for deadline := time.Now().Add(5 * time.Second); dropped.Load() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the well-formed invalidation never arrived")
+		}
+	}
+	if n := dropped.Load(); n != 1 {
+		t.Fatalf("%d invalidations acted on, want 1", n)
+	}
+	if n := strings.Count(logs.String(), "malformed cache invalidation"); n != 1 {
+		t.Fatalf("%d log lines for 50 malformed invalidations, want 1", n)
 	}
 }

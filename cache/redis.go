@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mcp-authz/mcp-authz/internal/loglimit"
+
 	"github.com/redis/go-redis/v9"
 )
 
@@ -82,11 +84,11 @@ type RedisStats struct {
 // drops in-process copies, which costs a Redis read or a validation: no
 // worse than what anyone who can write to Redis can do by deleting keys.
 type Redis struct {
-	opts         RedisOptions
-	batch        *batcher
-	breaker      breaker
-	signer       *signer
-	integrityLog logLimiter
+	opts                          RedisOptions
+	batch                         *batcher
+	breaker                       breaker
+	signer                        *signer
+	integrityLog, invalidationLog loglimit.Limiter
 
 	hits, misses, errs, skipped, sets, lockWaits, integrity atomic.Int64
 }
@@ -119,8 +121,9 @@ func NewRedis(opts RedisOptions) (*Redis, error) {
 		return nil, err
 	}
 	opts.Secrets = nil // the signer keeps its own copies
-	r := &Redis{opts: opts, signer: signer, integrityLog: logLimiter{period: 10 * time.Second},
-		batch: newBatcher(opts.Client, max(10*opts.Timeout, time.Second))}
+	r := &Redis{opts: opts, signer: signer, integrityLog: loglimit.Limiter{Every: 10 * time.Second},
+		invalidationLog: loglimit.Limiter{Every: 10 * time.Second},
+		batch:           newBatcher(opts.Client, max(10*opts.Timeout, time.Second))}
 	// Redis answering a pipeline is a success, whether or not the callers
 	// whose calls it carried were still waiting.
 	r.batch.answered = r.breaker.success
@@ -497,7 +500,11 @@ func (r *Redis) Subscribe(ctx context.Context, drop func(sum [sha256.Size]byte))
 				}
 				b, err := hex.DecodeString(m.Payload)
 				if err != nil || len(b) != sha256.Size {
-					r.opts.Logger.Warn("ignoring a malformed cache invalidation")
+					// Anyone who can publish on the channel can send these:
+					// one line per interval, not one per message.
+					if ok, suppressed := r.invalidationLog.Allow(time.Now()); ok {
+						r.opts.Logger.Warn("ignoring a malformed cache invalidation", "suppressed", suppressed)
+					}
 					continue
 				}
 				drop([sha256.Size]byte(b))

@@ -78,7 +78,7 @@ func (r *Redis) BindShared(ctx context.Context, key [sha256.Size]byte, principal
 	// Not a binding of this fleet: replace it with the principal using the
 	// session now.
 	r.integrity.Add(1)
-	if ok, suppressed := r.integrityLog.allow(time.Now()); ok {
+	if ok, suppressed := r.integrityLog.Allow(time.Now()); ok {
 		r.opts.Logger.Warn("replacing a session binding in Redis that fails its integrity check", "suppressed", suppressed)
 	}
 	if err := r.opts.Client.Set(ctx, rk, value, ttl).Err(); err != nil {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcp-authz/mcp-authz/internal/loglimit"
+
 	"github.com/redis/go-redis/v9"
 )
 
@@ -27,17 +29,17 @@ func SetRedisLogger(logger *slog.Logger) {
 // SetRedisLogger.
 type RedisLogger struct {
 	log   *slog.Logger
-	limit logLimiter
+	limit loglimit.Limiter
 }
 
 // NewRedisLogger returns the adapter SetRedisLogger installs.
 func NewRedisLogger(logger *slog.Logger) *RedisLogger {
-	return &RedisLogger{log: logger, limit: logLimiter{period: redisLogEvery}}
+	return &RedisLogger{log: logger, limit: loglimit.Limiter{Every: redisLogEvery}}
 }
 
 // Printf implements go-redis's internal.Logging.
 func (l *RedisLogger) Printf(ctx context.Context, format string, v ...any) {
-	ok, suppressed := l.limit.allow(time.Now())
+	ok, suppressed := l.limit.Allow(time.Now())
 	if !ok {
 		return
 	}
@@ -45,5 +47,5 @@ func (l *RedisLogger) Printf(ctx context.Context, format string, v ...any) {
 		ctx = context.Background()
 	}
 	l.log.WarnContext(ctx, "redis client", slog.String("detail", strings.TrimSpace(fmt.Sprintf(format, v...))),
-		slog.Int("suppressed", suppressed))
+		slog.Int64("suppressed", suppressed))
 }

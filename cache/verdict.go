@@ -226,37 +226,14 @@ func (s *signer) openVerdict(key string, value []byte, pttl time.Duration, now t
 	return Entry{until: until, Principal: validators.NewPrincipal(id)}, true, ""
 }
 
-// logLimiter lets one line through per period and counts the rest.
-type logLimiter struct {
-	period time.Duration
-
-	mu         sync.Mutex
-	next       time.Time
-	suppressed int
-}
-
-// allow reports whether to log at now, and how many lines it suppressed
-// since the last one.
-func (l *logLimiter) allow(now time.Time) (bool, int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now.Before(l.next) {
-		l.suppressed++
-		return false, 0
-	}
-	n := l.suppressed
-	l.next, l.suppressed = now.Add(l.period), 0
-	return true, n
-}
-
 // integrityFailure counts and logs a value that failed its checks. The log
 // names the policy and the first 8 hex digits of the token's digest, as
 // denials do; never the value or the token.
 func (r *Redis) integrityFailure(k Key, reason string) {
 	r.integrity.Add(1)
-	if ok, suppressed := r.integrityLog.allow(time.Now()); ok {
+	if ok, suppressed := r.integrityLog.Allow(time.Now()); ok {
 		r.opts.Logger.Warn("ignoring a cached verdict in Redis that fails its integrity check",
 			slog.String("reason", reason), slog.String("policy", k.Policy),
-			slog.String("token_sha256", fmt.Sprintf("%x", k.Token[:4])), slog.Int("suppressed", suppressed))
+			slog.String("token_sha256", fmt.Sprintf("%x", k.Token[:4])), slog.Int64("suppressed", suppressed))
 	}
 }
