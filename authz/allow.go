@@ -23,28 +23,28 @@ type allowSet struct {
 
 const maxOpResponses = 32
 
-// allowResponse is the allow for p on rt. The first use of a principal
+// allowResponse is the allow for p, found by token, on rt. The first use of a principal
 // renders it for this request alone: most tokens of a burst of fresh ones
 // are used once, and keeping their responses would cost memory and the
 // garbage collector's time for nothing. From its second use on, the
 // responses are kept with the principal.
-func (s *Server) allowResponse(rt *route, p *validators.Principal, op opKey) result {
+func (s *Server) allowResponse(rt *route, p *validators.Principal, token string, op opKey) result {
 	set, _ := p.Memo(rt, newAllowSet).(*allowSet)
 	if set == nil {
-		return rendered(s.allowed(rt, p, op))
+		return rendered(s.allowed(rt, p, token, op))
 	}
 	if op == (opKey{}) {
 		if r := set.base.Load(); r != nil {
 			return shared(r)
 		}
-		r := prepare(s.allowed(rt, p, op))
+		r := prepare(s.allowed(rt, p, token, op))
 		set.base.Store(r)
 		return shared(r)
 	}
 	if r, ok := set.ops.Load(op); ok {
 		return shared(r.(*prepared))
 	}
-	r := prepare(s.allowed(rt, p, op))
+	r := prepare(s.allowed(rt, p, token, op))
 	if set.n.Add(1) <= maxOpResponses {
 		set.ops.Store(op, r)
 	}

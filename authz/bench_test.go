@@ -2,12 +2,15 @@ package authz_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -402,27 +405,48 @@ func BenchmarkCheckRedisTier(b *testing.B) {
 		}
 	})
 	b.Run("redis_round_trip", func(b *testing.B) {
-		key := "mcp-authz:v2:" + e.jwt.Fingerprint() + ":" + hex.EncodeToString(sum[:])
+		key := "mcp-authz:v3:" + e.jwt.Fingerprint() + ":" + hex.EncodeToString(sum[:])
 		timed(b, func() {}, func() error { return client.Get(ctx, key).Err() })
 	})
 }
 
 // l2Has reports whether Redis holds a verdict for the token with digest sum.
 func l2Has(ctx context.Context, c redis.UniversalClient, sum [32]byte) bool {
-	keys, _ := c.Keys(ctx, "mcp-authz:v2:*:"+hex.EncodeToString(sum[:])).Result()
+	keys, _ := c.Keys(ctx, "mcp-authz:v3:*:"+hex.EncodeToString(sum[:])).Result()
 	return len(keys) > 0
 }
 
-// stubValidator accepts any token as a principal of typical size, without
-// checking anything: the scale benchmarks fill caches with it.
+// stubToken is the i'th token of the scale benchmarks: a JWT's shape and
+// size (an RS256 signature's length), with typical claims whose sub and
+// jti vary with i. Nothing verifies it.
+func stubToken(i int) string {
+	claims := fmt.Sprintf(`{"iss":"https://tenant.us.auth0.com/","sub":"auth0|%024x","aud":%q,"iat":1764600000,"exp":4102444800,`+
+		`"scope":"mcp:read mcp:write","client_id":"my-client-id-0123456789","jti":"%032x"}`, i, benchResource, uint64(i)*2654435761)
+	return "eyJhbGciOiJSUzI1NiIsInR5cCI6ImF0K2p3dCIsImtpZCI6ImsxIn0." + base64.RawURLEncoding.EncodeToString([]byte(claims)) +
+		"." + strings.Repeat("c", 342)
+}
+
+// stubValidator accepts any stubToken as a principal laid out as the JWT
+// validator lays it out (its claims are the token's payload segment),
+// without checking anything: the scale benchmarks fill caches with it.
 type stubValidator struct{}
 
 func (stubValidator) Validate(_ context.Context, token string) (*validators.Principal, error) {
-	claims := `{"iss":"https://tenant.us.auth0.com/","sub":"` + token + `","aud":"` + benchResource +
-		`","scope":"mcp:read mcp:write","client_id":"my-client-id-0123456789","exp":4102444800}`
-	return validators.NewPrincipal(validators.Identity{Subject: token, ClientID: "my-client-id-0123456789",
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil, &validators.Error{Kind: validators.ErrInvalidToken, Description: "not a stub token"}
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	var c struct{ Sub string }
+	if err == nil {
+		err = json.Unmarshal(payload, &c)
+	}
+	if err != nil {
+		return nil, &validators.Error{Kind: validators.ErrInvalidToken, Description: "not a stub token", Err: err}
+	}
+	return validators.NewPrincipal(validators.Identity{Subject: c.Sub, ClientID: "my-client-id-0123456789",
 		Issuer: "https://tenant.us.auth0.com/", Scopes: []string{"mcp:read", "mcp:write"},
-		ExpiresAt: time.Unix(4102444800, 0), ClaimsJSON: claims}), nil
+		ExpiresAt: time.Unix(4102444800, 0), ClaimsInToken: len(payload)}), nil
 }
 
 // latencies runs op for b.N iterations and reports p50 and p99.
@@ -525,7 +549,7 @@ func BenchmarkScale(b *testing.B) {
 			ctx := context.Background()
 			tokens := make([]string, n)
 			for i := range tokens {
-				tokens[i] = fmt.Sprintf("tok-%08d-%x", i, i*2654435761)
+				tokens[i] = stubToken(i)
 				if _, err := cv.Validate(ctx, tokens[i]); err != nil {
 					b.Fatal(err)
 				}
@@ -572,7 +596,7 @@ func BenchmarkMemoryPerAllow(b *testing.B) {
 		ctx := context.Background()
 		reqs := make([][]byte, n)
 		for i := range reqs {
-			reqs[i], _ = proto.Marshal(checkRequest(fmt.Sprintf("Bearer tok-%08d-0123456789abcdef", i)))
+			reqs[i], _ = proto.Marshal(checkRequest("Bearer " + stubToken(i)))
 			if _, err := s.CheckWire(ctx, reqs[i]); err != nil { // cached; the allow rendered once and dropped
 				b.Fatal(err)
 			}

@@ -522,7 +522,7 @@ func (s *Server) decide(ctx context.Context, in *checkInput, req *request) (resu
 	if s.log.Enabled(ctx, slog.LevelDebug) {
 		s.log.DebugContext(ctx, "allow", "resource", rt.Name, "sub", p.Subject(), "scope", p.ScopeString(), "method", op.method)
 	}
-	return s.allowResponse(rt, p, op), nil
+	return s.allowResponse(rt, p, cred.token, op), nil
 }
 
 func (s *Server) invalidRequest(rt *route, desc string) result {

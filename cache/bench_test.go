@@ -27,8 +27,18 @@ const realisticClaims = `{"iss":"https://tenant.us.auth0.com/","sub":"auth0|5f7c
 	`"client_id":"my-client-id-0123456789","jti":"0f4e7a9c2b1d8e6f3a5c7b9d1e2f4a6c8b0d2e4f6a8c0b2"}`
 
 // realisticPrincipal is a principal from a typical JWT, laid out as the
-// JWT validator lays it out, with claims of its own.
+// JWT validator lays it out: its claims are the token's payload segment,
+// and it keeps its identity values alone.
 func realisticPrincipal() *validators.Principal {
+	return validators.NewPrincipal(validators.Identity{
+		Subject: "auth0|5f7c8ec7c33c6c004bbafe82", ClientID: "my-client-id-0123456789", Issuer: "https://tenant.us.auth0.com/",
+		Scopes: []string{"mcp:read", "mcp:write"}, ExpiresAt: time.Now().Add(time.Hour), ClaimsInToken: len(realisticClaims),
+	})
+}
+
+// introspectedPrincipal is a principal from an introspection reply of
+// typical size, whose claims it keeps.
+func introspectedPrincipal() *validators.Principal {
 	return validators.NewPrincipal(validators.Identity{
 		Subject: "auth0|5f7c8ec7c33c6c004bbafe82", ClientID: "my-client-id-0123456789", Issuer: "https://tenant.us.auth0.com/",
 		Scopes: []string{"mcp:read", "mcp:write"}, ExpiresAt: time.Now().Add(time.Hour), ClaimsJSON: strings.Clone(realisticClaims),
@@ -70,8 +80,13 @@ func BenchmarkValidateFromRedis(b *testing.B) {
 // principal of typical size, and for a million entries the process's
 // resident memory (VmRSS, after returning freed memory to the OS).
 func BenchmarkMemoryPerEntry(b *testing.B) {
-	for _, n := range []int{100_000, 1_000_000} {
-		b.Run(fmt.Sprintf("entries=%d", n), func(b *testing.B) {
+	for _, tt := range []struct {
+		kind string
+		n    int
+		p    func() *validators.Principal
+	}{{"jwt", 100_000, realisticPrincipal}, {"jwt", 1_000_000, realisticPrincipal}, {"introspection", 100_000, introspectedPrincipal}} {
+		n := tt.n
+		b.Run(fmt.Sprintf("%s/entries=%d", tt.kind, n), func(b *testing.B) {
 			for b.Loop() {
 				var before, after runtime.MemStats
 				runtime.GC()
@@ -79,7 +94,7 @@ func BenchmarkMemoryPerEntry(b *testing.B) {
 				m, _ := NewMemory(MemoryOptions{MaxBytes: 1 << 40})
 				for i := range n {
 					m.Set(context.Background(), NewKey("0123456789abcdef0123456789abcdef", strconv.Itoa(i)),
-						Entry{Principal: realisticPrincipal()}, time.Hour)
+						Entry{Principal: tt.p()}, time.Hour)
 				}
 				m.c.CleanUp()
 				runtime.GC()
@@ -117,7 +132,7 @@ func BenchmarkVerdictOpen(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	key := "mcp-authz:v2:0123456789abcdef0123456789abcdef:" + strings.Repeat("ab", 32)
+	key := "mcp-authz:v3:0123456789abcdef0123456789abcdef:" + strings.Repeat("ab", 32)
 	payload, err := encodeVerdict(Entry{Principal: realisticPrincipal(), until: time.Now().Add(time.Minute)})
 	if err != nil {
 		b.Fatal(err)

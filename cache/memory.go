@@ -169,7 +169,7 @@ func allocSize(n int) int {
 // base64url claims header, and the response's wire bytes, which hold
 // every value once more.
 func allowWeight(p *validators.Principal) int {
-	claims := (len(p.ClaimsJSON())*4 + 2) / 3
-	_, data := p.Size()
-	return 1200 + allocSize(claims) + allocSize(300+claims+data-len(p.ClaimsJSON())+len(p.Subject())+len(p.Issuer())+len(p.ScopeString()))
+	n, _ := p.ClaimsSize()
+	claims := (n*4 + 2) / 3
+	return 1200 + allocSize(claims) + allocSize(300+claims+len(p.ClientID())+len(p.Subject())+len(p.Issuer())+len(p.ScopeString()))
 }

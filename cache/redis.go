@@ -442,8 +442,8 @@ func (r *Redis) invalidationChannel() string { return r.opts.Prefix + ":invalida
 // how many keys were deleted.
 func (r *Redis) Purge(ctx context.Context, sum [sha256.Size]byte) (int, error) {
 	hexSum := hex.EncodeToString(sum[:])
-	// v1 too: unsigned verdicts of replicas not yet upgraded.
-	pattern := r.opts.Prefix + ":v[12]:*:" + hexSum
+	// Every version's: the verdicts of replicas not yet upgraded too.
+	pattern := r.opts.Prefix + ":v[0-9]*:" + hexSum
 	deleted := 0
 	scan := func(ctx context.Context, c redis.UniversalClient) error {
 		iter := c.Scan(ctx, 0, pattern, 500).Iterator()

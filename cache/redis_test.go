@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"fmt"
@@ -55,7 +56,7 @@ func TestRedisRoundTrip(t *testing.T) {
 	r.Set(ctx, k, Entry{Principal: p}, time.Minute)
 	got, ok := r.Get(ctx, k)
 	if !ok || got.Principal.Subject() != "s" || got.Principal.ClientID() != "c" || strings.Join(got.Principal.Scopes(), " ") != "a b" ||
-		!got.Principal.ExpiresAt().Equal(exp) || got.Principal.Claims() != "e30" || got.Principal.ClaimsJSON() != "{}" {
+		!got.Principal.ExpiresAt().Equal(exp) || got.Principal.Claims("") != "e30" || got.Principal.ClaimsJSON() != "{}" {
 		t.Fatalf("got %+v %v", got.Principal, ok)
 	}
 	neg := NewKey("policy1", "bad-token")
@@ -65,7 +66,7 @@ func TestRedisRoundTrip(t *testing.T) {
 	}
 
 	// Every key and value: the key shape, the TTL, and no raw token anywhere.
-	keyShape := regexp.MustCompile(`^mcp-authz:v2:policy1:[0-9a-f]{64}$`)
+	keyShape := regexp.MustCompile(`^mcp-authz:v3:policy1:[0-9a-f]{64}$`)
 	var n int
 	iter := client.Scan(ctx, 0, "*", 100).Iterator()
 	for iter.Next(ctx) {
@@ -89,13 +90,51 @@ func TestRedisRoundTrip(t *testing.T) {
 	}
 }
 
+// TestRedisClaimsInToken: a JWT's verdict stores no claims; a replica
+// reads them from the token it holds, and a verdict that claims both is a
+// miss.
+func TestRedisClaimsInToken(t *testing.T) {
+	srv := redistest.Start(t)
+	r, client := newRedisStore(t, srv)
+	ctx := context.Background()
+	payload := "eyJzdWIiOiJ1c2VyLTEiLCJzZWNyZXQtY2xhaW0iOiJ2YWx1ZSJ9" // {"sub":"user-1","secret-claim":"value"}
+	token := "eyJhbGciOiJSUzI1NiJ9." + payload + ".c2ln"
+	p := validators.NewPrincipal(validators.Identity{Subject: "user-1", Issuer: "https://as.example", ExpiresAt: time.Now().Add(time.Hour),
+		ClaimsInToken: 39})
+	k := NewKey("p", token)
+	r.Set(ctx, k, Entry{Principal: p}, time.Minute)
+	val, err := client.Get(ctx, r.redisKey(k)).Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(val, []byte(payload)) || bytes.Contains(val, []byte("secret-claim")) {
+		t.Fatal("the token's claims were stored")
+	}
+	got, ok := r.Get(ctx, k)
+	if !ok || got.Principal.Claims(token) != payload || got.Principal.Subject() != "user-1" {
+		t.Fatalf("got %+v %v", got.Principal, ok)
+	}
+
+	// Signed, but both in the token and stored: which would be forwarded?
+	b, _ := proto.Marshal(&cachev1.Verdict{SchemaVersion: schemaVersion, Active: true, Subject: "s", ExpiresAt: time.Now().Add(time.Hour).Unix(),
+		CachedUntilMs: time.Now().Add(time.Minute).UnixMilli(), Claims: "e30", ClaimsInToken: 39})
+	key := r.redisKey(k)
+	client.Set(ctx, key, r.signer.seal(key, b), time.Minute)
+	if _, ok := r.Get(ctx, k); ok {
+		t.Fatal("a verdict with claims both stored and in the token was used")
+	}
+	if n := r.Stats().IntegrityFailures; n != 1 {
+		t.Fatalf("%d integrity failures, want 1", n)
+	}
+}
+
 func TestRedisForeignSchemaIsAMiss(t *testing.T) {
 	srv := redistest.Start(t)
 	r, client := newRedisStore(t, srv)
 	k := NewKey("p", "tok")
 	key := r.redisKey(k)
 	// Signed, so that only the version is wrong.
-	b, _ := proto.Marshal(&cachev1.Verdict{SchemaVersion: 3, Active: true, Subject: "s", ExpiresAt: time.Now().Add(time.Hour).Unix(),
+	b, _ := proto.Marshal(&cachev1.Verdict{SchemaVersion: schemaVersion + 1, Active: true, Subject: "s", ExpiresAt: time.Now().Add(time.Hour).Unix(),
 		CachedUntilMs: time.Now().Add(time.Minute).UnixMilli()})
 	client.Set(context.Background(), key, r.signer.seal(key, b), time.Minute)
 	if _, ok := r.Get(context.Background(), k); ok {

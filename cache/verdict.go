@@ -38,13 +38,18 @@ import (
 // counted as integrity failures and logged (rate-limited): never an allow or
 // a denial.
 
-// schemaVersion is written into every stored verdict and, as "v2", into the
-// key. Version 1 values were unsigned; the bump keeps replicas of both
+// schemaVersion is written into every stored verdict and, as "v3", into the
+// key. Version 1 values were unsigned; version 2 stored a JWT's claims,
+// which version 3 reads from the token. Each bump keeps replicas of two
 // versions from reading each other's values during a rolling upgrade.
-const schemaVersion = 2
+const schemaVersion = 3
 
 // keyVersion is the key's version segment.
-const keyVersion = "v2"
+const keyVersion = "v3"
+
+// maxClaimsInToken bounds the claims a verdict says its token holds: no
+// token that reaches a validator is longer than a gRPC message.
+const maxClaimsInToken = 1 << 24
 
 // MinSecretBytes is the shortest verdict secret NewRedis accepts.
 const MinSecretBytes = 32
@@ -142,7 +147,12 @@ func encodeVerdict(e Entry) ([]byte, error) {
 	v := &cachev1.Verdict{SchemaVersion: schemaVersion, CachedUntilMs: e.until.UnixMilli()}
 	if p := e.Principal; p != nil {
 		v.Active = true
-		v.Subject, v.ClientId, v.Issuer, v.Claims = p.Subject(), p.ClientID(), p.Issuer(), p.Claims()
+		v.Subject, v.ClientId, v.Issuer = p.Subject(), p.ClientID(), p.Issuer()
+		if n, inToken := p.ClaimsSize(); inToken {
+			v.ClaimsInToken = uint32(n)
+		} else {
+			v.Claims = p.Claims("")
+		}
 		v.Scopes = p.Scopes()
 		if exp := p.ExpiresAt(); exp.IsZero() {
 			v.ExpiresAt = (v.CachedUntilMs + 999) / 1000 // rounded up: never earlier than the entry's end
@@ -209,13 +219,18 @@ func (s *signer) openVerdict(key string, value []byte, pttl time.Duration, now t
 		return Entry{}, false, reasonNoExp
 	}
 	exp := time.Unix(v.ExpiresAt, 0)
-	claims, err := base64.RawURLEncoding.DecodeString(v.Claims)
-	if err != nil {
-		return Entry{}, false, reasonDecode
-	}
-	id := validators.Identity{
-		Subject: v.Subject, ClientID: v.ClientId, Issuer: v.Issuer, Scopes: v.Scopes,
-		ClaimsJSON: unsafe.String(unsafe.SliceData(claims), len(claims)), // claims is this decoding's own
+	id := validators.Identity{Subject: v.Subject, ClientID: v.ClientId, Issuer: v.Issuer, Scopes: v.Scopes}
+	if v.ClaimsInToken > 0 {
+		if v.Claims != "" || v.ClaimsInToken > maxClaimsInToken {
+			return Entry{}, false, reasonDecode
+		}
+		id.ClaimsInToken = int(v.ClaimsInToken)
+	} else {
+		claims, err := base64.RawURLEncoding.DecodeString(v.Claims)
+		if err != nil {
+			return Entry{}, false, reasonDecode
+		}
+		id.ClaimsJSON = unsafe.String(unsafe.SliceData(claims), len(claims)) // claims is this decoding's own
 	}
 	if !v.ExpIsCacheBound {
 		id.ExpiresAt = exp

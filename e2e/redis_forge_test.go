@@ -38,7 +38,7 @@ func TestRedisContentsAreUntrusted(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: rs.Addr})
 	defer client.Close()
 	ctx := context.Background()
-	keys, err := client.Keys(ctx, "mcp-authz:v2:*").Result()
+	keys, err := client.Keys(ctx, "mcp-authz:v3:*").Result()
 	if err != nil || len(keys) != 1 {
 		t.Fatalf("keys %v %v", keys, err)
 	}
@@ -46,11 +46,11 @@ func TestRedisContentsAreUntrusted(t *testing.T) {
 	policy := strings.Split(userKey, ":")[2] // the fingerprint is not a secret: it is in every key
 	keyFor := func(tok string) string {
 		sum := sha256.Sum256([]byte(tok))
-		return "mcp-authz:v2:" + policy + ":" + hex.EncodeToString(sum[:])
+		return "mcp-authz:v3:" + policy + ":" + hex.EncodeToString(sum[:])
 	}
 	verdict := func(active bool, subject string) []byte {
 		b, err := proto.Marshal(&cachev1.Verdict{
-			SchemaVersion: 2, Active: active, Subject: subject, Issuer: issuer, Scopes: []string{"mcp:read", "mcp:admin"},
+			SchemaVersion: 3, Active: active, Subject: subject, Issuer: issuer, Scopes: []string{"mcp:read", "mcp:admin"},
 			ExpiresAt: time.Now().Add(time.Hour).Unix(), CachedUntilMs: time.Now().Add(4 * time.Minute).UnixMilli(),
 			ErrorDescription: "Token is not active",
 		})
@@ -99,8 +99,15 @@ func TestRedisContentsAreUntrusted(t *testing.T) {
 		if calls.Load() != before+1 {
 			t.Fatalf("introspection calls %d -> %d: the forged value was not treated as a miss", before, calls.Load())
 		}
-		if ttl := client.PTTL(ctx, userKey).Val(); ttl <= 0 {
-			t.Fatalf("the rewritten verdict has no TTL (%v)", ttl)
+		// The verdict is written back in the background, after the allow.
+		for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			ttl := client.PTTL(ctx, userKey).Val()
+			if ttl > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the rewritten verdict has no TTL (%v)", ttl)
+			}
 		}
 	})
 

@@ -55,7 +55,7 @@ func TestFleetSharesRedis(t *testing.T) {
 	}
 	for _, k := range keys {
 		v, _ := client.Get(ctx, k).Result()
-		if strings.Contains(k, tok) || strings.Contains(v, tok) || !strings.HasPrefix(k, "mcp-authz:v2:") {
+		if strings.Contains(k, tok) || strings.Contains(v, tok) || !strings.HasPrefix(k, "mcp-authz:v3:") {
 			t.Fatalf("key %q holds the token or has the wrong shape", k)
 		}
 	}

@@ -155,7 +155,7 @@ func TestIntrospectionPrincipal(t *testing.T) {
 	if p.Subject() != "u1" || p.ClientID() != "c1" || strings.Join(p.Scopes(), " ") != "mcp:read mcp:write" || p.ExpiresAt().IsZero() {
 		t.Fatalf("principal %+v", p)
 	}
-	claims, _ := base64.RawURLEncoding.DecodeString(p.Claims())
+	claims, _ := base64.RawURLEncoding.DecodeString(p.Claims(""))
 	if !strings.Contains(string(claims), `"client_id":"c1"`) {
 		t.Fatalf("claims %s", claims)
 	}

@@ -363,11 +363,11 @@ func verify(method jwt.SigningMethod, signed string, sig []byte, key any) error 
 // whole).
 func (c *accessClaims) principal(claimsJSON string) *Principal {
 	id := Identity{
-		Subject:    c.Subject,
-		ClientID:   c.clientID(),
-		Issuer:     c.Issuer,
-		Scopes:     c.scopes(),
-		ClaimsJSON: claimsJSON,
+		Subject:       c.Subject,
+		ClientID:      c.clientID(),
+		Issuer:        c.Issuer,
+		Scopes:        c.scopes(),
+		ClaimsInToken: len(claimsJSON),
 	}
 	if c.ExpiresAt.set {
 		id.ExpiresAt = c.ExpiresAt.t

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -267,16 +268,29 @@ func TestJWTPrincipal(t *testing.T) {
 	if got := strings.Join(p.Scopes(), " "); got != "mcp:read mcp:write" {
 		t.Errorf("scopes = %q", got)
 	}
-	if p.Claims() != strings.Split(tok, ".")[1] {
+	if p.Claims(tok) != strings.Split(tok, ".")[1] {
 		t.Errorf("claims are not the payload segment")
+	}
+	if p.ClaimsJSON() != "" {
+		t.Errorf("the claims are kept: %q", p.ClaimsJSON())
+	}
+	// A copy: a caller keeping the claims must not keep the token.
+	if c := p.Claims(tok); uintptr(unsafe.Pointer(unsafe.StringData(c))) >= uintptr(unsafe.Pointer(unsafe.StringData(tok))) &&
+		uintptr(unsafe.Pointer(unsafe.StringData(c))) < uintptr(unsafe.Pointer(unsafe.StringData(tok)))+uintptr(len(tok)) {
+		t.Errorf("the claims point into the token")
+	}
+	// Another token's payload is not taken for the claims.
+	if got := p.Claims(f.sign(t, f.rsa, func(c jwt.MapClaims) { c["extra"] = strings.Repeat("x", 40) }, nil)); got != "" {
+		t.Errorf("claims read from a token of another length: %q", got)
 	}
 	if p.ExpiresAt().IsZero() || p.Subject() != "user-1" || p.ClientID() != "client-1" || p.Issuer() != f.iss.URL {
 		t.Errorf("principal = %+v", p)
 	}
-	// One string besides the struct: the decoded claims, which hold every
-	// identity value.
-	if _, data := p.Size(); data != len(p.ClaimsJSON()) {
-		t.Errorf("principal holds %d bytes besides its %d bytes of claims", data-len(p.ClaimsJSON()), len(p.ClaimsJSON()))
+	// One string besides the struct: the identity values, not the claims
+	// (they are the token's payload segment).
+	want := len("user-1") + len("client-1") + len(f.iss.URL) + len("mcp:read mcp:write")
+	if _, data := p.Size(); data != want {
+		t.Errorf("principal holds %d bytes, want %d: the identity values alone", data, want)
 	}
 }
 
@@ -295,6 +309,8 @@ func TestNewPrincipal(t *testing.T) {
 		{"scp array", Identity{Scopes: []string{"a", "b"}, ClaimsJSON: `{"scp":["a","b"]}`}, len("a b")},
 		{"no claims, repeated name", Identity{Subject: "svc", ClientID: "svc", Scopes: []string{"mcp:read"}}, len("svcmcp:read")},
 		{"nothing", Identity{}, 0},
+		{"claims in the token", Identity{Subject: "user-1", ClientID: "user-1", Issuer: "https://as.example", Scopes: []string{"a", "b"},
+			ClaimsInToken: 120}, len("user-1https://as.examplea b")},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.id.ExpiresAt = exp
@@ -307,8 +323,8 @@ func TestNewPrincipal(t *testing.T) {
 			if _, data := p.Size(); data != len(tt.id.ClaimsJSON)+tt.extras {
 				t.Errorf("%d bytes, want %d", data, len(tt.id.ClaimsJSON)+tt.extras)
 			}
-			if p.Claims() != base64.RawURLEncoding.EncodeToString([]byte(tt.id.ClaimsJSON)) {
-				t.Errorf("claims %q", p.Claims())
+			if p.Claims("") != base64.RawURLEncoding.EncodeToString([]byte(tt.id.ClaimsJSON)) {
+				t.Errorf("claims %q", p.Claims(""))
 			}
 			for _, sc := range tt.id.Scopes {
 				if !p.HasScope(sc) {

@@ -18,18 +18,23 @@ import (
 // A Principal is shared between concurrent requests once cached: it is
 // immutable (its memo aside).
 //
-// It is laid out for the verdict cache, which may hold millions: the
-// token's claims are kept once, as decoded JSON, and the identity values
-// are substrings of them wherever the JSON spells them without escapes
-// (values that are not, such as a scp array's joined form, follow the
-// claims in the same string). A principal is then two allocations: this
-// struct and that string, which holds no pointers for the garbage
-// collector to follow.
+// It is laid out for the verdict cache, which may hold millions. A JWT's
+// claims are not kept at all: they are the token's payload segment, and
+// every Check that finds the principal again holds that token, since
+// verdicts are found by the token's SHA-256 (see Claims). Other claims
+// (an introspection reply) are kept once, as JSON, and the identity
+// values are substrings of them wherever the JSON spells them without
+// escapes; values that are not follow the claims in the same string. A
+// principal is then two allocations: this struct and that string, which
+// holds no pointers for the garbage collector to follow.
 type Principal struct {
-	// data is the claims JSON (data[:claims]) followed by the identity
-	// values that are not substrings of it.
-	data                    string
-	claims                  uint32
+	// data is the claims JSON (data[:claims]) unless inToken, followed
+	// by the identity values that are not substrings of it.
+	data string
+	// claims is the length of the claims JSON.
+	claims uint32
+	// inToken: the claims are the token's payload segment, not in data.
+	inToken                 bool
 	sub, client, iss, scope span
 	exp                     int64 // Unix milliseconds; 0 means none
 
@@ -52,12 +57,23 @@ type Identity struct {
 	// its unpadded base64url encoding (for a JWT, exactly the payload
 	// segment). Empty for credentials without claims.
 	ClaimsJSON string
+	// ClaimsInToken, when positive, says that the claims are the payload
+	// segment of the token itself (a JWT), ClaimsInToken bytes of JSON
+	// once decoded. The principal then keeps neither ClaimsJSON nor
+	// anything pointing into it, and Claims reads the segment from the
+	// token it is given.
+	ClaimsInToken int
 }
 
 // NewPrincipal returns the principal of id. ClaimsJSON is kept as given,
 // not copied: it must not change afterwards.
 func NewPrincipal(id Identity) *Principal {
-	p := &Principal{claims: uint32(len(id.ClaimsJSON))}
+	claims := id.ClaimsJSON
+	p := &Principal{claims: uint32(len(claims))}
+	if id.ClaimsInToken > 0 {
+		claims = ""
+		p.claims, p.inToken = uint32(id.ClaimsInToken), true
+	}
 	if !id.ExpiresAt.IsZero() {
 		p.exp = id.ExpiresAt.UnixMilli()
 		if p.exp == 0 {
@@ -70,18 +86,19 @@ func NewPrincipal(id Identity) *Principal {
 	case 1:
 		scope = id.Scopes[0]
 	}
-	// Lay out what the claims do not hold after them; with no such value
-	// (the usual case) the claims string is used as it is.
+	// Lay out what the kept claims do not hold after them; with no such
+	// value (the usual case for kept claims) the claims string is used as
+	// it is.
 	var extra []byte
 	find := func(v string) (span, bool) {
 		if v == "" {
 			return span{}, true
 		}
-		if i := strings.Index(id.ClaimsJSON, v); i >= 0 {
+		if i := strings.Index(claims, v); i >= 0 {
 			return span{uint32(i), uint32(len(v))}, true
 		}
 		if i := strings.Index(string(extra), v); i >= 0 {
-			return span{uint32(len(id.ClaimsJSON) + i), uint32(len(v))}, true
+			return span{uint32(len(claims) + i), uint32(len(v))}, true
 		}
 		return span{}, false
 	}
@@ -90,15 +107,21 @@ func NewPrincipal(id Identity) *Principal {
 			return sp
 		}
 		if extra == nil {
-			extra = make([]byte, 0, 64)
+			// Room for every value: the string made of extra is extra's
+			// own array, allocated once.
+			room := len(id.Subject) + len(id.ClientID) + len(id.Issuer) + len(id.Scopes)
+			for _, sc := range id.Scopes {
+				room += len(sc)
+			}
+			extra = make([]byte, 0, room)
 		}
-		sp := span{uint32(len(id.ClaimsJSON) + len(extra)), uint32(len(v))}
+		sp := span{uint32(len(claims) + len(extra)), uint32(len(v))}
 		extra = append(extra, v...)
 		return sp
 	}
 	p.sub, p.client, p.iss = place(id.Subject), place(id.ClientID), place(id.Issuer)
 	if len(id.Scopes) > 1 {
-		if sp, ok := findJoined(id.ClaimsJSON, id.Scopes); ok {
+		if sp, ok := findJoined(claims, id.Scopes); ok {
 			p.scope = sp
 		} else {
 			p.scope = place(strings.Join(id.Scopes, " "))
@@ -106,10 +129,13 @@ func NewPrincipal(id Identity) *Principal {
 	} else {
 		p.scope = place(scope)
 	}
-	if extra == nil {
-		p.data = id.ClaimsJSON
-	} else {
-		p.data = id.ClaimsJSON + string(extra)
+	switch {
+	case extra == nil:
+		p.data = claims
+	case claims == "":
+		p.data = unsafe.String(unsafe.SliceData(extra), len(extra)) // extra is not written again
+	default:
+		p.data = claims + string(extra)
 	}
 	return p
 }
@@ -203,14 +229,36 @@ func (p *Principal) ExpiresAt() time.Time {
 	return time.UnixMilli(p.exp)
 }
 
-// ClaimsJSON is the token's claim set as JSON.
-func (p *Principal) ClaimsJSON() string { return p.data[:p.claims] }
+// ClaimsJSON is the token's claim set as JSON, when the principal keeps
+// it: empty when the claims are in the token (see ClaimsSize).
+func (p *Principal) ClaimsJSON() string {
+	if p.inToken {
+		return ""
+	}
+	return p.data[:p.claims]
+}
+
+// ClaimsSize is the length of the claim set as JSON, and whether the
+// principal reads it from the token (Identity.ClaimsInToken).
+func (p *Principal) ClaimsSize() (n int, inToken bool) { return int(p.claims), p.inToken }
 
 // Claims is the token's claim set as unpadded base64url JSON, the form in
-// which it is forwarded upstream (for a JWT, its payload segment). It is
-// encoded on each call.
-func (p *Principal) Claims() string {
-	return base64.RawURLEncoding.EncodeToString(unsafe.Slice(unsafe.StringData(p.data), p.claims))
+// which it is forwarded upstream (for a JWT, its payload segment). token
+// is the token p was found by: a principal whose claims are in the token
+// reads them from it, and returns "" when token cannot be that token (its
+// payload segment is not the length of the claims). The result is a new
+// string either way, never a part of token, so that keeping it does not
+// keep the request that carried the token.
+func (p *Principal) Claims(token string) string {
+	if !p.inToken {
+		return base64.RawURLEncoding.EncodeToString(unsafe.Slice(unsafe.StringData(p.data), p.claims))
+	}
+	_, rest, _ := strings.Cut(token, ".")
+	seg, _, _ := strings.Cut(rest, ".")
+	if len(seg) != base64.RawURLEncoding.EncodedLen(int(p.claims)) {
+		return ""
+	}
+	return strings.Clone(seg)
 }
 
 // Size is the memory p holds: the struct and its string, before the

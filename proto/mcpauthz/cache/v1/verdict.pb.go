@@ -35,7 +35,8 @@ type Verdict struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Bumped when the meaning of a field changes; readers treat another
 	// version as a miss. 2: MAC-framed values, expires_at always set on an
-	// active verdict (version 1 values were unsigned).
+	// active verdict (version 1 values were unsigned). 3: a JWT's claims are
+	// not stored (claims_in_token).
 	SchemaVersion uint32 `protobuf:"varint,1,opt,name=schema_version,json=schemaVersion,proto3" json:"schema_version,omitempty"`
 	// True for a valid token; false for a cached invalid_token verdict.
 	Active   bool     `protobuf:"varint,2,opt,name=active,proto3" json:"active,omitempty"`
@@ -49,7 +50,8 @@ type Verdict struct {
 	// cache entry (see exp_is_cache_bound). Never 0 on an active verdict: a
 	// reader treats that as a miss.
 	ExpiresAt int64 `protobuf:"varint,8,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
-	// The claims forwarded upstream, unpadded base64url JSON.
+	// The claims forwarded upstream, unpadded base64url JSON; empty when
+	// claims_in_token is set.
 	Claims string `protobuf:"bytes,9,opt,name=claims,proto3" json:"claims,omitempty"`
 	// For an inactive verdict: the client-safe error_description.
 	ErrorDescription string `protobuf:"bytes,10,opt,name=error_description,json=errorDescription,proto3" json:"error_description,omitempty"`
@@ -59,8 +61,12 @@ type Verdict struct {
 	// The token carries no exp: expires_at is the cache bound, and the
 	// principal read back has no expiry of its own.
 	ExpIsCacheBound bool `protobuf:"varint,12,opt,name=exp_is_cache_bound,json=expIsCacheBound,proto3" json:"exp_is_cache_bound,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// When positive: the claims are the token's own payload segment (a JWT),
+	// this many bytes of JSON once decoded, and are not stored. A reader has
+	// that token: it found this verdict by the token's SHA-256.
+	ClaimsInToken uint32 `protobuf:"varint,13,opt,name=claims_in_token,json=claimsInToken,proto3" json:"claims_in_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Verdict) Reset() {
@@ -177,11 +183,18 @@ func (x *Verdict) GetExpIsCacheBound() bool {
 	return false
 }
 
+func (x *Verdict) GetClaimsInToken() uint32 {
+	if x != nil {
+		return x.ClaimsInToken
+	}
+	return 0
+}
+
 var File_verdict_proto protoreflect.FileDescriptor
 
 const file_verdict_proto_rawDesc = "" +
 	"\n" +
-	"\rverdict.proto\x12\x11mcpauthz.cache.v1\"\x84\x03\n" +
+	"\rverdict.proto\x12\x11mcpauthz.cache.v1\"\xac\x03\n" +
 	"\aVerdict\x12%\n" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12\x16\n" +
 	"\x06active\x18\x02 \x01(\bR\x06active\x12\x18\n" +
@@ -196,7 +209,8 @@ const file_verdict_proto_rawDesc = "" +
 	"\x11error_description\x18\n" +
 	" \x01(\tR\x10errorDescription\x12&\n" +
 	"\x0fcached_until_ms\x18\v \x01(\x03R\rcachedUntilMs\x12+\n" +
-	"\x12exp_is_cache_bound\x18\f \x01(\bR\x0fexpIsCacheBoundB@Z>github.com/mcp-authz/mcp-authz/proto/mcpauthz/cache/v1;cachev1b\x06proto3"
+	"\x12exp_is_cache_bound\x18\f \x01(\bR\x0fexpIsCacheBound\x12&\n" +
+	"\x0fclaims_in_token\x18\r \x01(\rR\rclaimsInTokenB@Z>github.com/mcp-authz/mcp-authz/proto/mcpauthz/cache/v1;cachev1b\x06proto3"
 
 var (
 	file_verdict_proto_rawDescOnce sync.Once
