@@ -1,6 +1,7 @@
 package authz_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/hex"
@@ -416,14 +417,44 @@ func l2Has(ctx context.Context, c redis.UniversalClient, sum [32]byte) bool {
 	return len(keys) > 0
 }
 
-// stubToken is the i'th token of the scale benchmarks: a JWT's shape and
-// size (an RS256 signature's length), with typical claims whose sub and
-// jti vary with i. Nothing verifies it.
-func stubToken(i int) string {
-	claims := fmt.Sprintf(`{"iss":"https://tenant.us.auth0.com/","sub":"auth0|%024x","aud":%q,"iat":1764600000,"exp":4102444800,`+
-		`"scope":"mcp:read mcp:write","client_id":"my-client-id-0123456789","jti":"%032x"}`, i, benchResource, uint64(i)*2654435761)
-	return "eyJhbGciOiJSUzI1NiIsInR5cCI6ImF0K2p3dCIsImtpZCI6ImsxIn0." + base64.RawURLEncoding.EncodeToString([]byte(claims)) +
+// The scale benchmarks' tokens: a JWT's shape and size (an RS256
+// signature's length), with typical claims whose sub holds the token's
+// number in 24 hex digits. The claims before those digits are a whole
+// number of base64 groups, so the digits' encoding is a fixed part of the
+// token that stubID writes alone: a benchmark can turn one request into
+// another's in place. Nothing verifies these tokens.
+var (
+	stubHead = "eyJhbGciOiJSUzI1NiIsInR5cCI6ImF0K2p3dCIsImtpZCI6ImsxIn0." +
+		base64.RawURLEncoding.EncodeToString([]byte(stubAligned(`{"iss":"https://tenant.us.auth0.com/","sub":"auth0|`)))
+	stubTail = base64.RawURLEncoding.EncodeToString([]byte(`","aud":"`+benchResource+`","iat":1764600000,"exp":4102444800,`+
+		`"scope":"mcp:read mcp:write","client_id":"my-client-id-0123456789","jti":"0f4e7a9c2b1d8e6f3a5c7b9d1e2f4a6c"}`)) +
 		"." + strings.Repeat("c", 342)
+)
+
+// stubAligned pads the JSON object opening s with spaces after its brace
+// to a multiple of 3 bytes.
+func stubAligned(s string) string {
+	return "{" + strings.Repeat(" ", (3-len(s)%3)%3) + s[1:]
+}
+
+// stubIDLen is the length of stubID's encoding in the token.
+const stubIDLen = 32
+
+// stubID writes the encoding of token number i's 24 hex digits to dst.
+func stubID(dst []byte, i int) {
+	var hex [24]byte
+	for k := len(hex) - 1; k >= 0; k-- {
+		hex[k] = "0123456789abcdef"[i&15]
+		i >>= 4
+	}
+	base64.RawURLEncoding.Encode(dst[:stubIDLen], hex[:])
+}
+
+// stubToken is the i'th token of the scale benchmarks.
+func stubToken(i int) string {
+	var id [stubIDLen]byte
+	stubID(id[:], i)
+	return stubHead + string(id[:]) + stubTail
 }
 
 // stubValidator accepts any stubToken as a principal laid out as the JWT
@@ -470,8 +501,9 @@ func latencies(b *testing.B, op func(i int)) {
 // Envoy context extension or by host and path prefix (the last one
 // configured); the verdict is an L1 hit. issuers=N: N trusted issuers,
 // an uncached RS256 validation (the validator picks the token's issuer
-// by its iss). l1=N: N cached verdicts of typical size, Checks of tokens
-// picked at random among them.
+// by its iss). l1=N/in-use=M: N cached verdicts of typical size (JWTs'),
+// each in use (its allow kept), and Checks of tokens picked at random
+// among M of them spread over the cache: a thousand, or all.
 func BenchmarkScale(b *testing.B) {
 	e := setup(b)
 	tok := e.token(b, "RS256")
@@ -539,43 +571,64 @@ func BenchmarkScale(b *testing.B) {
 	}
 
 	for _, n := range []int{1_000, 10_000, 100_000, 1_000_000} {
-		b.Run(fmt.Sprintf("l1=%d", n), func(b *testing.B) {
-			store, _ := cache.NewMemory(cache.MemoryOptions{MaxBytes: 1 << 40})
-			cv, _ := cache.New(stubValidator{}, store, cache.Options{Policy: "p"})
-			s, err := authz.NewServer(authz.Config{Resources: []*authz.Resource{{URI: benchResource, RequiredScopes: []string{"mcp:read"}, Validator: cv}}})
+		store, _ := cache.NewMemory(cache.MemoryOptions{MaxBytes: 1 << 40})
+		cv, _ := cache.New(stubValidator{}, store, cache.Options{Policy: "p"})
+		s, err := authz.NewServer(authz.Config{Resources: []*authz.Resource{{URI: benchResource, RequiredScopes: []string{"mcp:read"}, Validator: cv}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx := context.Background()
+		// One request, turned into token i's by rewriting the token's
+		// number in place (the same cost for every i and every n).
+		req, _ := proto.Marshal(checkRequest("Bearer " + stubToken(0)))
+		var id [stubIDLen]byte
+		stubID(id[:], 0)
+		at := bytes.Index(req, id[:])
+		check := func(i int) []byte {
+			stubID(req[at:], i)
+			resp, err := s.CheckWire(ctx, req)
 			if err != nil {
 				b.Fatal(err)
 			}
-			ctx := context.Background()
-			tokens := make([]string, n)
-			for i := range tokens {
-				tokens[i] = stubToken(i)
-				if _, err := cv.Validate(ctx, tokens[i]); err != nil {
-					b.Fatal(err)
-				}
+			return resp
+		}
+		// Every verdict cached and used twice, so that every allow is
+		// rendered and kept: what is measured is the lookup.
+		for range 2 {
+			for i := range n {
+				check(i)
 			}
-			// Requests for tokens picked at random, built beforehand.
-			reqs := make([]*authv3.CheckRequest, 4096)
-			for i := range reqs {
-				reqs[i] = checkRequest("Bearer " + tokens[(i*7919+i*i*104729)%n])
-			}
-			// Twice each, so that every allow is rendered and kept: what
-			// is measured is the lookup.
-			for range 2 {
-				for _, r := range reqs {
-					_, _ = s.Check(ctx, r)
+		}
+		var resp authv3.CheckResponse
+		if err := proto.Unmarshal(check(n-1), &resp); err != nil || codes.Code(resp.GetStatus().GetCode()) != codes.OK {
+			b.Fatalf("not an allow: %v %v", resp.GetStatus(), err)
+		}
+		if st := cv.Stats(); st.Misses != int64(n) {
+			b.Fatalf("%d misses for %d tokens", st.Misses, n)
+		}
+		// In use: a thousand tokens spread over the cache, each Check one
+		// of them at random; or every cached token, each Check any of them.
+		for _, inUse := range []int{1_000, n} {
+			name := fmt.Sprint(inUse)
+			if inUse == n {
+				if n == 1_000 {
+					continue // the same as in-use=1000
 				}
+				name = "all"
 			}
-			latencies(b, func(i int) {
-				if resp, err := s.Check(ctx, reqs[i%len(reqs)]); err != nil || codes.Code(resp.GetStatus().GetCode()) != codes.OK {
-					b.Fatalf("%v %v", resp.GetStatus(), err)
-				}
+			b.Run(fmt.Sprintf("l1=%d/in-use=%s", n, name), func(b *testing.B) {
+				x := uint64(1)
+				latencies(b, func(int) {
+					x = x*6364136223846793005 + 1442695040888963407
+					i := int(x>>33) % inUse * (n / inUse)
+					check(i)
+				})
 			})
-			if st := cv.Stats(); st.Misses != int64(n) {
-				b.Fatalf("Checks missed the cache: %+v", st)
-			}
-			runtime.KeepAlive(store)
-		})
+		}
+		if st := cv.Stats(); st.Misses != int64(n) {
+			b.Fatalf("Checks missed the cache: %+v", st)
+		}
+		runtime.KeepAlive(store)
 	}
 }
 
