@@ -1,8 +1,10 @@
 package authz
 
 import (
+	"bytes"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/mcp-authz/mcp-authz/validators"
 )
@@ -23,32 +25,51 @@ type allowSet struct {
 
 const maxOpResponses = 32
 
-// allowResponse is the allow for p, found by token, on rt. The first use of a principal
-// renders it for this request alone: most tokens of a burst of fresh ones
-// are used once, and keeping their responses would cost memory and the
-// garbage collector's time for nothing. From its second use on, the
-// responses are kept with the principal.
+// allowResponse is the allow for p, found by token, on rt. The first use
+// of a principal renders it for this request alone: most tokens of a burst
+// of fresh ones are used once, and keeping their responses would cost
+// memory and the garbage collector's time for nothing. From its second use
+// on, the responses are kept with the principal (see keep).
 func (s *Server) allowResponse(rt *route, p *validators.Principal, token string, op opKey) result {
 	set, _ := p.Memo(rt, newAllowSet).(*allowSet)
 	if set == nil {
-		return rendered(s.allowed(rt, p, token, op))
+		return rendered(s.allowed(rt, p, p.Claims(token), op))
 	}
 	if op == (opKey{}) {
 		if r := set.base.Load(); r != nil {
 			return shared(r)
 		}
-		r := prepare(s.allowed(rt, p, token, op))
+		r := s.keep(rt, p, token, op)
 		set.base.Store(r)
 		return shared(r)
 	}
 	if r, ok := set.ops.Load(op); ok {
 		return shared(r.(*prepared))
 	}
-	r := prepare(s.allowed(rt, p, token, op))
+	r := s.keep(rt, p, token, op)
 	if set.n.Add(1) <= maxOpResponses {
 		set.ops.Store(op, r)
 	}
 	return shared(r)
+}
+
+// keep prepares the allow for p to be kept as long as its verdict is
+// cached, which may be for a million principals at once: only the wire
+// form stays, with what every decision reads (allow, reason), about half
+// of the whole outcome. The uses of the whole (forward auth, a request
+// that needs more removals, Server.Check's message) render it again, with
+// the claims read from the wire form, which holds them already.
+func (s *Server) keep(rt *route, p *validators.Principal, token string, op opKey) *prepared {
+	claims := p.Claims(token)
+	r := prepare(s.allowed(rt, p, claims, op))
+	wire := r.encoded()
+	if claims != "" {
+		if i := bytes.Index(wire, unsafe.Slice(unsafe.StringData(claims), len(claims))); i >= 0 {
+			claims = unsafe.String(&wire[i], len(claims)) // wire is never written again
+		}
+	}
+	r.out, r.render = nil, func() *outcome { return s.allowed(rt, p, claims, op) }
+	return r
 }
 
 func newAllowSet() any { return new(allowSet) }

@@ -106,26 +106,17 @@ func (h *forwardHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			o = h.unavailable // never an allow because something failed
 			break
 		}
-		o = res.outcome()
-		if !o.allow {
+		if !res.allowed() {
+			o = res.outcome()
 			break
 		}
-		if conv != convEnvoy && h.hasUnremovable(o) {
+		fa := h.allowOf(res)
+		if conv != convEnvoy && fa.unremovable {
 			o = h.unremovable
 			s.logDenial(r.Context(), &in, &request{}, o)
 			break
 		}
-		// A shared allow (a cached principal) is rendered once.
-		if p := res.prepared; p != nil {
-			fa := p.forward.Load()
-			if fa == nil {
-				fa = h.renderAllow(o)
-				p.forward.Store(fa)
-			}
-			h.writeAllow(w, conv, fa)
-			return
-		}
-		h.writeAllow(w, conv, h.renderAllow(o))
+		h.writeAllow(w, conv, fa)
 		return
 	}
 	h.writeDenial(w, conv, o)
@@ -364,12 +355,30 @@ func (h *forwardHandler) hasUnremovable(o *outcome) bool {
 type forwardAllow struct {
 	values [][]string
 	remove []string
+	// unremovable: the allow removes headers that /nginx and /forwarded
+	// cannot have removed (see hasUnremovable).
+	unremovable bool
+}
+
+// allowOf is the allow res as sent; a shared allow (a cached principal)
+// is rendered once.
+func (h *forwardHandler) allowOf(res result) *forwardAllow {
+	p := res.prepared
+	if p == nil {
+		return h.renderAllow(res.out)
+	}
+	if fa := p.forward.Load(); fa != nil {
+		return fa
+	}
+	fa := h.renderAllow(p.outcome())
+	p.forward.Store(fa)
+	return fa
 }
 
 var noStore = []string{"no-store"}
 
 func (h *forwardHandler) renderAllow(o *outcome) *forwardAllow {
-	fa := &forwardAllow{values: make([][]string, len(h.identity))}
+	fa := &forwardAllow{values: make([][]string, len(h.identity)), unremovable: h.hasUnremovable(o)}
 	for i, id := range h.identity {
 		v := ""
 		for _, kv := range o.headers {

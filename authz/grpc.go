@@ -18,7 +18,14 @@ import (
 // goes on the wire as encoded once; encoding the identity headers and
 // metadata costs more than deciding a cached Check.
 type prepared struct {
-	out      *outcome
+	// out is the outcome, or nil once dropped: an allow kept with a
+	// cached principal keeps its wire form alone, and render makes the
+	// outcome again for the rare uses that need all of it (see keep).
+	out    *outcome
+	render func() *outcome
+	// allow and reason are what every decision reads of the outcome.
+	allow    bool
+	reason   string
 	wireOnce sync.Once
 	wire     []byte
 	msgOnce  sync.Once
@@ -28,18 +35,26 @@ type prepared struct {
 	forward atomic.Pointer[forwardAllow]
 }
 
-func prepare(o *outcome) *prepared { return &prepared{out: o} }
+func prepare(o *outcome) *prepared { return &prepared{out: o, allow: o.allow, reason: o.reason} }
+
+// outcome returns the outcome, rendered again when it was dropped.
+func (p *prepared) outcome() *outcome {
+	if p.out != nil {
+		return p.out
+	}
+	return p.render()
+}
 
 // encoded returns the wire form, encoded once.
 func (p *prepared) encoded() []byte {
-	p.wireOnce.Do(func() { p.wire = p.out.wire() })
+	p.wireOnce.Do(func() { p.wire = p.outcome().wire() })
 	return p.wire
 }
 
 // message returns the response as a generated message (Server.Check, and
 // gRPC interceptors), built on first use.
 func (p *prepared) message() *authv3.CheckResponse {
-	p.msgOnce.Do(func() { p.msg = p.out.message() })
+	p.msgOnce.Do(func() { p.msg = p.outcome().message() })
 	return p.msg
 }
 

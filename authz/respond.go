@@ -303,7 +303,7 @@ type opKey struct{ method, tool string }
 // any the client sent, and removing those with no value so a client cannot
 // supply them), and the same identity as dynamic metadata for Envoy's RBAC,
 // rate limiting and access logs.
-func (s *Server) allowed(rt *route, p *validators.Principal, token string, op opKey) *outcome {
+func (s *Server) allowed(rt *route, p *validators.Principal, claims string, op opKey) *outcome {
 	hn := s.headers
 	scopes := p.ScopeString()
 	sub, client, iss := p.Subject(), p.ClientID(), p.Issuer()
@@ -315,7 +315,7 @@ func (s *Server) allowed(rt *route, p *validators.Principal, token string, op op
 		{hn.clientID, headerValue(client)},
 		{hn.scopes, headerValue(scopes)},
 		{hn.issuer, headerValue(iss)},
-		{hn.claims, p.Claims(token)},
+		{hn.claims, claims},
 		{hn.resource, headerValue(rt.URI)},
 		{hn.method, headerValue(op.method)},
 		{hn.tool, headerValue(op.tool)},

@@ -311,11 +311,21 @@ type result struct {
 	prepared *prepared
 }
 
+// outcome is the whole outcome; for an allow kept with a cached
+// principal it is rendered again, so a Check reads verdict instead.
 func (r result) outcome() *outcome {
 	if r.prepared != nil {
-		return r.prepared.out
+		return r.prepared.outcome()
 	}
 	return r.out
+}
+
+// verdict is what every decision reads of its outcome.
+func (r result) verdict() (allow bool, reason string) {
+	if r.prepared != nil {
+		return r.prepared.allow, r.prepared.reason
+	}
+	return r.out.allow, r.out.reason
 }
 
 func (r result) message() *authv3.CheckResponse {
@@ -327,7 +337,7 @@ func (r result) message() *authv3.CheckResponse {
 
 func rendered(o *outcome) result { return result{out: o} }
 func shared(p *prepared) result  { return result{prepared: p} }
-func (r result) allowed() bool   { return r.outcome().allow }
+func (r result) allowed() bool   { allow, _ := r.verdict(); return allow }
 func (r result) withCORS(origin string) result {
 	return rendered(r.outcome().withCORS(origin))
 }
@@ -362,35 +372,33 @@ func (s *Server) check(ctx context.Context, in *checkInput) (result, error) {
 	}
 	var req request
 	r, err := s.route(ctx, in, &req)
-	var o *outcome
+	allow, reason := false, reasonUnavailable
 	if err == nil {
-		o = r.outcome()
-		if !o.allow && o.reason != reasonUnavailable {
-			s.logDenial(ctx, in, &req, o)
+		allow, reason = r.verdict()
+		if !allow && reason != reasonUnavailable {
+			s.logDenial(ctx, in, &req, r.outcome())
 		}
 	}
 	if s.cfg.Observer != nil || span != nil {
-		s.observe(&req, o, err, start, span)
+		s.observe(&req, allow, reason, err, start, span)
 	}
 	return r, err
 }
 
-// observe reports a decision to the Observer and the Check's span. o is
-// nil when the Check failed with err (gRPC UNAVAILABLE).
-func (s *Server) observe(req *request, o *outcome, err error, start time.Time, span tracing.Span) {
+// observe reports a decision to the Observer and the Check's span; a
+// Check that failed with err (gRPC UNAVAILABLE) has reason
+// reasonUnavailable.
+func (s *Server) observe(req *request, allow bool, reason string, err error, start time.Time, span tracing.Span) {
 	resource := ""
 	if req.rt != nil {
 		resource = req.rt.Name
 	}
-	decision, reason := DecisionUnavailable, reasonUnavailable
-	if o != nil {
-		reason = o.reason
-		switch {
-		case o.allow:
-			decision = DecisionAllow
-		case o.reason != reasonUnavailable:
-			decision = DecisionDeny
-		}
+	decision := DecisionUnavailable
+	switch {
+	case allow:
+		decision = DecisionAllow
+	case reason != reasonUnavailable:
+		decision = DecisionDeny
 	}
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.Check(resource, decision, reason, time.Since(start))
@@ -435,12 +443,12 @@ func (s *Server) route(ctx context.Context, in *checkInput, req *request) (resul
 	if err != nil {
 		return r, err
 	}
-	o := r.outcome()
+	allow, _ := r.verdict()
 	switch {
-	case !o.allow && req.origin != "":
+	case !allow && req.origin != "":
 		r = r.withCORS(req.origin)
-	case o.allow && len(in.identityLike) > 0:
-		r = rendered(o.withRemovals(in.identityLike))
+	case allow && len(in.identityLike) > 0:
+		r = rendered(r.outcome().withRemovals(in.identityLike))
 	}
 	return r, nil
 }

@@ -22,11 +22,11 @@ func TestWireMatchesMessage(t *testing.T) {
 	odd := validators.NewPrincipal(validators.Identity{Subject: "Jos\u00e9 %", Scopes: nil})
 	long := validators.NewPrincipal(validators.Identity{Subject: string(make([]byte, 300)), ClaimsJSON: string(make([]byte, 20000))})
 	outcomes := map[string]*outcome{
-		"allow":                    s.allowed(rt, full, "", opKey{}),
-		"allow with operation":     s.allowed(rt, full, "", opKey{method: "tools/call", tool: "search"}),
-		"allow, empty identity":    s.allowed(rt, odd, "", opKey{}),
-		"allow, long values":       s.allowed(rt, long, "", opKey{method: "m"}),
-		"allow with removals":      s.allowed(rt, full, "", opKey{}).withRemovals([]string{"x-mcp-auth-other", "x-mcp-auth-subject"}),
+		"allow":                    s.allowed(rt, full, full.Claims(""), opKey{}),
+		"allow with operation":     s.allowed(rt, full, full.Claims(""), opKey{method: "tools/call", tool: "search"}),
+		"allow, empty identity":    s.allowed(rt, odd, odd.Claims(""), opKey{}),
+		"allow, long values":       s.allowed(rt, long, long.Claims(""), opKey{method: "m"}),
+		"allow with removals":      s.allowed(rt, full, full.Claims(""), opKey{}).withRemovals([]string{"x-mcp-auth-other", "x-mcp-auth-subject"}),
 		"unauthenticated":          s.unauthenticated(reasonUnprotected),
 		"denied 401":               rt.noCredential.out,
 		"denied 503":               rt.unavailable.out,
