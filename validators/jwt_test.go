@@ -469,3 +469,31 @@ func TestFingerprintChangesWithPolicy(t *testing.T) {
 		t.Error("fingerprint not deterministic")
 	}
 }
+
+// TestMemo: nothing is kept for a principal's first use; from its second
+// on, one value is kept per key, and a new key's value replaces the old
+// one's (a reload's routes replace the old routes).
+func TestMemo(t *testing.T) {
+	p := NewPrincipal(Identity{Subject: "s"})
+	computed := 0
+	compute := func(v string) func() any { return func() any { computed++; return v } }
+	if got := p.Memo("a", compute("A")); got != nil || computed != 0 {
+		t.Fatalf("first use: %v, %d computed", got, computed)
+	}
+	for range 3 {
+		if got := p.Memo("a", compute("A")); got != "A" {
+			t.Fatalf("got %v", got)
+		}
+	}
+	if computed != 1 {
+		t.Fatalf("computed %d times for one key", computed)
+	}
+	for range 3 {
+		if got := p.Memo("b", compute("B")); got != "B" {
+			t.Fatalf("got %v", got)
+		}
+	}
+	if computed != 2 {
+		t.Fatalf("computed %d times for two keys in turn", computed)
+	}
+}

@@ -277,10 +277,12 @@ var usedOnce = new(memo)
 // Memo returns the value that compute derives from p for key, computed
 // once, from the second call on; the first call returns nil. It lets a
 // consumer keep one expensive, immutable rendering of a cached principal
-// (authz keeps its allow response here) without paying for it for
-// principals used only once, as most in a burst of fresh tokens are. One
-// key is kept; the first key wins, and other keys are computed on every
-// call.
+// (authz keeps its allow response here, keyed by route) without paying
+// for it for principals used only once, as most in a burst of fresh
+// tokens are. One key is kept: a call with another key computes its
+// value and keeps it in place of the old one, since a new key usually
+// means the old one is gone (a reloaded configuration's routes replace
+// the old ones, and cached principals outlive them).
 func (p *Principal) Memo(key any, compute func() any) any {
 	m := p.memo.Load()
 	if m == nil {
@@ -293,9 +295,7 @@ func (p *Principal) Memo(key any, compute func() any) any {
 		return m.value
 	}
 	v := compute()
-	if m == usedOnce {
-		p.memo.CompareAndSwap(usedOnce, &memo{key: key, value: v})
-	}
+	p.memo.CompareAndSwap(m, &memo{key: key, value: v})
 	return v
 }
 
