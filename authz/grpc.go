@@ -115,8 +115,11 @@ func (s *Server) handleCheck(ctx context.Context, dec func(any) error, intercept
 	if err := dec(&w); err != nil {
 		return nil, err
 	}
+	// The input's strings are the request's own bytes, not copies: the
+	// buffer goes back to its pool only once nothing of this Check can
+	// use them any more (see parseCheckInput).
+	defer w.buf.Free()
 	in, err := parseCheckInput(w.buf.ReadOnlyData(), &s.read)
-	w.buf.Free() // parseCheckInput copies what it keeps
 	if err != nil {
 		s.observeMalformed()
 		return nil, status.Error(codes.InvalidArgument, "malformed CheckRequest")
@@ -128,13 +131,22 @@ func (s *Server) handleCheck(ctx context.Context, dec func(any) error, intercept
 	if r.prepared != nil {
 		return r.prepared, nil
 	}
-	// Rendered for this request alone (a token seen once, say): encoded
-	// by the codec into a pooled buffer.
-	return renderedResponse{r.out}, nil
+	// Rendered for this request alone (a token seen once, say), perhaps
+	// with some of its strings (an Origin, header names): encoded now,
+	// while they are still the request's.
+	return encodeRendered(r.out), nil
 }
 
-// renderedResponse is an outcome the codec encodes for one response.
-type renderedResponse struct{ o *outcome }
+// renderedResponse is a response encoded for one request, in a pooled
+// buffer that gRPC frees once it is sent.
+type renderedResponse struct{ b mem.Buffer }
+
+func encodeRendered(o *outcome) renderedResponse {
+	pool := mem.DefaultBufferPool()
+	buf := pool.Get(o.wireSize())
+	*buf = o.appendWire((*buf)[:0])
+	return renderedResponse{mem.NewBuffer(buf, pool)}
+}
 
 // Codec returns the server option that hands Check requests to the Server
 // as wire bytes (read by parseCheckInput), sends Check responses as this
@@ -152,10 +164,7 @@ func (c preparedCodec) Marshal(v any) (mem.BufferSlice, error) {
 		// SliceBuffer.Free is a no-op: gRPC never recycles the shared bytes.
 		return mem.BufferSlice{mem.SliceBuffer(v.encoded())}, nil
 	case renderedResponse:
-		pool := mem.DefaultBufferPool()
-		buf := pool.Get(v.o.wireSize())
-		*buf = v.o.appendWire((*buf)[:0])
-		return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
+		return mem.BufferSlice{v.b}, nil
 	}
 	return c.CodecV2.Marshal(v)
 }

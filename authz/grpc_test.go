@@ -2,13 +2,18 @@ package authz
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
@@ -68,5 +73,82 @@ func TestGRPCMatchesInProcess(t *testing.T) {
 	}
 	if logged.Load() == 0 {
 		t.Error("interceptor never ran")
+	}
+}
+
+// TestGRPCConcurrentRequestsKeepTheirOwnBytes: a Check reads its request
+// in place, in a pooled buffer that the next request reuses once the
+// Check has answered. Many callers at once, each answer checked against
+// the in-process one, catch an answer that still pointed into a reused
+// buffer: allows that remove headers named by the request itself, and
+// every other kind of decision.
+func TestGRPCConcurrentRequestsKeepTheirOwnBytes(t *testing.T) {
+	s, _ := newTestServer(t, nil)
+	// Every buffer given back is overwritten at once, as the next request
+	// would, so that a use after that shows every time, not by chance.
+	client := serveGRPC(t, s, experimental.BufferPool(scribblingPool{}))
+	var reqs []*authv3.CheckRequest
+	for _, r := range checkRequests() {
+		reqs = append(reqs, r)
+	}
+	for i := range 24 {
+		reqs = append(reqs, envoyRequest("/mcp", map[string]string{
+			"authorization":                        "Bearer good",
+			fmt.Sprintf("x-mcp-auth-copy-%03d", i): "forged",
+		}))
+	}
+	// Past gRPC's pooling threshold, so that request buffers are reused.
+	for _, r := range reqs {
+		switch h := r.GetAttributes().GetRequest().GetHttp(); {
+		case h == nil:
+		case h.HeaderMap != nil:
+			h.HeaderMap.Headers = append(h.HeaderMap.Headers, &corev3.HeaderValue{Key: "x-padding", Value: strings.Repeat("p", 4096)})
+		case h.Headers != nil:
+			h.Headers["x-padding"] = strings.Repeat("p", 4096)
+		}
+	}
+	want := make([]*authv3.CheckResponse, len(reqs))
+	wantErr := make([]error, len(reqs))
+	for i, r := range reqs {
+		want[i], wantErr[i] = s.Check(context.Background(), r)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range 300 {
+				i := (g*7919 + n*104729) % len(reqs)
+				got, err := client.Check(context.Background(), reqs[i])
+				if status.Code(err) != status.Code(wantErr[i]) || (err == nil && !proto.Equal(got, want[i])) {
+					select {
+					case errs <- fmt.Sprintf("request %d: %v\n got %v\n want %v", i, err, got, want[i]):
+					default:
+					}
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+}
+
+// scribblingPool is a gRPC buffer pool that overwrites each buffer given
+// back to it.
+type scribblingPool struct{}
+
+func (scribblingPool) Get(n int) *[]byte {
+	b := make([]byte, n)
+	return &b
+}
+
+func (scribblingPool) Put(b *[]byte) {
+	for i := range *b {
+		(*b)[i] = 'X'
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -128,12 +129,14 @@ func (in *checkInput) header(opts *readOptions, key, value string, raw bool) {
 		return
 	case hTraceparent:
 		if opts.traceContext {
-			in.traceHeaders().parent = value
+			// A copy: the span keeps it, and the value may be the
+			// request's own bytes (parseCheckInput).
+			in.traceHeaders().parent = strings.Clone(value)
 		}
 		return
 	case hTracestate:
 		if opts.traceContext {
-			in.traceHeaders().state = value
+			in.traceHeaders().state = strings.Clone(value)
 		}
 		return
 	case ":path":
@@ -257,7 +260,13 @@ var errMalformed = errors.New("malformed CheckRequest")
 // parseCheckInput reads a marshalled CheckRequest straight from the wire,
 // without building the full message: decoding every header into a Go map
 // was a fifth of the server's CPU under load, and a decision needs a few
-// fields. It follows protobuf's merge rules (a repeated singular field
+// fields. The input's strings and body are b's own bytes, not copies (the
+// copy of the token alone was most of the bytes a cached Check
+// allocated): b must stay unchanged until the Check has answered, and
+// whatever outlives it is copied where it is kept (the token by the
+// verdict cache on a miss, the trace context here, the claims by the
+// allow kept with a principal; a rendered answer is encoded before b is
+// released). It follows protobuf's merge rules (a repeated singular field
 // merges, the last scalar and map entry win). Where protobuf would refuse
 // the whole message for invalid UTF-8 in a string, it marks the input
 // badHeader instead, so that the client gets 400 rather than Envoy an
@@ -289,6 +298,9 @@ func parseCheckInput(b []byte, opts *readOptions) (checkInput, error) {
 }
 
 type rawHeader struct{ key, value string }
+
+// alias is b as a string without a copy (see parseCheckInput).
+func alias(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 type inputParser struct {
 	opts    *readOptions
@@ -351,7 +363,7 @@ func (p *inputParser) attributes(num protowire.Number, v []byte) error {
 			p.in.badHeader = true
 		}
 		if string(key) == ContextExtensionResource {
-			p.in.resource, p.in.hasResource = string(value), true
+			p.in.resource, p.in.hasResource = alias(value), true
 		}
 	}
 	return nil
@@ -382,7 +394,7 @@ func (p *inputParser) http(num protowire.Number, v []byte) error {
 	switch num {
 	case fHTTPMethod:
 		p.valid(v)
-		p.in.method = string(v)
+		p.in.method = alias(v)
 	case fHTTPHeaders:
 		key, value, err := mapEntry(v)
 		if err != nil {
@@ -390,20 +402,23 @@ func (p *inputParser) http(num protowire.Number, v []byte) error {
 		}
 		p.valid(key, value)
 		if p.interesting(key) {
-			p.headers = append(p.headers, rawHeader{string(key), string(value)})
+			p.headers = append(p.headers, rawHeader{alias(key), alias(value)})
 		}
 	case fHTTPPath:
 		p.valid(v)
-		p.in.path = string(v)
+		p.in.path = alias(v)
 	case fHTTPHost:
 		p.valid(v)
-		p.in.host = string(v)
+		p.in.host = alias(v)
 	case fHTTPBody:
 		// Not checked as UTF-8: a body that is not is unreadable JSON, not a
 		// malformed request.
-		p.body = append(p.body[:0], v...)
+		p.body = v
 	case fHTTPRawBody:
-		p.rawBody = append(p.rawBody[:0:0], v...)
+		p.rawBody = v
+		if len(v) == 0 {
+			p.rawBody = nil // proto3: empty is absent
+		}
 	case fHTTPHeaderMap:
 		return p.walk(v, p.headerMapField)
 	}
@@ -436,7 +451,7 @@ func (p *inputParser) headerMapField(num protowire.Number, v []byte) error {
 		p.valid(raw)
 	}
 	if p.interesting(key) {
-		p.headerMap = append(p.headerMap, rawHeader{string(key), string(value)})
+		p.headerMap = append(p.headerMap, rawHeader{alias(key), alias(value)})
 	}
 	return nil
 }

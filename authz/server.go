@@ -27,6 +27,10 @@ import (
 )
 
 // Validator turns a bearer token into a principal or a *validators.Error.
+// token may be the bytes of the request being decided, which are reused
+// once the Check has answered: a Validator that keeps it, or any part of
+// it, beyond Validate's return, or reads it from another goroutine after
+// that, must copy it (cache.Validator does).
 type Validator interface {
 	Validate(ctx context.Context, token string) (*validators.Principal, error)
 }

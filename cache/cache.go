@@ -14,6 +14,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -315,7 +316,8 @@ func newOwner() string {
 }
 
 // Validate answers from the store when it can, and otherwise validates once
-// for all concurrent callers of the same token.
+// for all concurrent callers of the same token. token is used only until
+// Validate returns: authz passes the request's own bytes.
 func (v *Validator) Validate(ctx context.Context, token string) (*validators.Principal, error) {
 	key := NewKey(v.opts.Policy, token)
 	if v.opts.Tracer != nil {
@@ -328,6 +330,10 @@ func (v *Validator) Validate(ctx context.Context, token string) (*validators.Pri
 		}
 	}
 	v.misses.Add(1)
+	// The validation may outlive this call (its caller stops waiting at
+	// its deadline), and token may be the caller's request buffer, which
+	// is reused once the call returns: the validation gets its own copy.
+	token = strings.Clone(token)
 	p, shared, err := v.flights.do(ctx, key.Token, func() (*validators.Principal, error) {
 		vctx, cancel := detach(ctx)
 		defer cancel()

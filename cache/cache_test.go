@@ -5,10 +5,12 @@ import (
 	"errors"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/mcp-authz/mcp-authz/validators"
 )
@@ -351,6 +353,45 @@ func TestHostileSharedStoreCannotHoldAValidation(t *testing.T) {
 		}
 		if inner.calls.Load() != 1 {
 			t.Fatalf("expired=%v: %d validations", expired, inner.calls.Load())
+		}
+	}
+}
+
+// TestValidationOutlivesTheCallersBuffer: the token a caller passes may be
+// its request's own bytes, reused once Validate returns (authz reads
+// requests in place). A validation that outlives its caller, which
+// stopped waiting at its deadline, still validates the token it was
+// given, and its verdict is found by that token.
+func TestValidationOutlivesTheCallersBuffer(t *testing.T) {
+	release := make(chan struct{})
+	seen := make(chan string, 1)
+	inner := &countingValidator{answer: func(token string) (*validators.Principal, error) {
+		<-release
+		seen <- strings.Clone(token)
+		return validators.NewPrincipal(validators.Identity{Subject: token, ExpiresAt: time.Now().Add(time.Hour)}), nil
+	}}
+	v := newCached(t, inner, newMemory(t), Options{})
+	buf := []byte("token-of-the-first-request")
+	token := unsafe.String(&buf[0], len(buf))
+	// A Check without a deadline, cancelled (Envoy gave up): its
+	// validation runs on, on a goroutine of its own.
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	if _, err := v.Validate(ctx, token); err == nil {
+		t.Fatal("answered before the validation ended")
+	}
+	copy(buf, "TOKEN-OF-ANOTHER-REQUEST!!") // the buffer is reused
+	close(release)
+	if got := <-seen; got != "token-of-the-first-request" {
+		t.Fatalf("the validation saw %q", got)
+	}
+	for deadline := time.Now().Add(time.Second); ; time.Sleep(5 * time.Millisecond) {
+		p, err := v.Validate(context.Background(), "token-of-the-first-request")
+		if err == nil && p.Subject() == "token-of-the-first-request" && inner.calls.Load() == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the verdict was not kept for its token: %v %v, %d calls", p, err, inner.calls.Load())
 		}
 	}
 }
