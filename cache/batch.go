@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -60,11 +61,14 @@ func newBatcher(client redis.UniversalClient, timeout time.Duration) *batcher {
 
 // run sends the commands add queues on p and returns once they have been
 // sent and answered, or failed: each command holds its result or error.
-// An error from run itself (ctx ended, too many calls queued) means no
-// answer came, and the commands may or may not run.
-func (b *batcher) run(ctx context.Context, add func(ctx context.Context, p redis.Pipeliner)) error {
+// It waits at most timeout (and no longer than ctx allows). An error from
+// run itself (out of time, too many calls queued) means no answer came,
+// and the commands may or may not run.
+func (b *batcher) run(ctx context.Context, timeout time.Duration, add func(ctx context.Context, p redis.Pipeliner)) error {
 	if b.inflight.Add(1) == 1 {
 		defer b.inflight.Add(-1)
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
 		pipe := b.client.Pipeline()
 		add(ctx, pipe)
 		_, _ = pipe.Exec(ctx)
@@ -75,12 +79,37 @@ func (b *batcher) run(ctx context.Context, add func(ctx context.Context, p redis
 	if !b.enqueue(op) {
 		return errBatchFull
 	}
+	// A queued call's commands run in a worker's context: the caller only
+	// waits, with a pooled timer rather than a context of its own (a
+	// timer, a cancel context and its registration with ctx, per call).
+	t := getTimer(timeout)
+	defer putTimer(t)
 	select {
 	case <-op.done:
 		return nil // the caller reads each command's own error
+	case <-t.C:
+		return context.DeadlineExceeded
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// timers are the stopped timers of queued callers.
+var timers sync.Pool
+
+func getTimer(d time.Duration) *time.Timer {
+	if t, ok := timers.Get().(*time.Timer); ok {
+		t.Reset(d)
+		return t
+	}
+	return time.NewTimer(d)
+}
+
+// putTimer stops t and pools it. Since Go 1.23 a stopped timer's channel
+// holds no stale tick, so the next Reset starts clean.
+func putTimer(t *time.Timer) {
+	t.Stop()
+	timers.Put(t)
 }
 
 // send queues commands that no caller waits for; then is called with

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/mcp-authz/mcp-authz/internal/loglimit"
 
@@ -156,7 +157,28 @@ func (r *Redis) Stats() RedisStats {
 
 // redisKey is "<prefix>:v<schema>:<policy>:<sha256 hex>".
 func (r *Redis) redisKey(k Key) string {
-	return r.opts.Prefix + ":" + keyVersion + ":" + k.String()
+	key, _ := r.keys(k)
+	return key
+}
+
+// keys returns k's verdict key (redisKey) and its lock key (lockKey),
+// built in one allocation: the verdict key is part of the lock key's
+// bytes. Every fresh token needs both, twice.
+func (r *Redis) keys(k Key) (key, lockKey string) {
+	const lockSuffix = "}:lock"
+	b := make([]byte, 0, 1+len(r.opts.Prefix)+1+len(keyVersion)+1+len(k.Policy)+1+2*len(k.Token)+len(lockSuffix))
+	b = append(b, '{')
+	b = append(b, r.opts.Prefix...)
+	b = append(b, ':')
+	b = append(b, keyVersion...)
+	b = append(b, ':')
+	b = append(b, k.Policy...)
+	b = append(b, ':')
+	b = hex.AppendEncode(b, k.Token[:])
+	b = append(b, lockSuffix...)
+	// b is never written again: the strings may share its bytes.
+	lockKey = unsafe.String(unsafe.SliceData(b), len(b))
+	return lockKey[1 : len(lockKey)-len(lockSuffix)], lockKey
 }
 
 // Get implements Store. It accepts verdicts that claim to live no longer
@@ -182,14 +204,12 @@ func (r *Redis) get(ctx context.Context, k Key, b bounds) (Entry, bool) {
 		r.skipped.Add(1)
 		return Entry{}, false
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
-	defer cancel()
 	key := r.redisKey(k)
 	// One round trip: the value and its TTL, since a key without one (or
 	// with a longer one than any verdict gets) was not written by a replica.
 	var get *redis.StringCmd
 	var pttl *redis.DurationCmd
-	if err := r.batch.run(ctx, func(ctx context.Context, p redis.Pipeliner) {
+	if err := r.batch.run(ctx, r.opts.Timeout, func(ctx context.Context, p redis.Pipeliner) {
 		get, pttl = p.Get(ctx, key), p.PTTL(ctx, key)
 	}); err != nil {
 		r.noAnswer(err)
@@ -262,10 +282,8 @@ func (r *Redis) Set(ctx context.Context, k Key, e Entry, ttl time.Duration) {
 	}
 	key := r.redisKey(k)
 	value := r.signer.seal(key, payload)
-	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
-	defer cancel()
 	var set *redis.StatusCmd
-	err = r.batch.run(ctx, func(ctx context.Context, p redis.Pipeliner) { set = p.Set(ctx, key, value, ttl) })
+	err = r.batch.run(ctx, r.opts.Timeout, func(ctx context.Context, p redis.Pipeliner) { set = p.Set(ctx, key, value, ttl) })
 	if err == nil {
 		err = set.Err()
 	}
@@ -280,7 +298,10 @@ func (r *Redis) Set(ctx context.Context, k Key, e Entry, ttl time.Duration) {
 // lockKey is the key of the lock on validating k: "{<verdict key>}:lock",
 // whose hash tag puts it in the verdict's Cluster slot, so that a
 // pipeline touching both runs in order on one node.
-func (r *Redis) lockKey(k Key) string { return "{" + r.redisKey(k) + "}:lock" }
+func (r *Redis) lockKey(k Key) string {
+	_, lockKey := r.keys(k)
+	return lockKey
+}
 
 // acquireScript is a fresh token's turn in one round trip: the verdict if
 // there is one (with its PTTL); else the lock for ARGV[1] (for ARGV[2]
@@ -332,15 +353,13 @@ func (r *Redis) acquire(ctx context.Context, k Key, owner string, ttl time.Durat
 		r.skipped.Add(1)
 		return LockSkipped, Entry{}, false, errSkipped
 	}
-	key, lockKey := r.redisKey(k), r.lockKey(k)
-	ctx, cancel := r.fleetContext(ctx)
-	defer cancel()
+	key, lockKey := r.keys(k)
 	forced := "0"
 	if force {
 		forced = "1"
 	}
 	var cmd *redis.Cmd
-	err := r.batch.run(ctx, func(ctx context.Context, p redis.Pipeliner) {
+	err := r.batch.run(ctx, r.opts.FleetTimeout, func(ctx context.Context, p redis.Pipeliner) {
 		cmd = p.Eval(ctx, acquireScript, []string{key, lockKey}, owner, max(ttl.Milliseconds(), 1), forced)
 	})
 	var reply []any
@@ -385,12 +404,6 @@ func (r *Redis) acquire(ctx context.Context, k Key, owner string, ttl time.Durat
 	return LockUnknown, Entry{}, false, err
 }
 
-// fleetContext bounds a call made while a fresh token waits for the
-// fleet: by FleetTimeout.
-func (r *Redis) fleetContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, r.opts.FleetTimeout)
-}
-
 // releaseScript deletes a lock only if this caller still holds it. It is
 // sent whole (EVAL, not EVALSHA): in a pipeline there is no retrying
 // after NOSCRIPT, and it is short.
@@ -404,7 +417,7 @@ func (r *Redis) fleetRelease(_ context.Context, k Key, owner string, e Entry, tt
 	if !r.breaker.allow(time.Now()) {
 		return // the lock expires on its own
 	}
-	key, lockKey := r.redisKey(k), r.lockKey(k)
+	key, lockKey := r.keys(k)
 	var value []byte
 	if ttl > 0 {
 		e.until = time.Now().Add(ttl)

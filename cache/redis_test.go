@@ -275,6 +275,73 @@ func TestFleetStampede(t *testing.T) {
 	}
 }
 
+// TestRelease: the end of a validation stores its verdict (with the TTL
+// asked for) and gives the lock back, in one script; without a verdict to
+// keep it only unlocks; a replica that no longer holds the lock leaves it
+// alone, verdict written or not.
+func TestRelease(t *testing.T) {
+	srv := redistest.Start(t)
+	r, client := newRedisStore(t, srv)
+	r.opts.Timeout = time.Second // the race detector slows first connections
+	ctx := context.Background()
+	entry := Entry{Principal: validators.NewPrincipal(validators.Identity{Subject: "s", ExpiresAt: time.Now().Add(time.Hour)})}
+	// eventually waits for the background write.
+	eventually := func(what string, done func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !done(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal(what)
+			}
+		}
+	}
+	locked := func(k Key) string { v, _ := client.Get(ctx, r.lockKey(k)).Result(); return v }
+	for _, c := range []struct {
+		name      string
+		owner     string // the lock's holder
+		ttl       time.Duration
+		verdict   bool
+		unlocking bool
+	}{
+		{name: "verdict", owner: "me", ttl: time.Minute, verdict: true, unlocking: true},
+		{name: "no verdict", owner: "me", ttl: 0, unlocking: true},
+		{name: "lock lost, verdict", owner: "other", ttl: time.Minute, verdict: true},
+		{name: "lock lost, no verdict", owner: "other", ttl: 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			k := NewKey("p", "release "+c.name)
+			if state, _, _, err := r.fleetAcquire(ctx, k, c.owner, time.Minute, false); state != LockHeld || err != nil {
+				t.Fatalf("acquire: %v %v", state, err)
+			}
+			sets := r.Stats().Sets
+			r.fleetRelease(ctx, k, "me", entry, c.ttl)
+			if c.verdict {
+				eventually("verdict not written", func() bool { return r.Stats().Sets > sets })
+				pttl := client.PTTL(ctx, r.redisKey(k)).Val()
+				if pttl <= 0 || pttl > c.ttl {
+					t.Errorf("verdict PTTL %v, want in (0, %v]", pttl, c.ttl)
+				}
+				if e, ok := r.Get(ctx, k); !ok || e.Principal.Subject() != "s" {
+					t.Errorf("verdict not readable: %+v %v", e, ok)
+				}
+			}
+			if c.unlocking {
+				eventually("lock not given back", func() bool { return locked(k) == "" })
+			} else {
+				time.Sleep(50 * time.Millisecond) // the background write's time
+				if got := locked(k); got != c.owner {
+					t.Errorf("lock held by %q, want %q", got, c.owner)
+				}
+			}
+			if !c.verdict && client.Exists(ctx, r.redisKey(k)).Val() != 0 {
+				t.Error("a verdict was written without one to keep")
+			}
+			if s := r.Stats(); s.Errors != 0 {
+				t.Errorf("errors: %+v", s)
+			}
+		})
+	}
+}
+
 // TestLockFailsOpen: with Redis down, every replica validates itself.
 func TestLockFailsOpen(t *testing.T) {
 	srv := redistest.Start(t)
