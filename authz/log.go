@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,7 +54,10 @@ func (s *Server) logDenial(ctx context.Context, in *checkInput, req *request, o 
 	if req.rt != nil {
 		attrs = append(attrs, "resource", req.rt.Name)
 	} else {
-		attrs = append(attrs, "host", in.host, "path", pathOnly(in.path))
+		// Copies: the input's strings may be the request buffer's own
+		// bytes (parseCheckInput), reused once the Check has answered,
+		// and a handler may keep the record longer (batching, export).
+		attrs = append(attrs, "host", strings.Clone(in.host), "path", strings.Clone(pathOnly(in.path)))
 	}
 	if id := tokenID(req.token); id != "" {
 		attrs = append(attrs, "token_sha256", id)
