@@ -106,9 +106,17 @@ func getTimer(d time.Duration) *time.Timer {
 }
 
 // putTimer stops t and pools it. Since Go 1.23 a stopped timer's channel
-// holds no stale tick, so the next Reset starts clean.
+// holds no stale tick, so the next Reset starts clean; the tick of a timer
+// that fired unread is drained all the same, for a process run with
+// GODEBUG=asynctimerchan=1, where it would stay and end the next caller's
+// wait at once (TestRedteamPooledTimerHasNoStaleTick).
 func putTimer(t *time.Timer) {
-	t.Stop()
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
 	timers.Put(t)
 }
 
