@@ -20,6 +20,10 @@ import (
 // the set itself: at a million verdicts in use every pointer followed on a
 // hit is a cache miss.
 type allowSet struct {
+	rt *route
+	// next is the set of another route of the same Server: resources with
+	// one validation policy share cached principals.
+	next     atomic.Pointer[allowSet]
 	baseOnce sync.Once
 	base     prepared // no operation known; set by baseOnce
 	ops      sync.Map // opKey -> *prepared
@@ -28,16 +32,38 @@ type allowSet struct {
 
 const maxOpResponses = 32
 
+// of returns the set of rt in the list that starts at set, adding one at
+// its end when rt has none. A principal is used on one route of a Server
+// as a rule; the list is as long as the routes it is used on.
+func (set *allowSet) of(rt *route) *allowSet {
+	for {
+		if set.rt == rt {
+			return set
+		}
+		next := set.next.Load()
+		if next == nil {
+			if n := (&allowSet{rt: rt}); set.next.CompareAndSwap(nil, n) {
+				return n
+			}
+			next = set.next.Load()
+		}
+		set = next
+	}
+}
+
 // allowResponse is the allow for p, found by token, on rt. The first use
 // of a principal renders it for this request alone: most tokens of a burst
 // of fresh ones are used once, and keeping their responses would cost
 // memory and the garbage collector's time for nothing. From its second use
-// on, the responses are kept with the principal (see keep).
+// on, the responses are kept with the principal (see keep), under the
+// Server: a reload's Server replaces them all at once, and the routes of
+// one Server keep theirs side by side.
 func (s *Server) allowResponse(rt *route, p *validators.Principal, token string, op opKey) result {
-	set, _ := p.Memo(rt, newAllowSet).(*allowSet)
-	if set == nil {
+	first, _ := p.Memo(s, func() any { return &allowSet{rt: rt} }).(*allowSet)
+	if first == nil {
 		return rendered(s.allowed(rt, p, p.Claims(token), op))
 	}
+	set := first.of(rt)
 	if op == (opKey{}) {
 		set.baseOnce.Do(func() { s.keep(&set.base, rt, p, token, op) })
 		return shared(&set.base)
@@ -71,5 +97,3 @@ func (s *Server) keep(r *prepared, rt *route, p *validators.Principal, token str
 	}
 	r.out, r.render = nil, func() *outcome { return s.allowed(rt, p, claims, op) }
 }
-
-func newAllowSet() any { return new(allowSet) }
