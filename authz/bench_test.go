@@ -457,6 +457,19 @@ func stubToken(i int) string {
 	return stubHead + string(id[:]) + stubTail
 }
 
+// stubServer is a Server for one resource whose verdicts come from
+// stubValidator through an in-process cache of maxBytes (0: the default).
+func stubServer(tb testing.TB, maxBytes uint64) (*authz.Server, *cache.Memory, *cache.Validator) {
+	tb.Helper()
+	store, _ := cache.NewMemory(cache.MemoryOptions{MaxBytes: maxBytes})
+	cv, _ := cache.New(stubValidator{}, store, cache.Options{Policy: "p"})
+	s, err := authz.NewServer(authz.Config{Resources: []*authz.Resource{{URI: benchResource, RequiredScopes: []string{"mcp:read"}, Validator: cv}}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s, store, cv
+}
+
 // stubValidator accepts any stubToken as a principal laid out as the JWT
 // validator lays it out (its claims are the token's payload segment),
 // without checking anything: the scale benchmarks fill caches with it.
@@ -571,12 +584,7 @@ func BenchmarkScale(b *testing.B) {
 	}
 
 	for _, n := range []int{1_000, 10_000, 100_000, 1_000_000} {
-		store, _ := cache.NewMemory(cache.MemoryOptions{MaxBytes: 1 << 40})
-		cv, _ := cache.New(stubValidator{}, store, cache.Options{Policy: "p"})
-		s, err := authz.NewServer(authz.Config{Resources: []*authz.Resource{{URI: benchResource, RequiredScopes: []string{"mcp:read"}, Validator: cv}}})
-		if err != nil {
-			b.Fatal(err)
-		}
+		s, store, cv := stubServer(b, 1<<40)
 		ctx := context.Background()
 		// One request, turned into token i's by rewriting the token's
 		// number in place (the same cost for every i and every n).
@@ -638,17 +646,12 @@ func BenchmarkScale(b *testing.B) {
 // BenchmarkMemoryPerAllow reports the heap that the allow response kept
 // with a principal in use (from its second Check on) adds to its cached
 // verdict (BenchmarkMemoryPerEntry in cache), as the gRPC front end keeps
-// it: the outcome (identity headers, metadata) and its wire bytes, which
-// the cache's weigher does not count.
+// it: its wire bytes and the bookkeeping around them, which the cache's
+// weigher estimates (allowWeight) from the verdict's first hit on.
 func BenchmarkMemoryPerAllow(b *testing.B) {
 	const n = 20_000
 	for b.Loop() {
-		store, _ := cache.NewMemory(cache.MemoryOptions{MaxBytes: 1 << 40})
-		cv, _ := cache.New(stubValidator{}, store, cache.Options{Policy: "p"})
-		s, err := authz.NewServer(authz.Config{Resources: []*authz.Resource{{URI: benchResource, RequiredScopes: []string{"mcp:read"}, Validator: cv}}})
-		if err != nil {
-			b.Fatal(err)
-		}
+		s, _, _ := stubServer(b, 1<<40)
 		ctx := context.Background()
 		reqs := make([][]byte, n)
 		for i := range reqs {

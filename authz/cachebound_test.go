@@ -6,9 +6,6 @@ import (
 	"testing"
 
 	"google.golang.org/protobuf/proto"
-
-	"github.com/mcp-authz/mcp-authz/authz"
-	"github.com/mcp-authz/mcp-authz/cache"
 )
 
 // TestCacheBoundCountsKeptAllows: the in-process cache's bound holds for
@@ -25,12 +22,7 @@ func TestCacheBoundCountsKeptAllows(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	store, _ := cache.NewMemory(cache.MemoryOptions{MaxBytes: bound})
-	cv, _ := cache.New(stubValidator{}, store, cache.Options{Policy: "p"})
-	s, err := authz.NewServer(authz.Config{Resources: []*authz.Resource{{URI: benchResource, RequiredScopes: []string{"mcp:read"}, Validator: cv}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, store, _ := stubServer(t, bound)
 	ctx := context.Background()
 	n := 3 * bound / 2500
 	for i := range n {

@@ -112,20 +112,30 @@ func TestGRPCConcurrentRequestsKeepTheirOwnBytes(t *testing.T) {
 	for i, r := range reqs {
 		want[i], wantErr[i] = s.Check(context.Background(), r)
 	}
+	concurrently(t, 8, 300, func(g, n int) string {
+		i := (g*7919 + n*104729) % len(reqs)
+		got, err := client.Check(context.Background(), reqs[i])
+		if status.Code(err) != status.Code(wantErr[i]) || (err == nil && !proto.Equal(got, want[i])) {
+			return fmt.Sprintf("request %d: %v\n got %v\n want %v", i, err, got, want[i])
+		}
+		return ""
+	})
+}
+
+// concurrently runs try(g, n) for every n < rounds on each of goroutines
+// goroutines at once. A goroutine stops at its first failure (try's
+// message); the test fails with each goroutine's first.
+func concurrently(t *testing.T, goroutines, rounds int, try func(g, n int) string) {
+	t.Helper()
 	var wg sync.WaitGroup
-	errs := make(chan string, 8)
-	for g := range 8 {
+	errs := make(chan string, goroutines)
+	for g := range goroutines {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for n := range 300 {
-				i := (g*7919 + n*104729) % len(reqs)
-				got, err := client.Check(context.Background(), reqs[i])
-				if status.Code(err) != status.Code(wantErr[i]) || (err == nil && !proto.Equal(got, want[i])) {
-					select {
-					case errs <- fmt.Sprintf("request %d: %v\n got %v\n want %v", i, err, got, want[i]):
-					default:
-					}
+			for n := range rounds {
+				if e := try(g, n); e != "" {
+					errs <- e
 					return
 				}
 			}

@@ -10,7 +10,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mcp-authz/mcp-authz/authz"
-	"github.com/mcp-authz/mcp-authz/cache"
 )
 
 // TestKeptAllowAnswersAsRendered: the allow kept with a cached principal
@@ -20,12 +19,7 @@ import (
 // request that carries identity-like headers; the claims forwarded are
 // the token's payload segment every time.
 func TestKeptAllowAnswersAsRendered(t *testing.T) {
-	store, _ := cache.NewMemory(cache.MemoryOptions{})
-	cv, _ := cache.New(stubValidator{}, store, cache.Options{Policy: "p"})
-	s, err := authz.NewServer(authz.Config{Resources: []*authz.Resource{{URI: benchResource, RequiredScopes: []string{"mcp:read"}, Validator: cv}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _, _ := stubServer(t, 0)
 	ctx := context.Background()
 	tok := stubToken(42)
 	payload := strings.Split(tok, ".")[1]

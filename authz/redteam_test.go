@@ -94,47 +94,26 @@ func TestRedteamClaimsBelongToTheirToken(t *testing.T) {
 	}
 	client := serveGRPC(t, s, experimental.BufferPool(scribblingPool{}))
 	const tokens = 64
-	var wg sync.WaitGroup
-	errs := make(chan string, 8)
-	fail := func(format string, a ...any) {
-		select {
-		case errs <- fmt.Sprintf(format, a...):
-		default:
+	concurrently(t, 8, 200, func(g, n int) string {
+		i := (g*31 + n*7) % tokens
+		tok, payload, sub := rtToken(i)
+		req := padded(envoyRequest("/mcp", map[string]string{"authorization": "Bearer " + tok}))
+		resp, err := client.Check(context.Background(), req)
+		if err != nil {
+			return fmt.Sprintf("token %d: %v", i, err)
 		}
-	}
-	for g := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for n := range 200 {
-				i := (g*31 + n*7) % tokens
-				tok, payload, sub := rtToken(i)
-				req := padded(envoyRequest("/mcp", map[string]string{"authorization": "Bearer " + tok}))
-				resp, err := client.Check(context.Background(), req)
-				if err != nil {
-					fail("token %d: %v", i, err)
-					return
-				}
-				h := headersOf(resp)
-				if h["x-mcp-auth-claims"] != payload || h["x-mcp-auth-subject"] != sub {
-					fail("token %d over the wire: claims %q subject %q, want %q %q", i, h["x-mcp-auth-claims"], h["x-mcp-auth-subject"], payload, sub)
-					return
-				}
-				if n%5 == 0 {
-					msg, err := s.Check(context.Background(), req)
-					if h := headersOf(msg); err != nil || h["x-mcp-auth-claims"] != payload || h["x-mcp-auth-subject"] != sub {
-						fail("token %d, Server.Check: %v %v", i, err, h)
-						return
-					}
-				}
+		h := headersOf(resp)
+		if h["x-mcp-auth-claims"] != payload || h["x-mcp-auth-subject"] != sub {
+			return fmt.Sprintf("token %d over the wire: claims %q subject %q, want %q %q", i, h["x-mcp-auth-claims"], h["x-mcp-auth-subject"], payload, sub)
+		}
+		if n%5 == 0 {
+			msg, err := s.Check(context.Background(), req)
+			if h := headersOf(msg); err != nil || h["x-mcp-auth-claims"] != payload || h["x-mcp-auth-subject"] != sub {
+				return fmt.Sprintf("token %d, Server.Check: %v %v", i, err, h)
 			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for e := range errs {
-		t.Error(e)
-	}
+		}
+		return ""
+	})
 	fh := s.ForwardHandler()
 	for i := range tokens {
 		tok, payload, sub := rtToken(i)
@@ -203,25 +182,12 @@ func TestRedteamClaimsFromTheFleet(t *testing.T) {
 		}
 	}
 	time.Sleep(50 * time.Millisecond) // the background write-backs
-	var wg sync.WaitGroup
-	errs := make(chan string, tokens)
-	for i := range tokens {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range 3 {
-				if e := check(b, i); e != "" {
-					errs <- fmt.Sprintf("replica b, token %d: %s", i, e)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for e := range errs {
-		t.Error(e)
-	}
+	concurrently(t, tokens, 3, func(i, _ int) string {
+		if e := check(b, i); e != "" {
+			return fmt.Sprintf("replica b, token %d: %s", i, e)
+		}
+		return ""
+	})
 }
 
 // oddClaims answers every token with a principal whose claims are said
@@ -360,34 +326,17 @@ func TestRedteamTwoRoutesShareAPrincipal(t *testing.T) {
 		}
 		want[path] = append([]byte(nil), got...)
 	}
-	var wg sync.WaitGroup
-	errs := make(chan string, 8)
-	for g := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for n := range 300 {
-				path := "/mcp"
-				if (g+n)%2 == 1 {
-					path = "/admin"
-				}
-				wire, _ := proto.Marshal(reqs[path])
-				got, err := s.CheckWire(context.Background(), wire)
-				if err != nil || string(got) != string(want[path]) {
-					select {
-					case errs <- fmt.Sprintf("%s answered otherwise than first (%v)", path, err):
-					default:
-					}
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for e := range errs {
-		t.Error(e)
-	}
+	concurrently(t, 8, 300, func(g, n int) string {
+		path := "/mcp"
+		if (g+n)%2 == 1 {
+			path = "/admin"
+		}
+		wire, _ := proto.Marshal(reqs[path])
+		if got, err := s.CheckWire(context.Background(), wire); err != nil || string(got) != string(want[path]) {
+			return fmt.Sprintf("%s answered otherwise than first (%v)", path, err)
+		}
+		return ""
+	})
 }
 
 func twoRouteServer(t *testing.T) *Server {
