@@ -490,7 +490,7 @@ func (stubValidator) Validate(_ context.Context, token string) (*validators.Prin
 	}
 	return validators.NewPrincipal(validators.Identity{Subject: c.Sub, ClientID: "my-client-id-0123456789",
 		Issuer: "https://tenant.us.auth0.com/", Scopes: []string{"mcp:read", "mcp:write"},
-		ExpiresAt: time.Unix(4102444800, 0), ClaimsInToken: len(payload)}), nil
+		ExpiresAt: time.Unix(4102444800, 0), ClaimsInToken: len(payload), ClaimsDigest: validators.PayloadDigest(parts[1])}), nil
 }
 
 // latencies runs op for b.N iterations and reports p50 and p99.

@@ -55,7 +55,7 @@ func (rtValidator) Validate(_ context.Context, token string) (*validators.Princi
 		return nil, &validators.Error{Kind: validators.ErrInvalidToken, Description: validators.DescMalformed}
 	}
 	return validators.NewPrincipal(validators.Identity{Subject: c.Sub, Issuer: "https://as.example", Scopes: []string{"mcp:read"},
-		ExpiresAt: time.Now().Add(time.Hour), ClaimsInToken: len(payload)}), nil
+		ExpiresAt: time.Now().Add(time.Hour), ClaimsInToken: len(payload), ClaimsDigest: validators.PayloadDigest(parts[1])}), nil
 }
 
 // headersOf returns the headers an allow sets, or nil for a denial.

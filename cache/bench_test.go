@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"runtime"
@@ -35,6 +36,7 @@ func realisticPrincipal() *validators.Principal {
 	return validators.NewPrincipal(validators.Identity{
 		Subject: "auth0|5f7c8ec7c33c6c004bbafe82", ClientID: "my-client-id-0123456789", Issuer: "https://tenant.us.auth0.com/",
 		Scopes: []string{"mcp:read", "mcp:write"}, ExpiresAt: time.Now().Add(time.Hour), ClaimsInToken: len(realisticClaims),
+		ClaimsDigest: validators.PayloadDigest(base64.RawURLEncoding.EncodeToString([]byte(realisticClaims))),
 	})
 }
 

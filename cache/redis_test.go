@@ -100,7 +100,7 @@ func TestRedisClaimsInToken(t *testing.T) {
 	payload := "eyJzdWIiOiJ1c2VyLTEiLCJzZWNyZXQtY2xhaW0iOiJ2YWx1ZSJ9" // {"sub":"user-1","secret-claim":"value"}
 	token := "eyJhbGciOiJSUzI1NiJ9." + payload + ".c2ln"
 	p := validators.NewPrincipal(validators.Identity{Subject: "user-1", Issuer: "https://as.example", ExpiresAt: time.Now().Add(time.Hour),
-		ClaimsInToken: 39})
+		ClaimsInToken: 39, ClaimsDigest: validators.PayloadDigest(payload)})
 	k := NewKey("p", token)
 	r.Set(ctx, k, Entry{Principal: p}, time.Minute)
 	val, err := client.Get(ctx, r.redisKey(k)).Bytes()
@@ -113,6 +113,11 @@ func TestRedisClaimsInToken(t *testing.T) {
 	got, ok := r.Get(ctx, k)
 	if !ok || got.Principal.Claims(token) != payload || got.Principal.Subject() != "user-1" {
 		t.Fatalf("got %+v %v", got.Principal, ok)
+	}
+	// Another token's payload of the same length is not taken for the claims.
+	forged := strings.Replace(token, payload, strings.Repeat("A", len(payload)), 1)
+	if c := got.Principal.Claims(forged); c != "" {
+		t.Fatalf("claims of another token: %q", c)
 	}
 
 	// Signed, but both in the token and stored: which would be forwarded?

@@ -28,7 +28,7 @@ func jwtShaped(sub string) (token, payload string, p *validators.Principal) {
 	json := `{"sub":"` + sub + `"}`
 	payload = base64.RawURLEncoding.EncodeToString([]byte(json))
 	p = validators.NewPrincipal(validators.Identity{Subject: sub, Issuer: "https://as.example",
-		ExpiresAt: time.Now().Add(time.Hour), ClaimsInToken: len(json)})
+		ExpiresAt: time.Now().Add(time.Hour), ClaimsInToken: len(json), ClaimsDigest: validators.PayloadDigest(payload)})
 	return "eyJhbGciOiJSUzI1NiJ9." + payload + ".c2ln", payload, p
 }
 
@@ -76,7 +76,7 @@ func TestRedteamClaimsInTokenBounds(t *testing.T) {
 	now := time.Now()
 	base := func() *cachev1.Verdict {
 		return &cachev1.Verdict{SchemaVersion: schemaVersion, Active: true, Subject: "s", ExpiresAt: now.Add(time.Hour).Unix(),
-			CachedUntilMs: now.Add(30 * time.Second).UnixMilli()}
+			CachedUntilMs: now.Add(30 * time.Second).UnixMilli(), ClaimsDigest: 42}
 	}
 	for _, tt := range []struct {
 		name   string
@@ -84,6 +84,7 @@ func TestRedteamClaimsInTokenBounds(t *testing.T) {
 		ok     bool
 	}{
 		{"in the token", func(v *cachev1.Verdict) { v.ClaimsInToken = 13 }, true},
+		{"in the token, without its digest", func(v *cachev1.Verdict) { v.ClaimsInToken, v.ClaimsDigest = 13, 0 }, false},
 		{"the longest", func(v *cachev1.Verdict) { v.ClaimsInToken = maxClaimsInToken }, true},
 		{"one past the longest", func(v *cachev1.Verdict) { v.ClaimsInToken = maxClaimsInToken + 1 }, false},
 		{"uint32 max", func(v *cachev1.Verdict) { v.ClaimsInToken = 1<<32 - 1 }, false},

@@ -149,7 +149,7 @@ func encodeVerdict(e Entry) ([]byte, error) {
 		v.Active = true
 		v.Subject, v.ClientId, v.Issuer = p.Subject(), p.ClientID(), p.Issuer()
 		if n, inToken := p.ClaimsSize(); inToken {
-			v.ClaimsInToken = uint32(n)
+			v.ClaimsInToken, v.ClaimsDigest = uint32(n), p.ClaimsDigest()
 		} else {
 			v.Claims = p.Claims("")
 		}
@@ -221,10 +221,10 @@ func (s *signer) openVerdict(key string, value []byte, pttl time.Duration, now t
 	exp := time.Unix(v.ExpiresAt, 0)
 	id := validators.Identity{Subject: v.Subject, ClientID: v.ClientId, Issuer: v.Issuer, Scopes: v.Scopes}
 	if v.ClaimsInToken > 0 {
-		if v.Claims != "" || v.ClaimsInToken > maxClaimsInToken {
+		if v.Claims != "" || v.ClaimsInToken > maxClaimsInToken || v.ClaimsDigest == 0 {
 			return Entry{}, false, reasonDecode
 		}
-		id.ClaimsInToken = int(v.ClaimsInToken)
+		id.ClaimsInToken, id.ClaimsDigest = int(v.ClaimsInToken), v.ClaimsDigest
 	} else {
 		claims, err := base64.RawURLEncoding.DecodeString(v.Claims)
 		if err != nil {

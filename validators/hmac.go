@@ -99,5 +99,5 @@ func (v *HMAC) Validate(_ context.Context, token string) (*Principal, error) {
 	if len(v.cfg.Audiences) > 0 && !audienceMatches(c.Audience, v.cfg.Audiences) {
 		return nil, invalid(DescAudience, fmt.Errorf("expected audience %q", v.cfg.Audiences))
 	}
-	return c.principal(t.claimsJSON), nil
+	return c.principal(&t), nil
 }

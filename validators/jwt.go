@@ -273,7 +273,7 @@ func (v *JWT) validateJWS(ctx context.Context, t *jws) (*Principal, error) {
 		if err := v.verifyKidless(iss.keys, method, t); err != nil {
 			return nil, err
 		}
-		return c.principal(t.claimsJSON), nil
+		return c.principal(t), nil
 	}
 	key, err := iss.keys.keyByKID(ctx, t.header.Kid.s, alg)
 	if err != nil {
@@ -294,7 +294,7 @@ func (v *JWT) validateJWS(ctx context.Context, t *jws) (*Principal, error) {
 	if err := verify(method, t.signed, t.signature, key); err != nil {
 		return nil, invalid(DescSignature, err)
 	}
-	return c.principal(t.claimsJSON), nil
+	return c.principal(t), nil
 }
 
 // verifyKidless checks the signature of a token without kid against the
@@ -361,13 +361,14 @@ func verify(method jwt.SigningMethod, signed string, sig []byte, key any) error 
 // principal is the identity of a verified token whose decoded payload is
 // claimsJSON (which the principal keeps: not the token, which it would pin
 // whole).
-func (c *accessClaims) principal(claimsJSON string) *Principal {
+func (c *accessClaims) principal(t *jws) *Principal {
 	id := Identity{
 		Subject:       c.Subject,
 		ClientID:      c.clientID(),
 		Issuer:        c.Issuer,
 		Scopes:        c.scopes(),
-		ClaimsInToken: len(claimsJSON),
+		ClaimsInToken: len(t.claimsJSON),
+		ClaimsDigest:  PayloadDigest(t.payload),
 	}
 	if c.ExpiresAt.set {
 		id.ExpiresAt = c.ExpiresAt.t

@@ -14,13 +14,13 @@ import (
 
 // TestRedteamClaimsOfOddTokens: Claims of a principal whose claims are in
 // the token, given tokens of every odd shape: it never panics, returns the
-// payload segment only when its length is the claims' base64url length,
-// and never returns a part of the token itself (a copy: keeping it must
-// not pin, or alias, the request buffer).
+// payload segment only when it is the token's own (its length and
+// digest), and never returns a part of the token itself (a copy: keeping
+// it must not pin, or alias, the request buffer).
 func TestRedteamClaimsOfOddTokens(t *testing.T) {
 	json := `{"sub":"alice","iss":"https://as.example"}`
 	seg := base64.RawURLEncoding.EncodeToString([]byte(json))
-	p := NewPrincipal(Identity{Subject: "alice", Issuer: "https://as.example", ClaimsInToken: len(json)})
+	p := NewPrincipal(Identity{Subject: "alice", Issuer: "https://as.example", ClaimsInToken: len(json), ClaimsDigest: PayloadDigest(seg)})
 	other := strings.Repeat("A", len(seg)) // the right length, another token's bytes
 	tests := []struct {
 		name, token, want string
@@ -34,11 +34,11 @@ func TestRedteamClaimsOfOddTokens(t *testing.T) {
 		{"four segments", "h." + seg + ".s.x", seg},
 		{"payload one byte short", "h." + seg[1:] + ".s", ""},
 		{"payload one byte long", "h." + seg + "A.s", ""},
-		{"multi-byte runes", "h." + strings.Repeat("é", len(seg)/2) + ".s", strings.Repeat("é", len(seg)/2)},
-		// Claims trusts its caller for which token it is: a token of the
-		// same payload length yields that token's segment. authz only ever
-		// passes the token the verdict was found by (its SHA-256).
-		{"another token of the same length", "h." + other + ".s", other},
+		{"multi-byte runes", "h." + strings.Repeat("é", len(seg)/2) + ".s", ""},
+		// Whatever token a caller passes, only the principal's own
+		// token's claims come back (authz passes the token the verdict
+		// was found by, its SHA-256; the digest makes it not matter).
+		{"another token of the same length", "h." + other + ".s", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

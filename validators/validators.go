@@ -6,7 +6,9 @@
 package validators
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"strings"
 	"sync/atomic"
@@ -33,8 +35,10 @@ type Principal struct {
 	data string
 	// claims is the length of the claims JSON.
 	claims uint32
-	// inToken: the claims are the token's payload segment, not in data.
+	// inToken: the claims are the token's payload segment, not in data;
+	// digest is PayloadDigest of that segment.
 	inToken                 bool
+	digest                  uint64
 	sub, client, iss, scope span
 	exp                     int64 // Unix milliseconds; 0 means none
 
@@ -63,6 +67,17 @@ type Identity struct {
 	// anything pointing into it, and Claims reads the segment from the
 	// token it is given.
 	ClaimsInToken int
+	// ClaimsDigest is PayloadDigest of the token's payload segment, with
+	// ClaimsInToken: Claims gives the claims of that token only.
+	ClaimsDigest uint64
+}
+
+// PayloadDigest is the digest of a JWT's payload segment by which a
+// principal that keeps no claims (Identity.ClaimsInToken) knows its token:
+// the first 8 bytes of its SHA-256.
+func PayloadDigest(segment string) uint64 {
+	sum := sha256.Sum256(unsafe.Slice(unsafe.StringData(segment), len(segment)))
+	return binary.BigEndian.Uint64(sum[:8])
 }
 
 // NewPrincipal returns the principal of id. ClaimsJSON is kept as given,
@@ -72,7 +87,7 @@ func NewPrincipal(id Identity) *Principal {
 	p := &Principal{claims: uint32(len(claims))}
 	if id.ClaimsInToken > 0 {
 		claims = ""
-		p.claims, p.inToken = uint32(id.ClaimsInToken), true
+		p.claims, p.inToken, p.digest = uint32(id.ClaimsInToken), true, id.ClaimsDigest
 	}
 	if !id.ExpiresAt.IsZero() {
 		p.exp = id.ExpiresAt.UnixMilli()
@@ -242,20 +257,25 @@ func (p *Principal) ClaimsJSON() string {
 // principal reads it from the token (Identity.ClaimsInToken).
 func (p *Principal) ClaimsSize() (n int, inToken bool) { return int(p.claims), p.inToken }
 
+// ClaimsDigest is PayloadDigest of the token's payload segment, for a
+// principal that reads its claims from the token.
+func (p *Principal) ClaimsDigest() uint64 { return p.digest }
+
 // Claims is the token's claim set as unpadded base64url JSON, the form in
 // which it is forwarded upstream (for a JWT, its payload segment). token
 // is the token p was found by: a principal whose claims are in the token
-// reads them from it, and returns "" when token cannot be that token (its
-// payload segment is not the length of the claims). The result is a new
-// string either way, never a part of token, so that keeping it does not
-// keep the request that carried the token.
+// reads them from it, and returns "" when token is not that token (its
+// payload segment has another length or digest), so that another token's
+// claims are never forwarded, whatever a caller passes. The result is a
+// new string either way, never a part of token, so that keeping it does
+// not keep the request that carried the token.
 func (p *Principal) Claims(token string) string {
 	if !p.inToken {
 		return base64.RawURLEncoding.EncodeToString(unsafe.Slice(unsafe.StringData(p.data), p.claims))
 	}
 	_, rest, _ := strings.Cut(token, ".")
 	seg, _, _ := strings.Cut(rest, ".")
-	if len(seg) != base64.RawURLEncoding.EncodedLen(int(p.claims)) {
+	if len(seg) != base64.RawURLEncoding.EncodedLen(int(p.claims)) || p.digest == 0 || PayloadDigest(seg) != p.digest {
 		return ""
 	}
 	return strings.Clone(seg)

@@ -65,6 +65,10 @@ type Verdict struct {
 	// this many bytes of JSON once decoded, and are not stored. A reader has
 	// that token: it found this verdict by the token's SHA-256.
 	ClaimsInToken uint32 `protobuf:"varint,13,opt,name=claims_in_token,json=claimsInToken,proto3" json:"claims_in_token,omitempty"`
+	// With claims_in_token: the first 8 bytes of the SHA-256 of the token's
+	// payload segment, big-endian; a reader forwards the claims of that
+	// token only.
+	ClaimsDigest  uint64 `protobuf:"fixed64,14,opt,name=claims_digest,json=claimsDigest,proto3" json:"claims_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -190,11 +194,18 @@ func (x *Verdict) GetClaimsInToken() uint32 {
 	return 0
 }
 
+func (x *Verdict) GetClaimsDigest() uint64 {
+	if x != nil {
+		return x.ClaimsDigest
+	}
+	return 0
+}
+
 var File_verdict_proto protoreflect.FileDescriptor
 
 const file_verdict_proto_rawDesc = "" +
 	"\n" +
-	"\rverdict.proto\x12\x11mcpauthz.cache.v1\"\xac\x03\n" +
+	"\rverdict.proto\x12\x11mcpauthz.cache.v1\"\xd1\x03\n" +
 	"\aVerdict\x12%\n" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12\x16\n" +
 	"\x06active\x18\x02 \x01(\bR\x06active\x12\x18\n" +
@@ -210,7 +221,8 @@ const file_verdict_proto_rawDesc = "" +
 	" \x01(\tR\x10errorDescription\x12&\n" +
 	"\x0fcached_until_ms\x18\v \x01(\x03R\rcachedUntilMs\x12+\n" +
 	"\x12exp_is_cache_bound\x18\f \x01(\bR\x0fexpIsCacheBound\x12&\n" +
-	"\x0fclaims_in_token\x18\r \x01(\rR\rclaimsInTokenB@Z>github.com/mcp-authz/mcp-authz/proto/mcpauthz/cache/v1;cachev1b\x06proto3"
+	"\x0fclaims_in_token\x18\r \x01(\rR\rclaimsInToken\x12#\n" +
+	"\rclaims_digest\x18\x0e \x01(\x06R\fclaimsDigestB@Z>github.com/mcp-authz/mcp-authz/proto/mcpauthz/cache/v1;cachev1b\x06proto3"
 
 var (
 	file_verdict_proto_rawDescOnce sync.Once
