@@ -85,13 +85,7 @@ func padded(req *authv3.CheckRequest) *authv3.CheckRequest {
 // its own token's claims and subject, never another's, on the wire, as
 // Server.Check's message and through forward auth.
 func TestRedteamClaimsBelongToTheirToken(t *testing.T) {
-	store, _ := cache.NewMemory(cache.MemoryOptions{})
-	cv, _ := cache.New(rtValidator{}, store, cache.Options{Policy: "p"})
-	s, err := NewServer(Config{Resources: []*Resource{{URI: testResource, RequiredScopes: []string{"mcp:read"}, Validator: cv}},
-		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := cachedServer(t, rtValidator{})
 	client := serveGRPC(t, s, experimental.BufferPool(scribblingPool{}))
 	const tokens = 64
 	concurrently(t, 8, 200, func(g, n int) string {
@@ -215,13 +209,7 @@ func TestRedteamKeptAllowWithoutClaims(t *testing.T) {
 		{"one-byte claims, no payload", "x", 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			store, _ := cache.NewMemory(cache.MemoryOptions{})
-			cv, _ := cache.New(oddClaims{tt.n}, store, cache.Options{Policy: "p"})
-			s, err := NewServer(Config{Resources: []*Resource{{URI: testResource, RequiredScopes: []string{"mcp:read"}, Validator: cv}},
-				Logger: slog.New(slog.DiscardHandler)})
-			if err != nil {
-				t.Fatal(err)
-			}
+			s := cachedServer(t, oddClaims{tt.n})
 			req := envoyRequest("/mcp", map[string]string{"authorization": "Bearer " + tt.token})
 			wire, _ := proto.Marshal(req)
 			var first []byte
@@ -262,13 +250,7 @@ func TestRedteamKeptAllowWithoutClaims(t *testing.T) {
 // which go back to the pool (the opKey of a kept allow must not alias
 // them, or the sync.Map's keys would change under it).
 func TestRedteamKeptAllowPerOperation(t *testing.T) {
-	store, _ := cache.NewMemory(cache.MemoryOptions{})
-	cv, _ := cache.New(rtValidator{}, store, cache.Options{Policy: "p"})
-	s, err := NewServer(Config{Resources: []*Resource{{URI: testResource, RequiredScopes: []string{"mcp:read"}, Validator: cv}},
-		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := cachedServer(t, rtValidator{})
 	tok, _, _ := rtToken(1)
 	call := func(tool string) []byte {
 		body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"` + tool + `"}}`
@@ -337,6 +319,20 @@ func TestRedteamTwoRoutesShareAPrincipal(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+// cachedServer is a Server for one resource whose verdicts come from v
+// through an in-process cache.
+func cachedServer(t *testing.T, v cache.Inner) *Server {
+	t.Helper()
+	store, _ := cache.NewMemory(cache.MemoryOptions{})
+	cv, _ := cache.New(v, store, cache.Options{Policy: "p"})
+	s, err := NewServer(Config{Resources: []*Resource{{URI: testResource, RequiredScopes: []string{"mcp:read"}, Validator: cv}},
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 func twoRouteServer(t *testing.T) *Server {
