@@ -161,9 +161,11 @@ func (r *Redis) redisKey(k Key) string {
 	return key
 }
 
-// keys returns k's verdict key (redisKey) and its lock key (lockKey),
-// built in one allocation: the verdict key is part of the lock key's
-// bytes. Every fresh token needs both, twice.
+// keys returns k's verdict key (redisKey) and the key of the lock on
+// validating k, "{<verdict key>}:lock", whose hash tag puts it in the
+// verdict's Cluster slot, so that a pipeline touching both runs in order
+// on one node. Both come from one allocation: the verdict key is part of
+// the lock key's bytes. Every fresh token needs both, twice.
 func (r *Redis) keys(k Key) (key, lockKey string) {
 	const lockSuffix = "}:lock"
 	b := make([]byte, 0, 1+len(r.opts.Prefix)+1+len(keyVersion)+1+len(k.Policy)+1+2*len(k.Token)+len(lockSuffix))
@@ -295,13 +297,6 @@ func (r *Redis) Set(ctx context.Context, k Key, e Entry, ttl time.Duration) {
 	r.breaker.success()
 }
 
-// lockKey is the key of the lock on validating k: "{<verdict key>}:lock",
-// whose hash tag puts it in the verdict's Cluster slot, so that a
-// pipeline touching both runs in order on one node.
-func (r *Redis) lockKey(k Key) string {
-	_, lockKey := r.keys(k)
-	return lockKey
-}
 
 // acquireScript is a fresh token's turn in one round trip: the verdict if
 // there is one (with its PTTL); else the lock for ARGV[1] (for ARGV[2]

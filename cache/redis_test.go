@@ -299,7 +299,11 @@ func TestRelease(t *testing.T) {
 			}
 		}
 	}
-	locked := func(k Key) string { v, _ := client.Get(ctx, r.lockKey(k)).Result(); return v }
+	locked := func(k Key) string {
+		_, lockKey := r.keys(k)
+		v, _ := client.Get(ctx, lockKey).Result()
+		return v
+	}
 	for _, c := range []struct {
 		name      string
 		owner     string // the lock's holder
