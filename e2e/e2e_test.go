@@ -336,22 +336,29 @@ func TestBadConfigurationStopsStartup(t *testing.T) {
 			for k, v := range tt.env {
 				env[k] = v
 			}
-			cmd := exec.Command(binary)
-			cmd.Env = []string{"PATH=/usr/bin:/bin"}
-			for k, v := range env {
-				cmd.Env = append(cmd.Env, k+"="+v)
-			}
-			out, err := cmd.CombinedOutput()
-			ee, ok := err.(*exec.ExitError)
-			if !ok || ee.ExitCode() != 2 {
-				t.Fatalf("exit %v, output %s", err, out)
-			}
+			out := runToExit(t, env, 2)
 			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 			if len(lines) != 1 || !strings.Contains(lines[0], tt.field) {
 				t.Fatalf("want one line naming %s, got:\n%s", tt.field, out)
 			}
 		})
 	}
+}
+
+// runToExit runs the binary with only env (and a PATH) and returns its
+// output; it must exit with code.
+func runToExit(t *testing.T, env map[string]string, code int) []byte {
+	t.Helper()
+	cmd := exec.Command(binary)
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != code {
+		t.Fatalf("exit %v, want %d; output %s", err, code, out)
+	}
+	return out
 }
 
 // TestPortInUseStopsStartup: a port in use ends start-up with one line
@@ -384,16 +391,7 @@ func TestPortInUseStopsStartup(t *testing.T) {
 			env["OAUTH_JWKS_URI"] = jwks.URL + "/jwks"
 			env["MCP_AUTHZ_GRPC_ADDR"], env["MCP_AUTHZ_HTTP_ADDR"] = freeAddr(t), freeAddr(t)
 			env[tt.env] = busy.Addr().String()
-			cmd := exec.Command(binary)
-			cmd.Env = []string{"PATH=/usr/bin:/bin"}
-			for k, v := range env {
-				cmd.Env = append(cmd.Env, k+"="+v)
-			}
-			out, err := cmd.CombinedOutput()
-			ee, ok := err.(*exec.ExitError)
-			if !ok || ee.ExitCode() != 1 {
-				t.Fatalf("exit %v, output %s", err, out)
-			}
+			out := runToExit(t, env, 1)
 			// Start-up logs may come first; the error is the last line,
 			// and nothing reports the abandoned JWKS fetch as a failure.
 			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
