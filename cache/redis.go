@@ -297,7 +297,6 @@ func (r *Redis) Set(ctx context.Context, k Key, e Entry, ttl time.Duration) {
 	r.breaker.success()
 }
 
-
 // acquireScript is a fresh token's turn in one round trip: the verdict if
 // there is one (with its PTTL); else the lock for ARGV[1] (for ARGV[2]
 // milliseconds) if it is free or already ARGV[1]'s; else who holds it.
