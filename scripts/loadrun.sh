@@ -22,11 +22,15 @@
 #   and bursts of BURST (default 1000) fresh tokens, each sent to all three
 #   replicas at once (COPIES, default 1, Checks per token per replica, with
 #   a deadline of TIMEOUT, default 1s); prints how many validations the
-#   fleet made. VALIDATION=jwt (default) counts the verdicts written to
-#   Redis per token (Redis keyspace events: one per validation whose
-#   verdict reached Redis, so a lower bound when Redis calls fail);
-#   VALIDATION=introspection counts the calls the authorization server
-#   received, exactly. rounds = bursts; seconds and concurrency are unused.
+#   fleet made, and the CPU the replicas and redis-server used per token.
+#   VALIDATION=jwt (default) counts the verdicts written to Redis per token
+#   (Redis keyspace events: one per validation whose verdict reached Redis,
+#   so a lower bound when Redis calls fail); VALIDATION=introspection counts
+#   the calls the authorization server received, exactly. ORDER=spread sends
+#   a token's Checks to the replicas one after another instead (a client
+#   whose requests Envoy spreads over the fleet). REDIS=0 runs the replicas
+#   without Redis, each on its own, for comparison. rounds = bursts; seconds
+#   and concurrency are unused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -69,6 +73,7 @@ start_redis() {
   redis_port=$(free_port)
   redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --loglevel warning >"$bin/redis.log" 2>&1 &
   local pid=$!
+  redis_pid=$pid
   for _ in $(seq 50); do
     (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null && return
     kill -0 "$pid" 2>/dev/null || fail "redis-server on port $redis_port" "$bin/redis.log"
@@ -133,12 +138,17 @@ start_allow() {
   fail "loadcheck allow-server (not listening within 15s)" "$bin/allow.err"
 }
 
+# ticks PID: the CPU PID has used (utime + stime), in clock ticks; for
+# processes whose name holds no space.
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
 redis_secret() { head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 
 if [ "$mode" = fleet ]; then
   burst=${BURST:-1000}
   copies=${COPIES:-1}
   validation=${VALIDATION:-jwt}
+  shared=${REDIS:-1}
   start_redis
   start_issuer $((rounds * burst))
   secret=$(redis_secret)
@@ -146,15 +156,22 @@ if [ "$mode" = fleet ]; then
   if [ "$validation" = introspection ]; then
     extra=(OAUTH_VALIDATION=introspection OAUTH_INTROSPECTION_ENDPOINT="$introspect_url" OAUTH_CLIENT_ID=mcp-authz OAUTH_CLIENT_SECRET=secret)
   fi
+  if [ "$shared" != 0 ]; then
+    extra+=(REDIS_URL="redis://127.0.0.1:$redis_port/0" MCP_AUTHZ_CACHE_SECRET="$secret")
+  fi
   addrs=()
+  pids=()
   for i in 1 2 3; do
-    start_serve "replica$i" REDIS_URL="redis://127.0.0.1:$redis_port/0" MCP_AUTHZ_CACHE_SECRET="$secret" "${extra[@]}"
+    start_serve "replica$i" "${extra[@]}"
     addrs+=("$serve_addr")
+    pids+=("$serve_pid")
   done
-  echo "machine: $(nproc) cores, $(go version | cut -d' ' -f3), 3 replicas, one redis-server, $validation, $burst fresh tokens per burst, each sent $copies times to every replica at once"
+  sharing="sharing one redis-server"
+  [ "$shared" = 0 ] && sharing="without Redis, each on its own"
+  echo "machine: $(nproc) cores, $(go version | cut -d' ' -f3), 3 replicas $sharing, $validation, $burst fresh tokens per burst, each sent $copies times to every replica, ${ORDER:-together}"
   for r in $(seq "$rounds"); do
     mon=
-    if [ "$validation" = jwt ]; then
+    if [ "$validation" = jwt ] && [ "$shared" != 0 ]; then
       # Keyspace events, not MONITOR: MONITOR slows Redis down enough to
       # change what it measures.
       redis-cli -p "$redis_port" config set notify-keyspace-events 'E$' >/dev/null
@@ -163,8 +180,12 @@ if [ "$mode" = fleet ]; then
       sleep 0.3
     fi
     before=$(curl -fs "${introspect_url%/introspect}/stats" | sed 's/.*"calls":\([0-9]*\).*/\1/')
+    redis_before=$(ticks "$redis_pid")
     "$bin/loadcheck" burst -addrs "$(IFS=,; echo "${addrs[*]}")" -tokens "$bin/tokens.txt" -from $(((r - 1) * burst)) -n "$burst" \
-      -copies "$copies" -timeout "${TIMEOUT:-1s}" -label "burst[$r]"
+      -copies "$copies" -timeout "${TIMEOUT:-1s}" -order "${ORDER:-together}" -pids "$(IFS=,; echo "${pids[*]}")" -label "burst[$r]"
+    redis_after=$(ticks "$redis_pid")
+    awk -v b="$redis_before" -v a="$redis_after" -v n="$burst" -v label="burst[$r]" 'BEGIN {
+      printf "%-14s CPU of redis-server: %.1fµs per token (%d ticks)\n", label, (a - b) * 10000 / n, a - b }'
     sleep 0.5
     if [ -n "$mon" ]; then
       kill "$mon" 2>/dev/null || true
@@ -173,7 +194,7 @@ if [ "$mode" = fleet ]; then
     if [ "$validation" = introspection ]; then
       after=$(curl -fs "${introspect_url%/introspect}/stats" | sed 's/.*"calls":\([0-9]*\).*/\1/')
       echo "burst[$r]       authorization-server calls: $((after - before)) for $burst tokens"
-    else
+    elif [ -n "$mon" ]; then
       # Verdict writes (not the :lock keys), per key: one per validation
       # whose verdict reached Redis.
       grep -o '"mcp-authz:[^"]*"$' "$bin/sets.log" | sort | uniq -c |
