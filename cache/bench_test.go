@@ -266,3 +266,58 @@ func cpuTime() int64 {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return ru.Utime.Nano() + ru.Stime.Nano()
 }
+
+// BenchmarkMemoryGetScale is an L1 hit alone, from 1,000 to 1,000,000
+// cached verdicts, with 1,000 of them in use or all of them, against a
+// plain Go map holding the same entries: what a hash table cannot avoid
+// (the memory latency of a table and entries too large for the CPU's
+// caches and TLB) apart from what the cache's bookkeeping adds on every
+// hit (otter records each read for its eviction policy and timer wheel).
+func BenchmarkMemoryGetScale(b *testing.B) {
+	ctx := context.Background()
+	for _, n := range []int{1_000, 100_000, 1_000_000} {
+		m, _ := NewMemory(MemoryOptions{MaxBytes: 1 << 40})
+		plain := make(map[Key]*Entry, n)
+		keys := make([]Key, n)
+		for i := range n {
+			keys[i] = NewKey("0123456789abcdef0123456789abcdef", "token-"+strconv.Itoa(i))
+			e := Entry{Principal: realisticPrincipal()}
+			m.Set(ctx, keys[i], e, time.Hour)
+			plain[keys[i]] = &e
+		}
+		m.c.CleanUp()
+		runtime.GC()
+		inUses := []int{1_000}
+		if n > 1_000 {
+			inUses = append(inUses, n)
+		}
+		for _, inUse := range inUses {
+			name := fmt.Sprint(inUse)
+			if inUse == n && n > 1_000 {
+				name = "all"
+			}
+			// pick is a uniformly spread index among the tokens in use.
+			pick := func(x *uint64) int {
+				*x = *x*6364136223846793005 + 1442695040888963407
+				return int(*x>>33) % inUse * (n / inUse)
+			}
+			b.Run(fmt.Sprintf("otter/l1=%d/in-use=%s", n, name), func(b *testing.B) {
+				x := uint64(1)
+				for b.Loop() {
+					if e, ok := m.Get(ctx, keys[pick(&x)]); !ok || e.Principal == nil {
+						b.Fatal("a cached verdict missed")
+					}
+				}
+			})
+			b.Run(fmt.Sprintf("map/l1=%d/in-use=%s", n, name), func(b *testing.B) {
+				x := uint64(1)
+				for b.Loop() {
+					if e := plain[keys[pick(&x)]]; e == nil || e.Principal == nil {
+						b.Fatal("a cached verdict missed")
+					}
+				}
+			})
+		}
+		runtime.KeepAlive(m)
+	}
+}
