@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mcp-authz/mcp-authz/internal/loglimit"
 )
@@ -33,6 +35,27 @@ func (d *denialLog) limiter(reason string) *loglimit.Limiter {
 	return l.(*loglimit.Limiter)
 }
 
+// maxLogged bounds the host and the path of an unrouted request in its
+// denial line: they are the client's, as long as the gRPC message limit
+// allows (256 KiB by default).
+const maxLogged = 256
+
+// clipped returns a copy of s cut to at most maxLogged bytes (at a
+// character's start), saying how many bytes were cut. A copy, since the
+// input's strings may be the request buffer's own bytes
+// (parseCheckInput), reused once the Check has answered, and a handler
+// may keep the record longer (batching, export).
+func clipped(s string) string {
+	if len(s) <= maxLogged {
+		return strings.Clone(s)
+	}
+	cut := maxLogged
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…(" + strconv.Itoa(len(s)-cut) + " more bytes)"
+}
+
 // tokenID is the first 8 hex digits of the token's SHA-256: enough to
 // correlate log lines, useless to replay.
 func tokenID(token string) string {
@@ -54,10 +77,7 @@ func (s *Server) logDenial(ctx context.Context, in *checkInput, req *request, o 
 	if req.rt != nil {
 		attrs = append(attrs, "resource", req.rt.Name)
 	} else {
-		// Copies: the input's strings may be the request buffer's own
-		// bytes (parseCheckInput), reused once the Check has answered,
-		// and a handler may keep the record longer (batching, export).
-		attrs = append(attrs, "host", strings.Clone(in.host), "path", strings.Clone(pathOnly(in.path)))
+		attrs = append(attrs, "host", clipped(in.host), "path", clipped(pathOnly(in.path)))
 	}
 	if id := tokenID(req.token); id != "" {
 		attrs = append(attrs, "token_sha256", id)

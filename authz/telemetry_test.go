@@ -280,3 +280,41 @@ func TestForwardReadsTraceContext(t *testing.T) {
 		}
 	}
 }
+
+// TestDenialLogClipsClientStrings: the host and path of an unrouted
+// request are the client's, up to the gRPC message limit; its denial line
+// carries at most maxLogged bytes of each, cut at a character's start.
+func TestDenialLogClipsClientStrings(t *testing.T) {
+	for _, c := range []struct {
+		name, host, path   string
+		wantHost, wantPath string
+	}{
+		{"short", "mcp.example.com", "/elsewhere?access_token=x", "mcp.example.com", "/elsewhere"},
+		{"exactly the limit", "mcp.example.com", "/" + strings.Repeat("a", maxLogged-1), "mcp.example.com", "/" + strings.Repeat("a", maxLogged-1)},
+		{"long path", "mcp.example.com", "/" + strings.Repeat("a", 100_000), "mcp.example.com",
+			"/" + strings.Repeat("a", maxLogged-1) + "…(99745 more bytes)"},
+		// "é" is two bytes: the cut falls inside the 128th.
+		{"long host, multi-byte", strings.Repeat("é", 1_000), "/elsewhere",
+			strings.Repeat("é", maxLogged/2) + "…(1744 more bytes)", "/elsewhere"},
+		{"cut inside a character", "x" + strings.Repeat("é", 1_000), "/elsewhere",
+			"x" + strings.Repeat("é", maxLogged/2-1) + "…(1746 more bytes)", "/elsewhere"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var buf syncBuffer
+			s, _ := newTestServer(t, func(cfg *Config, r *Resource) {
+				cfg.Logger = slog.New(slog.NewJSONHandler(&buf, nil))
+				r.PathPrefixes = []string{"/mcp"}
+			})
+			req := envoyRequest(c.path, map[string]string{":authority": c.host})
+			req.Attributes.Request.Http.Host = c.host
+			decide(t, s, req)
+			denies := linesWith(logLines(t, buf.String()), "deny")
+			if len(denies) != 1 {
+				t.Fatalf("deny lines: %s", buf.String())
+			}
+			if d := denies[0]; d["host"] != c.wantHost || d["path"] != c.wantPath {
+				t.Fatalf("host %q (%d bytes), path %q (%d bytes)", d["host"], len(d["host"].(string)), d["path"], len(d["path"].(string)))
+			}
+		})
+	}
+}
