@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"os"
 	"path/filepath"
 	"strings"
@@ -511,5 +512,65 @@ func TestApplyDevEnv(t *testing.T) {
 	}
 	if _, err := dev(map[string]string{"MCP_ENABLE_FILE_LOGGING": "maybe"}); err == nil || !strings.Contains(err.Error(), "MCP_ENABLE_FILE_LOGGING") {
 		t.Fatalf("bad boolean: %v", err)
+	}
+}
+
+// TestRedisURLKeepsTheOtherSettings: REDIS_URL (or redis.url) names the
+// server; what the URL leaves out (a password from password_file, TLS,
+// a username, a database) still comes from the redis section (DESIGN §4:
+// Redis with TLS and password; §5: the environment overrides the file,
+// it does not erase it). What the URL does give wins.
+func TestRedisURLKeepsTheOtherSettings(t *testing.T) {
+	dir := t.TempDir()
+	pwFile := filepath.Join(dir, "redis-password")
+	if err := os.WriteFile(pwFile, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, url, yaml string
+		user, password  string
+		db              int
+		tls             bool
+	}{
+		{"password_file with a bare URL", "redis://cache.internal:6379", "redis: {password_file: " + pwFile + "}\n", "", "from-file", 0, false},
+		{"password with a bare URL", "redis://cache.internal:6379", "redis: {password: p1}\n", "", "p1", 0, false},
+		{"username and password", "redis://cache.internal:6379", "redis: {username: app, password: p1}\n", "app", "p1", 0, false},
+		{"tls with a redis:// URL", "redis://cache.internal:6379", "redis: {tls: true}\n", "", "", 0, true},
+		{"db with a URL without one", "redis://cache.internal:6379", "redis: {db: 4}\n", "", "", 4, false},
+		{"the URL's credentials win", "redis://u:from-url@cache.internal:6379/2", "redis: {username: app, password: p1, db: 4}\n", "u", "from-url", 2, false},
+		{"rediss:// is TLS", "rediss://cache.internal:6380", "", "", "", 0, true},
+		{"URL alone", "redis://cache.internal:6379/3", "", "", "", 3, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := ""
+			if tc.yaml != "" {
+				path = filepath.Join(t.TempDir(), "c.yaml")
+				if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			env := seedEnv()
+			env["REDIS_URL"] = tc.url
+			env["MCP_AUTHZ_CACHE_SECRET"] = strings.Repeat("s", 32)
+			cfg, err := Load(path, envFunc(env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			o, err := cfg.Redis.UniversalOptions()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(o.Addrs) != 1 || !strings.HasPrefix(o.Addrs[0], "cache.internal:") {
+				t.Errorf("addresses %v", o.Addrs)
+			}
+			if o.Username != tc.user || o.Password != tc.password || o.DB != tc.db || (o.TLSConfig != nil) != tc.tls {
+				t.Errorf("username %q password %q db %d tls %v; want %q %q %d %v",
+					o.Username, o.Password, o.DB, o.TLSConfig != nil, tc.user, tc.password, tc.db, tc.tls)
+			}
+			if o.TLSConfig != nil && o.TLSConfig.MinVersion < tls.VersionTLS12 {
+				t.Errorf("TLS minimum version %x", o.TLSConfig.MinVersion)
+			}
+		})
 	}
 }
