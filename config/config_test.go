@@ -183,6 +183,13 @@ func TestParseDuration(t *testing.T) {
 		{"-5", 0, false},
 		{"-1s", 0, false},
 		{"soon", 0, false},
+		// Milliseconds past what a duration holds (about 292 years) are
+		// refused, as time.ParseDuration refuses "9999999h", not wrapped.
+		{"9223372036854", 9223372036854 * time.Millisecond, true},
+		{"9223372036855", 0, false},
+		{"9223372036854775807", 0, false},
+		{"99999999999999999999", 0, false},
+		{"9999999h", 0, false},
 	}
 	for _, tt := range tests {
 		got, err := ParseDuration(tt.in)
