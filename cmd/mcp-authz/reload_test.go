@@ -120,3 +120,56 @@ resources:
 		})
 	}
 }
+
+// TestReloadWarnsAboutRestartOnlySettings: settings a reload cannot apply
+// (listeners, Redis, gRPC, logging) are named in a warning rather than
+// silently kept.
+func TestReloadWarnsAboutRestartOnlySettings(t *testing.T) {
+	a := introspectionServer(t, "opaque-token", "alice")
+	base := fmt.Sprintf(`
+resources:
+  - resource: https://m.example/mcp
+    authorization_servers: [%[1]s]
+    introspection: {endpoint: %[1]s/introspect, client_id: rs, client_secret: s1}
+`, a)
+	cert, key := newTestCA(t).issue(t, t.TempDir(), "side", 1, false)
+	for _, tc := range []struct{ field, yaml string }{
+		{"grpc_addr", "grpc_addr: 127.0.0.1:7001\n"},
+		{"http_addr", "http_addr: 127.0.0.1:7002\n"},
+		{"forward_addr", "forward_addr: 127.0.0.1:7003\n"},
+		{"grpc", "grpc: {max_recv_bytes: 524288}\n"},
+		{"http_tls", fmt.Sprintf("http_tls: {cert_file: %s, key_file: %s}\n", cert, key)},
+		{"log", "log: {level: debug}\n"},
+		{"cache.max_bytes", "cache: {max_bytes: 1048576}\n"},
+	} {
+		t.Run(tc.field, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "c.yaml")
+			if err := os.WriteFile(path, []byte(base), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			load := func() (*config.Config, error) { return config.Load(path, func(string) string { return "" }) }
+			cfg, err := load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var logs bytes.Buffer
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			svc, err := newService(ctx, cfg, slog.New(slog.NewJSONHandler(&logs, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			svc.load = load
+			if err := os.WriteFile(path, []byte(tc.yaml+base), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			logs.Reset()
+			if err := svc.reload(ctx, "test"); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(logs.String(), `"field":"`+tc.field+`"`) {
+				t.Fatalf("no warning naming %s: %s", tc.field, logs.String())
+			}
+		})
+	}
+}
