@@ -105,8 +105,9 @@ func (c *Config) fieldError(field, format string, args ...any) error {
 // serviceEnv names the variable of each service-level field, for errors
 // about a field that was left at its default.
 var serviceEnv = map[string]string{
-	"grpc_addr": "MCP_AUTHZ_GRPC_ADDR",
-	"http_addr": "MCP_AUTHZ_HTTP_ADDR",
+	"grpc_addr":    "MCP_AUTHZ_GRPC_ADDR",
+	"http_addr":    "MCP_AUTHZ_HTTP_ADDR",
+	"forward_addr": "MCP_AUTHZ_FORWARD_ADDR",
 }
 
 // NameField records that field was set by name (a command-line flag, say),
