@@ -581,3 +581,46 @@ func TestRedisURLKeepsTheOtherSettings(t *testing.T) {
 		})
 	}
 }
+
+// TestCacheSecretWithoutRedis: REDIS_URL absent (and no redis section)
+// means the in-process cache only (DESIGN §5); the verdict secret
+// variables, which go with REDIS_URL, do not make Redis required.
+func TestCacheSecretWithoutRedis(t *testing.T) {
+	secretFile := filepath.Join(t.TempDir(), "secrets")
+	if err := os.WriteFile(secretFile, []byte(strings.Repeat("s", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, extra := range map[string]map[string]string{
+		"MCP_AUTHZ_CACHE_SECRET":      {"MCP_AUTHZ_CACHE_SECRET": strings.Repeat("s", 32)},
+		"MCP_AUTHZ_CACHE_SECRET_FILE": {"MCP_AUTHZ_CACHE_SECRET_FILE": secretFile},
+		"neither":                     {},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg, err := loadSeed(extra)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Redis != nil {
+				t.Fatalf("a Redis tier without REDIS_URL: %+v", cfg.Redis)
+			}
+		})
+	}
+	// With REDIS_URL the secret is still required, and used.
+	if _, err := loadSeed(map[string]string{"REDIS_URL": "redis://127.0.0.1:6379/0"}); err == nil {
+		t.Fatal("Redis without a verdict secret was accepted")
+	}
+	cfg, err := loadSeed(map[string]string{"REDIS_URL": "redis://127.0.0.1:6379/0", "MCP_AUTHZ_CACHE_SECRET_FILE": secretFile})
+	if err != nil || cfg.Redis == nil || len(cfg.Redis.Secrets) != 1 {
+		t.Fatalf("REDIS_URL with a secret file: %v", err)
+	}
+	// A redis section in the file takes the secret from the environment.
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte("redis: {addresses: [127.0.0.1:26379], master_name: m}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := seedEnv()
+	env["MCP_AUTHZ_CACHE_SECRET"] = strings.Repeat("t", 32)
+	if cfg, err = Load(path, envFunc(env)); err != nil || string(cfg.Redis.Secrets[0]) != strings.Repeat("t", 32) {
+		t.Fatalf("secret for the file's redis section: %v", err)
+	}
+}

@@ -264,12 +264,16 @@ func (c *Config) ApplyDevEnv(getenv func(string) string) error {
 }
 
 // redis applies REDIS_URL and the verdict secret variables, creating the
-// redis section if the file has none.
+// redis section for REDIS_URL if the file has none. The secrets go with
+// Redis: without REDIS_URL or a redis section, the in-process cache is the
+// only tier whatever they say.
 func (e envReader) redis(c *Config) {
-	if !e.has("REDIS_URL", "MCP_AUTHZ_CACHE_SECRET", "MCP_AUTHZ_CACHE_SECRET_FILE") {
-		return
-	}
 	if c.Redis == nil {
+		if !e.has("REDIS_URL") {
+			// Looked at all the same, so that EnvironmentVariables lists them.
+			_ = e.has("MCP_AUTHZ_CACHE_SECRET", "MCP_AUTHZ_CACHE_SECRET_FILE")
+			return
+		}
 		c.Redis = &RedisConfig{}
 	}
 	e.str("REDIS_URL", "redis.url", &c.Redis.URL)
