@@ -624,3 +624,50 @@ func TestCacheSecretWithoutRedis(t *testing.T) {
 		t.Fatalf("secret for the file's redis section: %v", err)
 	}
 }
+
+// TestIntrospectionTuningAloneInfersNothing: OAUTH_VALIDATION is inferred
+// when unset (DESIGN §5) from what configures a strategy: the
+// introspection cache TTL or timeout, which only tune introspection, leave
+// a JWT resource a JWT resource (and are still checked).
+func TestIntrospectionTuningAloneInfersNothing(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		env        map[string]string
+		validation string
+		ttl        time.Duration // of the introspection section, 0: none
+	}{
+		{"cache TTL with the issuer", map[string]string{"OAUTH_INTROSPECTION_CACHE_TTL": "300000"}, "jwt", 0},
+		{"cache TTL with a JWKS URI", map[string]string{"OAUTH_INTROSPECTION_CACHE_TTL": "60s", "OAUTH_JWKS_URI": "https://auth.example.com/jwks"}, "jwt", 0},
+		{"timeout", map[string]string{"OAUTH_INTROSPECTION_TIMEOUT": "2s"}, "jwt", 0},
+		{"cache TTL with an endpoint", map[string]string{"OAUTH_INTROSPECTION_CACHE_TTL": "60000", "OAUTH_INTROSPECTION_ENDPOINT": "https://auth.example.com/introspect",
+			"OAUTH_CLIENT_ID": "rs", "OAUTH_CLIENT_SECRET": "x"}, "introspection", time.Minute},
+		{"cache TTL with client credentials", map[string]string{"OAUTH_INTROSPECTION_CACHE_TTL": "60000", "OAUTH_CLIENT_ID": "rs", "OAUTH_CLIENT_SECRET": "x"}, "introspection", time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := loadSeed(tc.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := cfg.Resources[0]
+			if r.Validation != tc.validation {
+				t.Fatalf("validation %q, want %q", r.Validation, tc.validation)
+			}
+			if (r.Introspection != nil) != (tc.ttl != 0) || (r.Introspection != nil && r.Introspection.CacheTTL.D() != tc.ttl) {
+				t.Fatalf("introspection %+v", r.Introspection)
+			}
+		})
+	}
+	// A file's introspection section takes them.
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	yaml := "resources:\n- resource: https://m.example/mcp\n  authorization_servers: [https://as.example]\n  introspection: {client_id: rs, client_secret: x}\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(path, envFunc(map[string]string{"OAUTH_INTROSPECTION_CACHE_TTL": "45s", "OAUTH_INTROSPECTION_TIMEOUT": "500"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in := cfg.Resources[0].Introspection; in.CacheTTL.D() != 45*time.Second || in.Timeout.D() != 500*time.Millisecond {
+		t.Fatalf("tuning of the file's section: %+v", in)
+	}
+}

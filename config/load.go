@@ -352,10 +352,15 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	e.list("MCP_AUTHZ_ALLOWED_ORIGINS", p+"allowed_origins", &r.AllowedOrigins)
 
 	if e.has(introspectionEnv...) {
-		if r.Introspection == nil {
-			r.Introspection = &IntrospectionConfig{}
-		}
+		// The cache TTL and the timeout tune introspection; alone they do
+		// not configure it (nor make it the inferred validation).
 		in := r.Introspection
+		if in == nil {
+			in = &IntrospectionConfig{}
+			if e.has("OAUTH_INTROSPECTION_ENDPOINT", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_CLIENT_SECRET_FILE") {
+				r.Introspection = in
+			}
+		}
 		const ip = p + "introspection."
 		e.str("OAUTH_INTROSPECTION_ENDPOINT", ip+"endpoint", &in.Endpoint)
 		e.str("OAUTH_CLIENT_ID", ip+"client_id", &in.ClientID)
