@@ -5,6 +5,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -273,6 +274,9 @@ func ParseDuration(s string) (Duration, error) {
 	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
 		if ms < 0 {
 			return 0, fmt.Errorf("%q is negative: a duration is 0 or more", s)
+		}
+		if ms > math.MaxInt64/int64(time.Millisecond) {
+			return 0, fmt.Errorf("%q milliseconds is longer than a duration can be", s)
 		}
 		return Duration(time.Duration(ms) * time.Millisecond), nil
 	}

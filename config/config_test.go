@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"os"
 	"path/filepath"
 	"strings"
@@ -135,6 +136,9 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"bad bool", map[string]string{"MCP_DEBUG_CONSOLE": "yes please"}, "", "MCP_DEBUG_CONSOLE"},
 		{"bad grpc addr", map[string]string{"MCP_AUTHZ_GRPC_ADDR": "9191"}, "", "MCP_AUTHZ_GRPC_ADDR"},
 		{"bad unavailable mode", map[string]string{"MCP_AUTHZ_UNAVAILABLE_MODE": "teapot"}, "", "MCP_AUTHZ_UNAVAILABLE_MODE"},
+		{"negative max recv bytes", map[string]string{"MCP_AUTHZ_GRPC_MAX_RECV_BYTES": "-1"}, "", "MCP_AUTHZ_GRPC_MAX_RECV_BYTES: -1 is negative"},
+		{"negative max recv bytes in yaml", nil, okResource + "grpc: {max_recv_bytes: -262144}\n", "grpc.max_recv_bytes: -262144 is negative"},
+		{"max recv bytes not a number", map[string]string{"MCP_AUTHZ_GRPC_MAX_RECV_BYTES": "256KiB"}, "", "MCP_AUTHZ_GRPC_MAX_RECV_BYTES"},
 		{"unknown yaml field", nil, "resourcez: []\n", "resourcez"},
 		{"yaml bad duration", nil, "cache:\n  ttl: forever\n", "forever"},
 		{"yaml leeway too large", nil, "resources:\n- resource: https://m.example/mcp\n  authorization_servers: [https://a.example]\n  leeway: 1h\n", "resources[0].leeway"},
@@ -182,6 +186,13 @@ func TestParseDuration(t *testing.T) {
 		{"-5", 0, false},
 		{"-1s", 0, false},
 		{"soon", 0, false},
+		// Milliseconds past what a duration holds (about 292 years) are
+		// refused, as time.ParseDuration refuses "9999999h", not wrapped.
+		{"9223372036854", 9223372036854 * time.Millisecond, true},
+		{"9223372036855", 0, false},
+		{"9223372036854775807", 0, false},
+		{"99999999999999999999", 0, false},
+		{"9999999h", 0, false},
 	}
 	for _, tt := range tests {
 		got, err := ParseDuration(tt.in)
@@ -511,5 +522,155 @@ func TestApplyDevEnv(t *testing.T) {
 	}
 	if _, err := dev(map[string]string{"MCP_ENABLE_FILE_LOGGING": "maybe"}); err == nil || !strings.Contains(err.Error(), "MCP_ENABLE_FILE_LOGGING") {
 		t.Fatalf("bad boolean: %v", err)
+	}
+}
+
+// TestRedisURLKeepsTheOtherSettings: REDIS_URL (or redis.url) names the
+// server; what the URL leaves out (a password from password_file, TLS,
+// a username, a database) still comes from the redis section (DESIGN §4:
+// Redis with TLS and password; §5: the environment overrides the file,
+// it does not erase it). What the URL does give wins.
+func TestRedisURLKeepsTheOtherSettings(t *testing.T) {
+	dir := t.TempDir()
+	pwFile := filepath.Join(dir, "redis-password")
+	if err := os.WriteFile(pwFile, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, url, yaml string
+		user, password  string
+		db              int
+		tls             bool
+	}{
+		{"password_file with a bare URL", "redis://cache.internal:6379", "redis: {password_file: " + pwFile + "}\n", "", "from-file", 0, false},
+		{"password with a bare URL", "redis://cache.internal:6379", "redis: {password: p1}\n", "", "p1", 0, false},
+		{"username and password", "redis://cache.internal:6379", "redis: {username: app, password: p1}\n", "app", "p1", 0, false},
+		{"tls with a redis:// URL", "redis://cache.internal:6379", "redis: {tls: true}\n", "", "", 0, true},
+		{"db with a URL without one", "redis://cache.internal:6379", "redis: {db: 4}\n", "", "", 4, false},
+		{"the URL's credentials win", "redis://u:from-url@cache.internal:6379/2", "redis: {username: app, password: p1, db: 4}\n", "u", "from-url", 2, false},
+		{"rediss:// is TLS", "rediss://cache.internal:6380", "", "", "", 0, true},
+		{"URL alone", "redis://cache.internal:6379/3", "", "", "", 3, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := ""
+			if tc.yaml != "" {
+				path = filepath.Join(t.TempDir(), "c.yaml")
+				if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			env := seedEnv()
+			env["REDIS_URL"] = tc.url
+			env["MCP_AUTHZ_CACHE_SECRET"] = strings.Repeat("s", 32)
+			cfg, err := Load(path, envFunc(env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			o, err := cfg.Redis.UniversalOptions()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(o.Addrs) != 1 || !strings.HasPrefix(o.Addrs[0], "cache.internal:") {
+				t.Errorf("addresses %v", o.Addrs)
+			}
+			if o.Username != tc.user || o.Password != tc.password || o.DB != tc.db || (o.TLSConfig != nil) != tc.tls {
+				t.Errorf("username %q password %q db %d tls %v; want %q %q %d %v",
+					o.Username, o.Password, o.DB, o.TLSConfig != nil, tc.user, tc.password, tc.db, tc.tls)
+			}
+			if o.TLSConfig != nil && o.TLSConfig.MinVersion < tls.VersionTLS12 {
+				t.Errorf("TLS minimum version %x", o.TLSConfig.MinVersion)
+			}
+		})
+	}
+}
+
+// TestCacheSecretWithoutRedis: REDIS_URL absent (and no redis section)
+// means the in-process cache only (DESIGN §5); the verdict secret
+// variables, which go with REDIS_URL, do not make Redis required.
+func TestCacheSecretWithoutRedis(t *testing.T) {
+	secretFile := filepath.Join(t.TempDir(), "secrets")
+	if err := os.WriteFile(secretFile, []byte(strings.Repeat("s", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, extra := range map[string]map[string]string{
+		"MCP_AUTHZ_CACHE_SECRET":      {"MCP_AUTHZ_CACHE_SECRET": strings.Repeat("s", 32)},
+		"MCP_AUTHZ_CACHE_SECRET_FILE": {"MCP_AUTHZ_CACHE_SECRET_FILE": secretFile},
+		"neither":                     {},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg, err := loadSeed(extra)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Redis != nil {
+				t.Fatalf("a Redis tier without REDIS_URL: %+v", cfg.Redis)
+			}
+		})
+	}
+	// With REDIS_URL the secret is still required, and used.
+	if _, err := loadSeed(map[string]string{"REDIS_URL": "redis://127.0.0.1:6379/0"}); err == nil {
+		t.Fatal("Redis without a verdict secret was accepted")
+	}
+	cfg, err := loadSeed(map[string]string{"REDIS_URL": "redis://127.0.0.1:6379/0", "MCP_AUTHZ_CACHE_SECRET_FILE": secretFile})
+	if err != nil || cfg.Redis == nil || len(cfg.Redis.Secrets) != 1 {
+		t.Fatalf("REDIS_URL with a secret file: %v", err)
+	}
+	// A redis section in the file takes the secret from the environment.
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte("redis: {addresses: [127.0.0.1:26379], master_name: m}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := seedEnv()
+	env["MCP_AUTHZ_CACHE_SECRET"] = strings.Repeat("t", 32)
+	if cfg, err = Load(path, envFunc(env)); err != nil || string(cfg.Redis.Secrets[0]) != strings.Repeat("t", 32) {
+		t.Fatalf("secret for the file's redis section: %v", err)
+	}
+}
+
+// TestIntrospectionTuningAloneInfersNothing: OAUTH_VALIDATION is inferred
+// when unset (DESIGN §5) from what configures a strategy: the
+// introspection cache TTL or timeout, which only tune introspection, leave
+// a JWT resource a JWT resource (and are still checked).
+func TestIntrospectionTuningAloneInfersNothing(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		env        map[string]string
+		validation string
+		ttl        time.Duration // of the introspection section, 0: none
+	}{
+		{"cache TTL with the issuer", map[string]string{"OAUTH_INTROSPECTION_CACHE_TTL": "300000"}, "jwt", 0},
+		{"cache TTL with a JWKS URI", map[string]string{"OAUTH_INTROSPECTION_CACHE_TTL": "60s", "OAUTH_JWKS_URI": "https://auth.example.com/jwks"}, "jwt", 0},
+		{"timeout", map[string]string{"OAUTH_INTROSPECTION_TIMEOUT": "2s"}, "jwt", 0},
+		{"cache TTL with an endpoint", map[string]string{"OAUTH_INTROSPECTION_CACHE_TTL": "60000", "OAUTH_INTROSPECTION_ENDPOINT": "https://auth.example.com/introspect",
+			"OAUTH_CLIENT_ID": "rs", "OAUTH_CLIENT_SECRET": "x"}, "introspection", time.Minute},
+		{"cache TTL with client credentials", map[string]string{"OAUTH_INTROSPECTION_CACHE_TTL": "60000", "OAUTH_CLIENT_ID": "rs", "OAUTH_CLIENT_SECRET": "x"}, "introspection", time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := loadSeed(tc.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := cfg.Resources[0]
+			if r.Validation != tc.validation {
+				t.Fatalf("validation %q, want %q", r.Validation, tc.validation)
+			}
+			if (r.Introspection != nil) != (tc.ttl != 0) || (r.Introspection != nil && r.Introspection.CacheTTL.D() != tc.ttl) {
+				t.Fatalf("introspection %+v", r.Introspection)
+			}
+		})
+	}
+	// A file's introspection section takes them.
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	yaml := "resources:\n- resource: https://m.example/mcp\n  authorization_servers: [https://as.example]\n  introspection: {client_id: rs, client_secret: x}\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(path, envFunc(map[string]string{"OAUTH_INTROSPECTION_CACHE_TTL": "45s", "OAUTH_INTROSPECTION_TIMEOUT": "500"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in := cfg.Resources[0].Introspection; in.CacheTTL.D() != 45*time.Second || in.Timeout.D() != 500*time.Millisecond {
+		t.Fatalf("tuning of the file's section: %+v", in)
 	}
 }

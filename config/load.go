@@ -105,8 +105,9 @@ func (c *Config) fieldError(field, format string, args ...any) error {
 // serviceEnv names the variable of each service-level field, for errors
 // about a field that was left at its default.
 var serviceEnv = map[string]string{
-	"grpc_addr": "MCP_AUTHZ_GRPC_ADDR",
-	"http_addr": "MCP_AUTHZ_HTTP_ADDR",
+	"grpc_addr":    "MCP_AUTHZ_GRPC_ADDR",
+	"http_addr":    "MCP_AUTHZ_HTTP_ADDR",
+	"forward_addr": "MCP_AUTHZ_FORWARD_ADDR",
 }
 
 // NameField records that field was set by name (a command-line flag, say),
@@ -263,12 +264,16 @@ func (c *Config) ApplyDevEnv(getenv func(string) string) error {
 }
 
 // redis applies REDIS_URL and the verdict secret variables, creating the
-// redis section if the file has none.
+// redis section for REDIS_URL if the file has none. The secrets go with
+// Redis: without REDIS_URL or a redis section, the in-process cache is the
+// only tier whatever they say.
 func (e envReader) redis(c *Config) {
-	if !e.has("REDIS_URL", "MCP_AUTHZ_CACHE_SECRET", "MCP_AUTHZ_CACHE_SECRET_FILE") {
-		return
-	}
 	if c.Redis == nil {
+		if !e.has("REDIS_URL") {
+			// Looked at all the same, so that EnvironmentVariables lists them.
+			_ = e.has("MCP_AUTHZ_CACHE_SECRET", "MCP_AUTHZ_CACHE_SECRET_FILE")
+			return
+		}
 		c.Redis = &RedisConfig{}
 	}
 	e.str("REDIS_URL", "redis.url", &c.Redis.URL)
@@ -347,10 +352,15 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	e.list("MCP_AUTHZ_ALLOWED_ORIGINS", p+"allowed_origins", &r.AllowedOrigins)
 
 	if e.has(introspectionEnv...) {
-		if r.Introspection == nil {
-			r.Introspection = &IntrospectionConfig{}
-		}
+		// The cache TTL and the timeout tune introspection; alone they do
+		// not configure it (nor make it the inferred validation).
 		in := r.Introspection
+		if in == nil {
+			in = &IntrospectionConfig{}
+			if e.has("OAUTH_INTROSPECTION_ENDPOINT", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_CLIENT_SECRET_FILE") {
+				r.Introspection = in
+			}
+		}
 		const ip = p + "introspection."
 		e.str("OAUTH_INTROSPECTION_ENDPOINT", ip+"endpoint", &in.Endpoint)
 		e.str("OAUTH_CLIENT_ID", ip+"client_id", &in.ClientID)

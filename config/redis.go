@@ -93,7 +93,20 @@ func (r *RedisConfig) UniversalOptions() (*redis.UniversalOptions, error) {
 			return nil, err
 		}
 		o.Addrs = []string{u.Addr}
-		o.Username, o.Password, o.DB, o.TLSConfig = u.Username, u.Password, u.DB, u.TLSConfig
+		// What the URL gives wins; what it leaves out (a password from
+		// password_file, tls, username, db) still comes from the section.
+		if u.Username != "" {
+			o.Username = u.Username
+		}
+		if u.Password != "" {
+			o.Password = u.Password
+		}
+		if u.DB != 0 {
+			o.DB = u.DB
+		}
+		if u.TLSConfig != nil {
+			o.TLSConfig = u.TLSConfig
+		}
 	}
 	return o, nil
 }

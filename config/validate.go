@@ -38,6 +38,11 @@ func (c *Config) validate() error {
 	default:
 		return c.fieldError("unavailable.mode", "%q is not one of http, grpc", c.Unavailable.Mode)
 	}
+	if c.GRPC.MaxRecvBytes < 0 {
+		// gRPC would refuse every CheckRequest, and Envoy apply its
+		// failure mode to all of them.
+		return c.fieldError("grpc.max_recv_bytes", "%d is negative: give a size in bytes (default 262144)", c.GRPC.MaxRecvBytes)
+	}
 	if c.MaxTokenBytes < 256 {
 		return c.fieldError("max_token_bytes", "%d is too small (at least 256)", c.MaxTokenBytes)
 	}

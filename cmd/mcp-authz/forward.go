@@ -28,7 +28,7 @@ func (s *service) listenForward() error {
 	}
 	ln, err := net.Listen("tcp", s.cfg.ForwardAddr)
 	if err != nil {
-		return fmt.Errorf("forward_addr: %w", err)
+		return listenError(s.cfg, "forward_addr", err)
 	}
 	s.forwardLn = ln
 	return nil

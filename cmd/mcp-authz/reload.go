@@ -59,8 +59,9 @@ func (s *service) reloaded(ok bool) {
 	}
 }
 
-// warnRestartOnly names settings a reload cannot apply: listeners, Redis,
-// gRPC limits, logging and the cache size are built once, at start.
+// warnRestartOnly names settings a reload cannot apply: listeners (and the
+// side server's TLS files), Redis, gRPC limits, logging and the cache size
+// are built once, at start.
 func (s *service) warnRestartOnly(next *config.Config) {
 	cur := s.cfg
 	for _, f := range []struct {
@@ -69,6 +70,8 @@ func (s *service) warnRestartOnly(next *config.Config) {
 	}{
 		{"grpc_addr", cur.GRPCAddr, next.GRPCAddr},
 		{"http_addr", cur.HTTPAddr, next.HTTPAddr},
+		{"forward_addr", cur.ForwardAddr, next.ForwardAddr},
+		{"http_tls", cur.HTTPTLS, next.HTTPTLS},
 		{"grpc", cur.GRPC, next.GRPC},
 		{"log", cur.Log, next.Log},
 		{"cache.max_bytes", cur.Cache.MaxBytes, next.Cache.MaxBytes},

@@ -6,7 +6,9 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -18,12 +20,20 @@ type Server struct {
 	t    testing.TB
 	cmd  *exec.Cmd
 	port string
+	args []string // extra redis-server arguments
 }
 
 // Start runs redis-server on a free loopback port; it is stopped when the
 // test ends. redis-server comes from Debian's redis-server package, which
 // scripts/test.sh installs.
 func Start(t testing.TB) *Server {
+	t.Helper()
+	return StartWith(t)
+}
+
+// StartWith is Start with extra redis-server arguments (for example
+// "--requirepass", "secret"), kept across restarts.
+func StartWith(t testing.TB, args ...string) *Server {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatal("redis-server not found: run scripts/test.sh (it installs Debian's redis-server) or apt-get install redis-server")
@@ -34,7 +44,7 @@ func Start(t testing.TB) *Server {
 	}
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	ln.Close()
-	s := &Server{Addr: "127.0.0.1:" + port, t: t, port: port}
+	s := &Server{Addr: "127.0.0.1:" + port, t: t, port: port, args: args}
 	s.start()
 	t.Cleanup(s.Kill)
 	return s
@@ -44,6 +54,7 @@ func (s *Server) start() {
 	s.t.Helper()
 	s.cmd = exec.Command("redis-server", "--port", s.port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--protected-mode", "yes", "--loglevel", "warning")
+	s.cmd.Args = append(s.cmd.Args, s.args...)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
@@ -158,4 +169,37 @@ func waitListening(t testing.TB, addr string) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// StartSentinel runs a Sentinel (redis-server --sentinel) on a free
+// loopback port that monitors master under masterName, authenticating to
+// it with password when not empty; it is stopped when the test ends. It
+// returns the Sentinel's address.
+func StartSentinel(t testing.TB, master *Server, masterName, password string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	ln.Close()
+	host, mport, _ := net.SplitHostPort(master.Addr)
+	conf := fmt.Sprintf("port %s\nbind 127.0.0.1\nsentinel monitor %s %s %s 1\n", port, masterName, host, mport)
+	if password != "" {
+		conf += fmt.Sprintf("sentinel auth-pass %s %s\n", masterName, password)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sentinel.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("redis-server", path, "--sentinel", "--loglevel", "warning")
+	cmd.Dir = dir
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	addr := "127.0.0.1:" + port
+	waitListening(t, addr)
+	return addr
 }

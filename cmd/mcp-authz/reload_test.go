@@ -1,0 +1,175 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mcp-authz/mcp-authz/config"
+)
+
+// TestReloadSwapsOrRefuses: a reload re-reads the --config file; a valid
+// one is swapped in and counted as success, an invalid one is refused
+// with an ERROR log line naming the field and counted as failure, and the
+// running configuration stays (DESIGN §8).
+func TestReloadSwapsOrRefuses(t *testing.T) {
+	a := introspectionServer(t, "opaque-token", "alice")
+	one := fmt.Sprintf(`
+resources:
+  - name: tools
+    resource: https://m.example/mcp
+    path_prefix: /mcp
+    authorization_servers: [%[1]s]
+    introspection: {endpoint: %[1]s/introspect, client_id: rs, client_secret: s1}
+`, a)
+	two := one + fmt.Sprintf(`  - name: other
+    resource: https://m.example/other
+    path_prefix: /other
+    authorization_servers: [%[1]s]
+    introspection: {endpoint: %[1]s/introspect, client_id: rs, client_secret: s1}
+`, a)
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(one)
+	load := func() (*config.Config, error) { return config.Load(path, func(string) string { return "" }) }
+	cfg, err := load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	svc, err := newService(ctx, cfg, slog.New(slog.NewJSONHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.load = load
+	metadata := func(name string) int {
+		rec := httptest.NewRecorder()
+		svc.httpHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/.well-known/oauth-protected-resource/"+name, nil))
+		return rec.Code
+	}
+	metric := func(result string) string {
+		rec := httptest.NewRecorder()
+		svc.httpHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		for _, line := range strings.Split(rec.Body.String(), "\n") {
+			if strings.HasPrefix(line, `mcp_authz_config_reloads_total{result="`+result+`"} `) {
+				return strings.Fields(line)[1]
+			}
+		}
+		return "absent"
+	}
+
+	steps := []struct {
+		name              string
+		file              string
+		wantErr           bool
+		success, failure  string
+		otherServed       bool
+		wantLog, wantLogB string
+	}{
+		{"valid: swapped in", two, false, "1", "0", true, "configuration reloaded", ""},
+		{"invalid value: refused", strings.Replace(two, "resource: https://m.example/other", "resource: ftp://m.example/other", 1), true, "1", "1", true,
+			"configuration reload refused", "resources[1].resource"},
+		{"not YAML: refused", "resources: [", true, "1", "2", true, "configuration reload refused", "not valid YAML"},
+		{"unknown field: refused", two + "    path_prefixs: [/x]\n", true, "1", "3", true, "configuration reload refused", "path_prefixs"},
+		{"valid again: swapped in", one, false, "2", "3", false, "configuration reloaded", ""},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			write(st.file)
+			logs.Reset()
+			before := svc.current()
+			err := svc.reload(ctx, "test")
+			if (err != nil) != st.wantErr {
+				t.Fatalf("reload: %v", err)
+			}
+			if st.wantErr && svc.current() != before {
+				t.Fatal("a refused configuration replaced the running one")
+			}
+			if got := metric("success"); got != st.success {
+				t.Errorf(`config_reloads_total{result="success"} = %s, want %s`, got, st.success)
+			}
+			if got := metric("failure"); got != st.failure {
+				t.Errorf(`config_reloads_total{result="failure"} = %s, want %s`, got, st.failure)
+			}
+			if served := metadata("other") == 200; served != st.otherServed {
+				t.Errorf("the second resource served: %v, want %v", served, st.otherServed)
+			}
+			if metadata("mcp") != 200 {
+				t.Error("the first resource is not served")
+			}
+			out := logs.String()
+			if !strings.Contains(out, st.wantLog) || !strings.Contains(out, st.wantLogB) {
+				t.Errorf("log %q lacks %q / %q", out, st.wantLog, st.wantLogB)
+			}
+			if st.wantErr && (strings.Count(strings.TrimSpace(out), "\n") != 0 || !strings.Contains(out, `"level":"ERROR"`)) {
+				t.Errorf("a refusal is one ERROR line: %q", out)
+			}
+		})
+	}
+}
+
+// TestReloadWarnsAboutRestartOnlySettings: settings a reload cannot apply
+// (listeners, Redis, gRPC, logging) are named in a warning rather than
+// silently kept.
+func TestReloadWarnsAboutRestartOnlySettings(t *testing.T) {
+	a := introspectionServer(t, "opaque-token", "alice")
+	base := fmt.Sprintf(`
+resources:
+  - resource: https://m.example/mcp
+    authorization_servers: [%[1]s]
+    introspection: {endpoint: %[1]s/introspect, client_id: rs, client_secret: s1}
+`, a)
+	cert, key := newTestCA(t).issue(t, t.TempDir(), "side", 1, false)
+	for _, tc := range []struct{ field, yaml string }{
+		{"grpc_addr", "grpc_addr: 127.0.0.1:7001\n"},
+		{"http_addr", "http_addr: 127.0.0.1:7002\n"},
+		{"forward_addr", "forward_addr: 127.0.0.1:7003\n"},
+		{"grpc", "grpc: {max_recv_bytes: 524288}\n"},
+		{"http_tls", fmt.Sprintf("http_tls: {cert_file: %s, key_file: %s}\n", cert, key)},
+		{"log", "log: {level: debug}\n"},
+		{"cache.max_bytes", "cache: {max_bytes: 1048576}\n"},
+	} {
+		t.Run(tc.field, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "c.yaml")
+			if err := os.WriteFile(path, []byte(base), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			load := func() (*config.Config, error) { return config.Load(path, func(string) string { return "" }) }
+			cfg, err := load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var logs bytes.Buffer
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			svc, err := newService(ctx, cfg, slog.New(slog.NewJSONHandler(&logs, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			svc.load = load
+			if err := os.WriteFile(path, []byte(tc.yaml+base), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			logs.Reset()
+			if err := svc.reload(ctx, "test"); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(logs.String(), `"field":"`+tc.field+`"`) {
+				t.Fatalf("no warning naming %s: %s", tc.field, logs.String())
+			}
+		})
+	}
+}
