@@ -99,7 +99,7 @@ func (h *forwardHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case problem != "":
 		o = denied(http.StatusBadRequest, codes.InvalidArgument, "", reasonInvalidRequest, problem)
-		s.logDenial(r.Context(), &in, &request{}, o)
+		s.logDenial(r.Context(), &in, &request{}, o.reason, o.status)
 	default:
 		res, err := s.check(r.Context(), &in)
 		if err != nil {
@@ -113,7 +113,7 @@ func (h *forwardHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fa := h.allowOf(res)
 		if conv != convEnvoy && fa.unremovable {
 			o = h.unremovable
-			s.logDenial(r.Context(), &in, &request{}, o)
+			s.logDenial(r.Context(), &in, &request{}, o.reason, o.status)
 			break
 		}
 		h.writeAllow(w, conv, fa)

@@ -66,14 +66,19 @@ func tokenID(token string) string {
 	return hex.EncodeToString(sum[:4])
 }
 
-// logDenial logs a denial at INFO: reason, resource and token hash prefix,
-// never the token.
-func (s *Server) logDenial(ctx context.Context, in *checkInput, req *request, o *outcome) {
-	ok, suppressed := s.denials.limiter(o.reason).Allow(time.Now())
+// logDenial logs a denial at INFO: reason, HTTP status (when the answer
+// has one), resource and token hash prefix, never the token. A 503 is a
+// denial like any other here; the dependency's failure has its own WARN
+// line (validationFailed).
+func (s *Server) logDenial(ctx context.Context, in *checkInput, req *request, reason string, status int) {
+	ok, suppressed := s.denials.limiter(reason).Allow(time.Now())
 	if !ok {
 		return
 	}
-	attrs := []any{"reason", o.reason, "status", o.status}
+	attrs := []any{"reason", reason}
+	if status != 0 {
+		attrs = append(attrs, "status", status)
+	}
 	if req.rt != nil {
 		attrs = append(attrs, "resource", req.rt.Name)
 	} else {

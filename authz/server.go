@@ -379,9 +379,14 @@ func (s *Server) check(ctx context.Context, in *checkInput) (result, error) {
 	allow, reason := false, reasonUnavailable
 	if err == nil {
 		allow, reason = r.verdict()
-		if !allow && reason != reasonUnavailable {
-			s.logDenial(ctx, in, &req, r.outcome())
+		if !allow {
+			o := r.outcome()
+			s.logDenial(ctx, in, &req, o.reason, o.status)
 		}
+	} else {
+		// gRPC UNAVAILABLE: Envoy answers the client as its
+		// status_on_error says; no HTTP status of ours to log.
+		s.logDenial(ctx, in, &req, reasonUnavailable, 0)
 	}
 	if s.cfg.Observer != nil || span != nil {
 		s.observe(&req, allow, reason, err, start, span)

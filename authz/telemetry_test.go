@@ -318,3 +318,42 @@ func TestDenialLogClipsClientStrings(t *testing.T) {
 		})
 	}
 }
+
+// TestUnavailableIsLoggedAsADenial: a Check answered 503 (or gRPC
+// UNAVAILABLE) because the token could not be validated is a denial, and
+// gets its INFO line like any other (DESIGN §8: every denial, with
+// reason, resource and token hash), besides the WARN line about the
+// dependency.
+func TestUnavailableIsLoggedAsADenial(t *testing.T) {
+	sum := sha256.Sum256([]byte("down"))
+	for _, c := range []struct {
+		name       string
+		mode       UnavailableMode
+		wantStatus any
+	}{
+		{"503", UnavailableHTTP, float64(503)},
+		{"gRPC UNAVAILABLE", UnavailableGRPC, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var buf syncBuffer
+			s, _ := newTestServer(t, func(cfg *Config, _ *Resource) {
+				cfg.Logger = slog.New(slog.NewJSONHandler(&buf, nil))
+				cfg.Unavailable = c.mode
+			})
+			decide(t, s, envoyRequest("/mcp", map[string]string{"authorization": "Bearer down"}))
+			lines := logLines(t, buf.String())
+			denies := linesWith(lines, "deny")
+			if len(denies) != 1 {
+				t.Fatalf("deny lines: %s", buf.String())
+			}
+			d := denies[0]
+			if d["level"] != "INFO" || d["reason"] != reasonUnavailable || d["resource"] != testResource ||
+				d["token_sha256"] != hex.EncodeToString(sum[:4]) || d["status"] != c.wantStatus {
+				t.Fatalf("deny line: %v", d)
+			}
+			if len(linesWith(lines, "cannot validate token: answering unavailable")) != 1 {
+				t.Fatalf("no WARN line about the dependency: %s", buf.String())
+			}
+		})
+	}
+}
