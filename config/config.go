@@ -106,8 +106,13 @@ type RedisConfig struct {
 	Username     string   `yaml:"username"`
 	Password     string   `yaml:"password"`
 	PasswordFile string   `yaml:"password_file"`
-	DB           int      `yaml:"db"`
-	TLS          bool     `yaml:"tls"`
+	// SentinelPassword (or SentinelPasswordFile) authenticates to the
+	// Sentinels themselves (their requirepass), which may differ from the
+	// data nodes' password. Only with MasterName.
+	SentinelPassword     string `yaml:"sentinel_password"`
+	SentinelPasswordFile string `yaml:"sentinel_password_file"`
+	DB                   int    `yaml:"db"`
+	TLS                  bool   `yaml:"tls"`
 	// Prefix starts every key. Default "mcp-authz".
 	Prefix string `yaml:"prefix"`
 	// Timeout bounds each cache call. Default 10ms.

@@ -58,6 +58,17 @@ func (c *Config) validateRedis() error {
 			return c.fieldError("redis.password_file", "%v", err)
 		}
 	}
+	switch {
+	case r.SentinelPassword != "" && r.SentinelPasswordFile != "":
+		return c.fieldError("redis.sentinel_password_file", "set either sentinel_password or sentinel_password_file, not both")
+	case (r.SentinelPassword != "" || r.SentinelPasswordFile != "") && r.MasterName == "":
+		return c.fieldError("redis.sentinel_password", "only for Sentinel: set master_name and the Sentinels' addresses")
+	case r.SentinelPasswordFile != "":
+		var err error
+		if r.SentinelPassword, err = readSecret(r.SentinelPasswordFile); err != nil {
+			return c.fieldError("redis.sentinel_password_file", "%v", err)
+		}
+	}
 	if err := c.verdictSecrets(); err != nil {
 		return err
 	}
@@ -78,6 +89,8 @@ func (r *RedisConfig) UniversalOptions() (*redis.UniversalOptions, error) {
 		Username:   r.Username,
 		Password:   r.Password,
 		DB:         r.DB,
+		// The Sentinels' own password; go-redis uses it for them alone.
+		SentinelPassword: r.SentinelPassword,
 		// Calls are bounded by the cache timeout through their context;
 		// a retry would only exceed it.
 		ContextTimeoutEnabled: true,

@@ -25,9 +25,15 @@ func TestRedisSettingsReachTheServer(t *testing.T) {
 	const password = "redis-pa55word"
 	master := redistest.StartWith(t, "--requirepass", password)
 	sentinel := redistest.StartSentinel(t, master, "mymaster", password)
+	const sentinelPassword = "sentinel-pa55word"
+	lockedSentinel := redistest.StartSentinelAuth(t, master, "mymaster", password, sentinelPassword)
 	dir := t.TempDir()
 	pwFile := filepath.Join(dir, "redis-password")
 	if err := os.WriteFile(pwFile, []byte(password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sentinelPwFile := filepath.Join(dir, "sentinel-password")
+	if err := os.WriteFile(sentinelPwFile, []byte(sentinelPassword+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -41,6 +47,12 @@ func TestRedisSettingsReachTheServer(t *testing.T) {
 		{"redis.url with password", "", "redis: {url: redis://" + master.Addr + "/1, password: " + password + "}\n", ""},
 		{"Sentinel with password_file", "", "redis: {addresses: [" + sentinel + "], master_name: mymaster, password_file: " + pwFile + "}\n", ""},
 		{"no password", "redis://" + master.Addr + "/0", "", "NOAUTH"},
+		{"Sentinel with its own password", "", "redis: {addresses: [" + lockedSentinel + "], master_name: mymaster, password_file: " + pwFile +
+			", sentinel_password_file: " + sentinelPwFile + "}\n", ""},
+		{"Sentinel with its own password inline", "", "redis: {addresses: [" + lockedSentinel + "], master_name: mymaster, password: " + password +
+			", sentinel_password: " + sentinelPassword + "}\n", ""},
+		// Without it the Sentinel answers nothing, so no master is found.
+		{"Sentinel without its password", "", "redis: {addresses: [" + lockedSentinel + "], master_name: mymaster, password_file: " + pwFile + "}\n", "redis: all sentinels"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -177,6 +177,14 @@ func waitListening(t testing.TB, addr string) {
 // returns the Sentinel's address.
 func StartSentinel(t testing.TB, master *Server, masterName, password string) string {
 	t.Helper()
+	return StartSentinelAuth(t, master, masterName, password, "")
+}
+
+// StartSentinelAuth is StartSentinel for a Sentinel that requires its own
+// password (requirepass) from its clients when sentinelPassword is not
+// empty.
+func StartSentinelAuth(t testing.TB, master *Server, masterName, password, sentinelPassword string) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -187,6 +195,9 @@ func StartSentinel(t testing.TB, master *Server, masterName, password string) st
 	conf := fmt.Sprintf("port %s\nbind 127.0.0.1\nsentinel monitor %s %s %s 1\n", port, masterName, host, mport)
 	if password != "" {
 		conf += fmt.Sprintf("sentinel auth-pass %s %s\n", masterName, password)
+	}
+	if sentinelPassword != "" {
+		conf += fmt.Sprintf("requirepass %s\n", sentinelPassword)
 	}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "sentinel.conf")
