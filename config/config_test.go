@@ -132,7 +132,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"zero introspection timeout", map[string]string{"OAUTH_INTROSPECTION_TIMEOUT": "0"}, "", "OAUTH_INTROSPECTION_TIMEOUT: 0 is not allowed"},
 		{"negative jwks ttl", map[string]string{"OAUTH_JWKS_CACHE_TTL": "-1s"}, "", "OAUTH_JWKS_CACHE_TTL: \"-1s\" is negative"},
 		{"redis url scheme", map[string]string{"REDIS_URL": "http://127.0.0.1:6379"}, "", "REDIS_URL"},
-		{"redis url and addresses", map[string]string{"REDIS_URL": "redis://127.0.0.1:6379"}, "redis: {addresses: [127.0.0.1:7000]}\nresources: [{resource: https://m.example/mcp, authorization_servers: [https://a.example]}]\n", "redis.addresses"},
+		{"redis url and addresses in the file", nil, "redis: {url: redis://127.0.0.1:6379, addresses: [127.0.0.1:7000]}\nresources: [{resource: https://m.example/mcp, authorization_servers: [https://a.example]}]\n", "redis.addresses"},
 		{"sentinel password without sentinel", map[string]string{"REDIS_URL": "redis://127.0.0.1:6379", "MCP_AUTHZ_CACHE_SECRET": strings.Repeat("s", 32)},
 			"redis: {sentinel_password: x}\n" + okResource, "redis.sentinel_password: only for Sentinel"},
 		{"sentinel password twice", map[string]string{"MCP_AUTHZ_CACHE_SECRET": strings.Repeat("s", 32)},
@@ -678,5 +678,58 @@ func TestIntrospectionTuningAloneInfersNothing(t *testing.T) {
 	}
 	if in := cfg.Resources[0].Introspection; in.CacheTTL.D() != 45*time.Second || in.Timeout.D() != 500*time.Millisecond {
 		t.Fatalf("tuning of the file's section: %+v", in)
+	}
+}
+
+// TestRedisEnvOverridesTheFile: the environment overrides the file
+// (DESIGN §5) for Redis too: REDIS_URL replaces the file's Sentinels or
+// Cluster nodes, and MCP_AUTHZ_CACHE_SECRET the file's secret file; the
+// rest of the section (prefix, password, timeouts) stays.
+func TestRedisEnvOverridesTheFile(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secrets")
+	if err := os.WriteFile(secretFile, []byte(strings.Repeat("f", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "c.yaml")
+	yaml := "redis: {addresses: [127.0.0.1:26379], master_name: mymaster, prefix: fleet, password: pw, verdict_secret_file: " + secretFile + "}\n" + okResource
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name        string
+		env         map[string]string
+		wantURL     string
+		wantAddrs   int
+		wantSecret  string
+		wantErrPart string
+	}{
+		{"the file alone", nil, "", 1, strings.Repeat("f", 32), ""},
+		{"REDIS_URL", map[string]string{"REDIS_URL": "redis://127.0.0.1:6380/2"}, "redis://127.0.0.1:6380/2", 0, strings.Repeat("f", 32), ""},
+		{"MCP_AUTHZ_CACHE_SECRET", map[string]string{"MCP_AUTHZ_CACHE_SECRET": strings.Repeat("e", 32)}, "", 1, strings.Repeat("e", 32), ""},
+		{"both secret variables", map[string]string{"MCP_AUTHZ_CACHE_SECRET": strings.Repeat("e", 32), "MCP_AUTHZ_CACHE_SECRET_FILE": secretFile}, "", 0, "", "not both"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Load(path, envFunc(tc.env))
+			if tc.wantErrPart != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErrPart) {
+					t.Fatalf("error %v, want %q", err, tc.wantErrPart)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := cfg.Redis
+			if r.URL != tc.wantURL || len(r.Addresses) != tc.wantAddrs || len(r.Secrets) != 1 || string(r.Secrets[0]) != tc.wantSecret {
+				t.Fatalf("url %q, addresses %v, %d secrets", r.URL, r.Addresses, len(r.Secrets))
+			}
+			if r.Prefix != "fleet" || r.Password != "pw" {
+				t.Fatalf("the rest of the section was lost: prefix %q", r.Prefix)
+			}
+			if tc.wantURL != "" && r.MasterName != "" {
+				t.Fatalf("a URL with a Sentinel master name %q", r.MasterName)
+			}
+		})
 	}
 }

@@ -276,7 +276,17 @@ func (e envReader) redis(c *Config) {
 		}
 		c.Redis = &RedisConfig{}
 	}
+	// The environment overrides the file: REDIS_URL names the one node
+	// to use in place of the file's Sentinels or Cluster nodes, and
+	// MCP_AUTHZ_CACHE_SECRET replaces the file's secret file. Both secret
+	// variables at once still conflict (verdictSecrets).
+	if e.has("REDIS_URL") {
+		c.Redis.Addresses, c.Redis.MasterName = nil, ""
+	}
 	e.str("REDIS_URL", "redis.url", &c.Redis.URL)
+	if e.has("MCP_AUTHZ_CACHE_SECRET") && !e.has("MCP_AUTHZ_CACHE_SECRET_FILE") {
+		c.Redis.VerdictSecretFile = ""
+	}
 	e.raw("MCP_AUTHZ_CACHE_SECRET", "redis.verdict_secret", &c.Redis.envSecrets)
 	e.str("MCP_AUTHZ_CACHE_SECRET_FILE", "redis.verdict_secret_file", &c.Redis.VerdictSecretFile)
 }
