@@ -513,3 +513,45 @@ func TestApplyDevEnv(t *testing.T) {
 		t.Fatalf("bad boolean: %v", err)
 	}
 }
+
+// TestGRPCLimitNames: DESIGN §7's gRPC settings, by their names: the
+// receive limit defaults to 256 KiB and is set by
+// MCP_AUTHZ_GRPC_MAX_RECV_BYTES or grpc.max_recv_bytes; reflection is off
+// unless MCP_AUTHZ_GRPC_REFLECTION=true or grpc.reflection.
+func TestGRPCLimitNames(t *testing.T) {
+	tests := []struct {
+		name       string
+		env        map[string]string
+		yaml       string
+		maxRecv    int
+		reflection bool
+	}{
+		{"defaults", nil, "", 256 << 10, false},
+		{"environment", map[string]string{"MCP_AUTHZ_GRPC_MAX_RECV_BYTES": "1048576", "MCP_AUTHZ_GRPC_REFLECTION": "true"}, "", 1 << 20, true},
+		{"file", nil, "grpc: {max_recv_bytes: 524288, reflection: true}\n", 512 << 10, true},
+		{"environment over file", map[string]string{"MCP_AUTHZ_GRPC_MAX_RECV_BYTES": "1048576", "MCP_AUTHZ_GRPC_REFLECTION": "false"},
+			"grpc: {max_recv_bytes: 524288, reflection: true}\n", 1 << 20, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := ""
+			if tt.yaml != "" {
+				path = filepath.Join(t.TempDir(), "c.yaml")
+				if err := os.WriteFile(path, []byte(tt.yaml), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			env := seedEnv()
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			cfg, err := Load(path, envFunc(env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.GRPC.MaxRecvBytes != tt.maxRecv || cfg.GRPC.Reflection != tt.reflection {
+				t.Fatalf("max_recv_bytes %d, reflection %v; want %d, %v", cfg.GRPC.MaxRecvBytes, cfg.GRPC.Reflection, tt.maxRecv, tt.reflection)
+			}
+		})
+	}
+}
