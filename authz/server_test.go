@@ -178,6 +178,12 @@ func TestDecisionTable(t *testing.T) {
 			`Bearer error="insufficient_scope", scope="mcp:read", resource_metadata="` + testPRM + `"`, "insufficient_scope"},
 		{"authorization server down", "/mcp", map[string]string{"authorization": "Bearer down"}, codes.Unavailable, 503, "-", "temporarily_unavailable"},
 		{"unexpected validator error fails closed", "/mcp", map[string]string{"authorization": "Bearer weird-error"}, codes.Unavailable, 503, "-", "temporarily_unavailable"},
+		// DESIGN §7: an encoded "/", "\" or NUL, or a ";" parameter, is a 400 before any path-based decision.
+		{"encoded slash in the path", "/mcp/a%2Fb", map[string]string{"authorization": "Bearer good"}, codes.InvalidArgument, 400, "-", "invalid_request"},
+		{"encoded backslash in the path", "/mcp/a%5cb", map[string]string{"authorization": "Bearer good"}, codes.InvalidArgument, 400, "-", "invalid_request"},
+		{"encoded NUL in the path", "/mcp/a%00", map[string]string{"authorization": "Bearer good"}, codes.InvalidArgument, 400, "-", "invalid_request"},
+		{"path parameter", "/mcp;x=1", map[string]string{"authorization": "Bearer good"}, codes.InvalidArgument, 400, "-", "invalid_request"},
+		{"dot segments are resolved before routing", "/other/../mcp/./x?access_token=no", nil, codes.Unauthenticated, 401, discovery, "unauthorized"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
