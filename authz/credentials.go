@@ -90,13 +90,8 @@ func extractAPIKey(in *checkInput) credentials {
 func parseAuthorization(v string) credentials {
 	v = strings.Trim(v, " \t")
 	if strings.IndexByte(v, ',') >= 0 {
-		// Envoy joins repeated headers with ",". Non-bearer schemes may use
-		// comma-separated auth-params; a bearer credential never contains a
-		// comma, so one next to a comma means several credentials were sent.
-		for part := range strings.SplitSeq(v, ",") {
-			if isBearerScheme(strings.Trim(part, " \t")) {
-				return credentials{kind: credInvalid, reason: "Multiple Authorization headers"}
-			}
+		if severalCredentials(v) {
+			return credentials{kind: credInvalid, reason: "Multiple Authorization headers"}
 		}
 		return credentials{kind: credNone}
 	}
@@ -112,6 +107,86 @@ func parseAuthorization(v string) credentials {
 	}
 	return credentials{kind: credBearer, token: token}
 }
+
+// severalCredentials reports whether an Authorization value that holds a
+// comma is more than one credential: Envoy joins repeated headers with ",".
+// One credential of another scheme may hold commas too, between its
+// auth-params (RFC 7235 §2.1: credentials = auth-scheme [ 1*SP ( token68 /
+// #auth-param ) ]), so what follows a comma outside a quoted string is an
+// auth-param (token "=" ...) or an empty list element; anything else starts
+// a second credential. A bearer credential never contains a comma, so one
+// next to a comma means several credentials were sent.
+func severalCredentials(v string) bool {
+	n := 0
+	for {
+		end := listElementEnd(v)
+		elem := strings.Trim(v[:end], " \t")
+		switch {
+		case elem == "":
+		case isBearerScheme(elem):
+			return true
+		case n > 0 && isAuthParam(elem):
+		default:
+			if n++; n > 1 {
+				return true
+			}
+		}
+		if end == len(v) {
+			return false
+		}
+		v = v[end+1:]
+	}
+}
+
+// listElementEnd returns the index of the first comma of v outside a
+// quoted string, or len(v).
+func listElementEnd(v string) int {
+	quoted := false
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case quoted && c == '\\':
+			i++ // quoted-pair
+		case c == '"':
+			quoted = !quoted
+		case !quoted && c == ',':
+			return i
+		}
+	}
+	return len(v)
+}
+
+// isAuthParam reports whether elem starts as an RFC 7235 auth-param: a
+// token, optional whitespace, then "=".
+func isAuthParam(elem string) bool {
+	i := 0
+	for i < len(elem) && tchars[elem[i]] {
+		i++
+	}
+	if i == 0 {
+		return false
+	}
+	for i < len(elem) && (elem[i] == ' ' || elem[i] == '\t') {
+		i++
+	}
+	return i < len(elem) && elem[i] == '='
+}
+
+// tchars marks the RFC 9110 tchar characters, of which tokens are made.
+var tchars = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
 
 // isBearerScheme reports whether v starts with the Bearer scheme name,
 // matched case-insensitively, followed by the end or a space.

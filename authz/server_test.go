@@ -152,6 +152,16 @@ func TestDecisionTable(t *testing.T) {
 			`Bearer error="invalid_request", error_description="Multiple Authorization headers", resource_metadata="` + testPRM + `"`, "invalid_request"},
 		{"Basic and Bearer joined", "/mcp", map[string]string{"authorization": "Basic abc, Bearer good"}, codes.InvalidArgument, 400,
 			`Bearer error="invalid_request", error_description="Multiple Authorization headers", resource_metadata="` + testPRM + `"`, "invalid_request"},
+		// Two non-Bearer headers are two headers too (DESIGN §2: "two or more Authorization headers" → 400),
+		// told from one header's comma-separated auth-params by what follows each comma.
+		{"two Basic headers joined by Envoy", "/mcp", map[string]string{"authorization": "Basic YQ==,Basic Yg=="}, codes.InvalidArgument, 400,
+			`Bearer error="invalid_request", error_description="Multiple Authorization headers", resource_metadata="` + testPRM + `"`, "invalid_request"},
+		{"Digest and Basic joined", "/mcp", map[string]string{"authorization": `Digest username="u", realm="r", Basic YQ==`}, codes.InvalidArgument, 400,
+			`Bearer error="invalid_request", error_description="Multiple Authorization headers", resource_metadata="` + testPRM + `"`, "invalid_request"},
+		{"Digest with a comma in a quoted value", "/mcp", map[string]string{"authorization": `Digest username="u", realm="a, b c", nonce="n"`}, codes.Unauthenticated, 401, discovery, "unauthorized"},
+		{"Digest with an empty list element", "/mcp", map[string]string{"authorization": `Digest username="u", , realm=r`}, codes.Unauthenticated, 401, discovery, "unauthorized"},
+		{"Bearer inside a quoted value is no header", "/mcp", map[string]string{"authorization": `Digest realm="x, Bearer good"`}, codes.Unauthenticated, 401, discovery, "unauthorized"},
+		{"an escaped quote keeps the string open", "/mcp", map[string]string{"authorization": `Digest realm="a\", Basic YQ==", nonce=n`}, codes.Unauthenticated, 401, discovery, "unauthorized"},
 		{"Bearer without token", "/mcp", map[string]string{"authorization": "Bearer"}, codes.InvalidArgument, 400,
 			`Bearer error="invalid_request", error_description="Bearer token missing", resource_metadata="` + testPRM + `"`, "invalid_request"},
 		{"Bearer with spaces only", "/mcp", map[string]string{"authorization": "Bearer    "}, codes.InvalidArgument, 400,
@@ -178,6 +188,12 @@ func TestDecisionTable(t *testing.T) {
 			`Bearer error="insufficient_scope", scope="mcp:read", resource_metadata="` + testPRM + `"`, "insufficient_scope"},
 		{"authorization server down", "/mcp", map[string]string{"authorization": "Bearer down"}, codes.Unavailable, 503, "-", "temporarily_unavailable"},
 		{"unexpected validator error fails closed", "/mcp", map[string]string{"authorization": "Bearer weird-error"}, codes.Unavailable, 503, "-", "temporarily_unavailable"},
+		// DESIGN §7: an encoded "/", "\" or NUL, or a ";" parameter, is a 400 before any path-based decision.
+		{"encoded slash in the path", "/mcp/a%2Fb", map[string]string{"authorization": "Bearer good"}, codes.InvalidArgument, 400, "-", "invalid_request"},
+		{"encoded backslash in the path", "/mcp/a%5cb", map[string]string{"authorization": "Bearer good"}, codes.InvalidArgument, 400, "-", "invalid_request"},
+		{"encoded NUL in the path", "/mcp/a%00", map[string]string{"authorization": "Bearer good"}, codes.InvalidArgument, 400, "-", "invalid_request"},
+		{"path parameter", "/mcp;x=1", map[string]string{"authorization": "Bearer good"}, codes.InvalidArgument, 400, "-", "invalid_request"},
+		{"dot segments are resolved before routing", "/other/../mcp/./x?access_token=no", nil, codes.Unauthenticated, 401, discovery, "unauthorized"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

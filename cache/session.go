@@ -27,9 +27,12 @@ type SessionOptions struct {
 	MaxBytes uint64
 	// Shared, when set, makes the whole fleet agree on bindings.
 	Shared SharedSessions
-	// RenewEvery bounds how often a binding's TTL is pushed to the shared
-	// store: each authorized request renews it, but a write per request
-	// would cost more than the check. Zero means one minute.
+	// RenewEvery bounds how often a binding is written again: each
+	// authorized request renews it, but a write per request would cost
+	// more than the check. Writes come at most every min(RenewEvery,
+	// ttl/60), so a binding ends a TTL after its principal's last request
+	// less at most that interval (a second for the shortest session_ttl,
+	// a minute for a day). Zero means one minute.
 	RenewEvery time.Duration
 	// Now overrides the clock, for tests.
 	Now func() time.Time
@@ -80,11 +83,19 @@ func NewSessions(opts SessionOptions) (*Sessions, error) {
 
 func (b binding) ttl() time.Duration { return b.life }
 
-// Bind implements authz.SessionStore.
+// renewal is how often a binding of ttl is written again at most (see
+// SessionOptions.RenewEvery).
+func (s *Sessions) renewal(ttl time.Duration) time.Duration {
+	return min(s.opts.RenewEvery, ttl/60)
+}
+
+// Bind implements authz.SessionStore. Each request of the bound principal
+// renews the binding (DESIGN §6), in writes spaced by renewal(ttl).
 func (s *Sessions) Bind(ctx context.Context, key [sha256.Size]byte, principal string, ttl time.Duration) string {
 	now := s.opts.Now()
+	every := s.renewal(ttl)
 	if b, ok := s.local.GetIfPresent(key); ok {
-		if b.principal == principal && now.Sub(b.renewed) >= s.opts.RenewEvery {
+		if b.principal == principal && now.Sub(b.renewed) >= every {
 			s.local.Set(key, binding{principal: principal, renewed: now, life: ttl})
 			if s.opts.Shared != nil {
 				s.opts.Shared.RenewShared(ctx, key, principal, ttl)

@@ -122,3 +122,49 @@ func TestSessionsAcrossReplicasWithRedis(t *testing.T) {
 		t.Fatalf("binding TTL %v", ttl)
 	}
 }
+
+// TestSessionsRenewedByEachRequest: DESIGN §6, "bindings expire after
+// session_ttl, renewed by each authorized request of their principal". A
+// binding used within its TTL holds for a TTL after that use (less the
+// renewal spacing, ttl/60 here), even when the use comes sooner than
+// RenewEvery after the last write; and one left unused for a TTL expires.
+func TestSessionsRenewedByEachRequest(t *testing.T) {
+	const ttl = time.Second
+	tests := []struct {
+		name   string
+		shared bool
+	}{
+		{"in process", false},
+		{"with a shared store", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := SessionOptions{}
+			if tt.shared {
+				opts.Shared = &fakeShared{m: map[[sha256.Size]byte]string{}, down: true} // decides nothing: the local binding is what holds
+			}
+			s, _ := NewSessions(opts)
+			key := sha256.Sum256([]byte("r\x00s-renew"))
+			ctx := context.Background()
+			start := time.Now()
+			at := func(d time.Duration) { time.Sleep(time.Until(start.Add(d))) }
+			if got := s.Bind(ctx, key, "alice", ttl); got != "alice" {
+				t.Fatal(got)
+			}
+			at(500 * time.Millisecond)
+			if got := s.Bind(ctx, key, "alice", ttl); got != "alice" {
+				t.Fatal(got)
+			}
+			// 1.2 s: a TTL after the bind, but within a TTL of alice's last use.
+			at(1200 * time.Millisecond)
+			if got := s.Bind(ctx, key, "mallory", ttl); got != "alice" {
+				t.Fatalf("the binding ended a TTL after it was made, not after its last use: %q", got)
+			}
+			// 2.2 s: more than a TTL after alice's last use.
+			at(2200 * time.Millisecond)
+			if got := s.Bind(ctx, key, "bob", ttl); got != "bob" {
+				t.Fatalf("an unused binding outlived its TTL: %q", got)
+			}
+		})
+	}
+}

@@ -733,3 +733,131 @@ func TestRedisEnvOverridesTheFile(t *testing.T) {
 		})
 	}
 }
+
+// TestGRPCLimitNames: DESIGN §7's gRPC settings, by their names: the
+// receive limit defaults to 256 KiB and is set by
+// MCP_AUTHZ_GRPC_MAX_RECV_BYTES or grpc.max_recv_bytes; reflection is off
+// unless MCP_AUTHZ_GRPC_REFLECTION=true or grpc.reflection.
+func TestGRPCLimitNames(t *testing.T) {
+	tests := []struct {
+		name       string
+		env        map[string]string
+		yaml       string
+		maxRecv    int
+		reflection bool
+	}{
+		{"defaults", nil, "", 256 << 10, false},
+		{"environment", map[string]string{"MCP_AUTHZ_GRPC_MAX_RECV_BYTES": "1048576", "MCP_AUTHZ_GRPC_REFLECTION": "true"}, "", 1 << 20, true},
+		{"file", nil, "grpc: {max_recv_bytes: 524288, reflection: true}\n", 512 << 10, true},
+		{"environment over file", map[string]string{"MCP_AUTHZ_GRPC_MAX_RECV_BYTES": "1048576", "MCP_AUTHZ_GRPC_REFLECTION": "false"},
+			"grpc: {max_recv_bytes: 524288, reflection: true}\n", 1 << 20, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := ""
+			if tt.yaml != "" {
+				path = filepath.Join(t.TempDir(), "c.yaml")
+				if err := os.WriteFile(path, []byte(tt.yaml), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			env := seedEnv()
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			cfg, err := Load(path, envFunc(env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.GRPC.MaxRecvBytes != tt.maxRecv || cfg.GRPC.Reflection != tt.reflection {
+				t.Fatalf("max_recv_bytes %d, reflection %v; want %d, %v", cfg.GRPC.MaxRecvBytes, cfg.GRPC.Reflection, tt.maxRecv, tt.reflection)
+			}
+		})
+	}
+}
+
+// TestMCPPolicyNames: the DESIGN §6 policy by its YAML and environment
+// names, with its defaults (both classes protected, unreadable_body deny,
+// session_ttl 24h, no origin check).
+func TestMCPPolicyNames(t *testing.T) {
+	const policyYAML = `
+resources:
+  - resource: https://mcp.example.com/mcp
+    authorization_servers: [https://auth.example.com]
+    path_prefixes: [/mcp, /sse, /messages]
+    endpoints: {initialize: false, messages: true}
+    legacy_sse: {sse_path: /events, messages_path: /msg}
+    operations:
+      - {method: tools/call, scopes: [mcp:tools]}
+      - {method: tools/call, name: "delete_*", scopes: [repo:admin]}
+    scope_implies: {mcp:admin: [mcp:tools]}
+    unreadable_body: route_scopes
+    allowed_origins: [https://app.example.com, "http://localhost:*"]
+    session_binding: true
+    session_ttl: 2h
+`
+	tests := []struct {
+		name  string
+		yaml  string
+		env   map[string]string
+		check func(t *testing.T, r ResourceConfig)
+	}{
+		{"defaults", "", nil, func(t *testing.T, r ResourceConfig) {
+			if !Protects(r.Endpoints.Initialize) || !Protects(r.Endpoints.Messages) || r.UnreadableBody != "deny" ||
+				r.SessionTTL.D() != 24*time.Hour || r.SessionBinding || len(r.AllowedOrigins) != 0 || len(r.Operations) != 0 {
+				t.Fatalf("defaults %+v", r)
+			}
+		}},
+		{"yaml", policyYAML, nil, func(t *testing.T, r ResourceConfig) {
+			if Protects(r.Endpoints.Initialize) || !Protects(r.Endpoints.Messages) {
+				t.Errorf("endpoints %+v", r.Endpoints)
+			}
+			if strings.Join(r.Prefixes(), " ") != "/mcp /sse /messages" || r.LegacySSE.SSEPath != "/events" || r.LegacySSE.MessagesPath != "/msg" {
+				t.Errorf("paths %v %+v", r.Prefixes(), r.LegacySSE)
+			}
+			if len(r.Operations) != 2 || r.Operations[1].Method != "tools/call" || r.Operations[1].Name != "delete_*" || r.Operations[1].Scopes[0] != "repo:admin" {
+				t.Errorf("operations %+v", r.Operations)
+			}
+			if strings.Join(r.ScopeImplies["mcp:admin"], " ") != "mcp:tools" || r.UnreadableBody != "route_scopes" {
+				t.Errorf("scope_implies %v, unreadable_body %q", r.ScopeImplies, r.UnreadableBody)
+			}
+			if strings.Join(r.AllowedOrigins, " ") != "https://app.example.com http://localhost:*" || !r.SessionBinding || r.SessionTTL.D() != 2*time.Hour {
+				t.Errorf("origins %v, session %v %v", r.AllowedOrigins, r.SessionBinding, r.SessionTTL.D())
+			}
+		}},
+		{"environment", "", map[string]string{
+			"OAUTH_PROTECT_INITIALIZE":  "false",
+			"OAUTH_PROTECT_MESSAGES":    "false",
+			"MCP_AUTHZ_ALLOWED_ORIGINS": "https://app.example.com, http://localhost:*",
+		}, func(t *testing.T, r ResourceConfig) {
+			if Protects(r.Endpoints.Initialize) || Protects(r.Endpoints.Messages) {
+				t.Errorf("endpoints %+v", r.Endpoints)
+			}
+			if strings.Join(r.AllowedOrigins, " ") != "https://app.example.com http://localhost:*" {
+				t.Errorf("origins %q", r.AllowedOrigins)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := ""
+			env := map[string]string{}
+			if tt.yaml != "" {
+				path = filepath.Join(t.TempDir(), "c.yaml")
+				if err := os.WriteFile(path, []byte(tt.yaml), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				env = seedEnv()
+			}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			cfg, err := Load(path, envFunc(env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, cfg.Resources[0])
+		})
+	}
+}

@@ -217,7 +217,7 @@ func TestJWTNumericDates(t *testing.T) {
 func TestJWTIdentityControlCharacters(t *testing.T) {
 	f := newFixture(t, nil)
 	var tests []strictCase
-	for _, claim := range []string{"sub", "client_id", "azp", "cid", "appid"} {
+	for _, claim := range []string{"sub", "client_id", "azp", "cid", "appid", "username"} {
 		for name, v := range map[string]string{
 			"NUL": `\u0000`, "LF": `\n`, "CR": `\r`, "ESC": `\u001b`, "US": `\u001f`,
 			"DEL": `\u007f`, "NEL (C1)": `\u0085`, "APC (C1)": `\u009f`, "raw byte 0x01": "\x01",
@@ -231,6 +231,9 @@ func TestJWTIdentityControlCharacters(t *testing.T) {
 		)
 	}
 	tests = append(tests, strictCase{name: "iss with a control character", drop: []string{"iss"}, claims: fmt.Sprintf(`"iss":"%s\u0000"`, f.iss.URL), want: DescMalformed})
+	// username is not forwarded for a JWT: it is checked when it is a
+	// string, and otherwise left alone like any claim mcp-authz does not read.
+	tests = append(tests, strictCase{name: "username that is not a string is not read", claims: `"username":{"x":1}`})
 	runStrictCases(t, f, tests)
 }
 

@@ -113,7 +113,7 @@ func FuzzDecodeClaims(f *testing.F) {
 		`{"scope":"a","scope":"b"}`,
 		`{"scp":["a","b c"]}`, `{"scp":"a  b "}`, `{"exp":1e19}`, `{"exp":-1}`, `{"exp":"1"}`,
 		`{"nbf":253402300799.9}`, `{"sub":"\u0000"}`, `{"sub":"\ud800\udc00"}`, `{"aud":["a",null]}`,
-		`{"x":{"y":[{"z":1,"z":2}]}}`, `[]`, `null`, `{"client_id":"c","azp":"\u0085"}`,
+		`{"x":{"y":[{"z":1,"z":2}]}}`, `[]`, `null`, `{"client_id":"c","azp":"\u0085"}`, `{"username":"\u0085"}`, `{"username":7}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -140,7 +140,7 @@ func FuzzDecodeClaims(f *testing.F) {
 
 func checkClaimsInvariants(t *testing.T, c *accessClaims) {
 	t.Helper()
-	for _, id := range []string{c.Issuer, c.Subject, c.ClientID, c.Azp, c.Cid, c.AppID} {
+	for _, id := range []string{c.Issuer, c.Subject, c.ClientID, c.Azp, c.Cid, c.AppID, string(c.Username)} {
 		if !utf8.ValidString(id) || strings.ContainsFunc(id, func(r rune) bool { return r < 0x20 || (r >= 0x7f && r <= 0x9f) }) {
 			t.Fatalf("identity %q holds a control character or invalid UTF-8", id)
 		}
