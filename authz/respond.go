@@ -335,6 +335,12 @@ func (s *Server) allowed(rt *route, p *validators.Principal, claims string, op o
 	if client != "" {
 		o.meta = append(o.meta, metaField{key: "client_id", s: client})
 	}
+	if claims != "" {
+		// The same as the claims header (DESIGN §2: the identity headers,
+		// and the same as dynamic metadata), for access logs and filters
+		// that decode it.
+		o.meta = append(o.meta, metaField{key: "claims", s: claims})
+	}
 	if exp := p.ExpiresAt(); !exp.IsZero() {
 		o.meta = append(o.meta, metaField{key: "exp", n: float64(exp.Unix()), number: true})
 	}

@@ -309,7 +309,8 @@ func TestAllowedResponse(t *testing.T) {
 	md := d.resp.GetDynamicMetadata().GetFields()
 	if md["sub"].GetStringValue() != "user-1" || md["client_id"].GetStringValue() != "client-1" ||
 		md["scope"].GetStringValue() != "mcp:read mcp:write" || md["resource"].GetStringValue() != testResource ||
-		md["exp"].GetNumberValue() != 2000000000 {
+		md["exp"].GetNumberValue() != 2000000000 || md["iss"].GetStringValue() != "https://as.example" ||
+		md["claims"].GetStringValue() != "eyJzdWIiOiJ1c2VyLTEifQ" {
 		t.Errorf("dynamic metadata = %v", md)
 	}
 }

@@ -165,11 +165,12 @@ func allocSize(n int) int {
 }
 
 // allowWeight estimates the allow response authz keeps with p: its wire
-// form, which holds the base64url claims and every identity value once
-// more besides about 300 bytes of names and framing, and about 450 bytes
-// of bookkeeping around it.
+// form, which holds the base64url claims twice (the header and the
+// dynamic metadata) and every identity value once more besides about 300
+// bytes of names and framing, and about 450 bytes of bookkeeping around
+// it.
 func allowWeight(p *validators.Principal) int {
 	n, _ := p.ClaimsSize()
 	claims := (n*4 + 2) / 3
-	return 450 + allocSize(300+claims+len(p.ClientID())+len(p.Subject())+len(p.Issuer())+len(p.ScopeString()))
+	return 450 + allocSize(310+2*claims+len(p.ClientID())+len(p.Subject())+len(p.Issuer())+len(p.ScopeString()))
 }
