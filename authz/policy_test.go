@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -206,6 +207,56 @@ func TestOperationScopesWithoutBodyRules(t *testing.T) {
 		map[string]string{"authorization": "Bearer good"})
 	if d := decide(t, s, dup); d.http != 400 {
 		t.Errorf("duplicate method: %d", d.http)
+	}
+}
+
+// TestUnreadableBodyWithoutRules: DESIGN §6 refuses a POST body that is
+// truncated, compressed, not JSON or not JSON-RPC (unreadable_body: deny,
+// the default) whether or not operation rules exist, since what the MCP
+// server will read cannot be known; only an absent body (Envoy not
+// configured to send it, or nginx and Traefik, which never do) depends on
+// rules. unreadable_body: route_scopes lets each through on the route's
+// scopes.
+func TestUnreadableBodyWithoutRules(t *testing.T) {
+	headers := func(extra ...string) map[string]string {
+		h := map[string]string{"authorization": "Bearer good", "mcp-session-id": "s"}
+		for i := 0; i < len(extra); i += 2 {
+			h[extra[i]] = extra[i+1]
+		}
+		return h
+	}
+	for _, tc := range []struct {
+		name    string
+		req     *authv3.CheckRequest
+		deny400 bool // with the default unreadable_body: deny
+	}{
+		{"readable", mcpRequest("POST", "/mcp", callTool("x"), headers()), false},
+		{"absent", mcpRequest("POST", "/mcp", "", headers()), false},
+		{"truncated", mcpRequest("POST", "/mcp", callTool("x"), headers("x-envoy-auth-partial-body", "true")), true},
+		{"compressed", mcpRequest("POST", "/mcp", callTool("x"), headers("content-encoding", "gzip")), true},
+		{"identity encoding is not compression", mcpRequest("POST", "/mcp", callTool("x"), headers("content-encoding", "identity")), false},
+		{"not JSON", mcpRequest("POST", "/mcp", `{"method":`, headers()), true},
+		{"JSON but no message", mcpRequest("POST", "/mcp", `{"jsonrpc":"2.0"}`, headers()), true},
+		{"empty batch", mcpRequest("POST", "/mcp", `[]`, headers()), true},
+	} {
+		for _, routeScopes := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/route_scopes=%v", tc.name, routeScopes), func(t *testing.T) {
+				s, _ := newTestServer(t, func(_ *Config, r *Resource) {
+					r.Operations = nil
+					r.UnreadableBodyRouteScopes = routeScopes
+				})
+				d := decide(t, s, tc.req)
+				if tc.deny400 && !routeScopes {
+					if d.http != 400 || !strings.Contains(d.headers["www-authenticate"], `error="invalid_request"`) {
+						t.Fatalf("got %v %d %s, want 400 invalid_request", d.grpc, d.http, d.headers["www-authenticate"])
+					}
+					return
+				}
+				if d.grpc != codes.OK {
+					t.Fatalf("denied: %d %s", d.http, d.body)
+				}
+			})
+		}
 	}
 }
 
