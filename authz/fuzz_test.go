@@ -13,10 +13,15 @@ func FuzzParseAuthorization(f *testing.F) {
 		"", "Bearer", "Bearer ", "Bearer abc", "bearer abc==", "BEARER a.b.c", "Bearer a b",
 		"Basic dXNlcjpwYXNz", "Bearer a,Bearer b", `Digest realm="x", nonce="y"`, "Bearer ab=cd",
 		"Bearer\tabc", " Bearer abc ", "Bearer ~+/-._", "Bearer =", "Bearerabc", "Bearer \x00",
+		"Basic a,Basic b", `Digest username="a,Bearer x", realm="r"`, `Digest a="\",", Basic b`, "Basic a, ,b=c", ",,", `"`,
 	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, v string) {
+		// Two credentials as Envoy joins them are never one.
+		if two := parseAuthorization("Basic " + v + ",Basic x"); two.kind != credInvalid && !strings.ContainsAny(v, "\"\\") {
+			t.Fatalf("two joined credentials read as %v", two.kind)
+		}
 		c := parseAuthorization(v)
 		switch c.kind {
 		case credBearer:
