@@ -172,7 +172,10 @@ func isAuthParam(elem string) bool {
 }
 
 // tchars marks the RFC 9110 tchar characters, of which tokens are made.
-var tchars = func() (t [256]bool) {
+var tchars = alnumAnd("!#$%&'*+-.^_`|~")
+
+// alnumAnd marks ASCII letters and digits, and the characters of extra.
+func alnumAnd(extra string) (t [256]bool) {
 	for c := 'a'; c <= 'z'; c++ {
 		t[c] = true
 	}
@@ -182,11 +185,11 @@ var tchars = func() (t [256]bool) {
 	for c := '0'; c <= '9'; c++ {
 		t[c] = true
 	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
+	for i := range len(extra) {
+		t[extra[i]] = true
 	}
 	return t
-}()
+}
 
 // isBearerScheme reports whether v starts with the Bearer scheme name,
 // matched case-insensitively, followed by the end or a space.
@@ -199,21 +202,7 @@ func isBearerScheme(v string) bool {
 }
 
 // token68Chars marks the RFC 7235 token68 characters other than "=".
-var token68Chars = func() (t [256]bool) {
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-	}
-	for c := 'A'; c <= 'Z'; c++ {
-		t[c] = true
-	}
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for _, c := range "-._~+/" {
-		t[c] = true
-	}
-	return t
-}()
+var token68Chars = alnumAnd("-._~+/")
 
 // isToken68 reports whether s matches RFC 7235 token68:
 // 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
