@@ -56,27 +56,10 @@ func TestRedisSettingsReachTheServer(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "c.yaml")
-			if err := os.WriteFile(path, []byte(tc.yaml+"resources: [{resource: https://m.example/mcp, authorization_servers: [https://as.example]}]\n"), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			env := map[string]string{"MCP_AUTHZ_CACHE_SECRET": strings.Repeat("s", 32)}
-			if tc.redisURL != "" {
-				env["REDIS_URL"] = tc.redisURL
-			}
-			cfg, err := Load(path, envFunc(env))
-			if err != nil {
-				t.Fatal(err)
-			}
-			o, err := cfg.Redis.UniversalOptions()
-			if err != nil {
-				t.Fatal(err)
-			}
-			client := redis.NewUniversalClient(o)
-			defer client.Close()
+			client := clientFor(t, tc.redisURL, tc.yaml)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			err = client.Set(ctx, "k", "v", time.Minute).Err()
+			err := client.Set(ctx, "k", "v", time.Minute).Err()
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("error %v, want %s", err, tc.wantErr)
@@ -122,31 +105,40 @@ func TestRedisTLSIsSpoken(t *testing.T) {
 		{"addresses with tls: true", "", "redis: {addresses: [" + tlsAddr + "], tls: true}\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "c.yaml")
-			if err := os.WriteFile(path, []byte(tc.yaml+"resources: [{resource: https://m.example/mcp, authorization_servers: [https://as.example]}]\n"), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			env := map[string]string{"MCP_AUTHZ_CACHE_SECRET": strings.Repeat("s", 32)}
-			if tc.redisURL != "" {
-				env["REDIS_URL"] = tc.redisURL
-			}
-			cfg, err := Load(path, envFunc(env))
-			if err != nil {
-				t.Fatal(err)
-			}
-			o, err := cfg.Redis.UniversalOptions()
-			if err != nil {
-				t.Fatal(err)
-			}
-			client := redis.NewUniversalClient(o)
-			defer client.Close()
+			client := clientFor(t, tc.redisURL, tc.yaml)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			err = client.Ping(ctx).Err()
+			err := client.Ping(ctx).Err()
 			var unknown x509.UnknownAuthorityError
 			if !errors.As(err, &unknown) {
 				t.Fatalf("ping: %v, want the server's certificate refused (TLS spoken and verified)", err)
 			}
 		})
 	}
+}
+
+// clientFor loads a configuration of the Redis section yaml (and one
+// resource) with REDIS_URL set to redisURL when not empty, and returns the
+// go-redis client its options build; it is closed when the test ends.
+func clientFor(t *testing.T, redisURL, yaml string) redis.UniversalClient {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte(yaml+"resources: [{resource: https://m.example/mcp, authorization_servers: [https://as.example]}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"MCP_AUTHZ_CACHE_SECRET": strings.Repeat("s", 32)}
+	if redisURL != "" {
+		env["REDIS_URL"] = redisURL
+	}
+	cfg, err := Load(path, envFunc(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := cfg.Redis.UniversalOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := redis.NewUniversalClient(o)
+	t.Cleanup(func() { client.Close() })
+	return client
 }
