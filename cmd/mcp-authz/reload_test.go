@@ -42,19 +42,7 @@ resources:
 		}
 	}
 	write(one)
-	load := func() (*config.Config, error) { return config.Load(path, func(string) string { return "" }) }
-	cfg, err := load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs bytes.Buffer
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	svc, err := newService(ctx, cfg, slog.New(slog.NewJSONHandler(&logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc.load = load
+	svc, logs := reloadableService(t, path)
 	metadata := func(name string) int {
 		rec := httptest.NewRecorder()
 		svc.httpHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/.well-known/oauth-protected-resource/"+name, nil))
@@ -91,7 +79,7 @@ resources:
 			write(st.file)
 			logs.Reset()
 			before := svc.current()
-			err := svc.reload(ctx, "test")
+			err := svc.reload(context.Background(), "test")
 			if (err != nil) != st.wantErr {
 				t.Fatalf("reload: %v", err)
 			}
@@ -147,24 +135,12 @@ resources:
 			if err := os.WriteFile(path, []byte(base), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			load := func() (*config.Config, error) { return config.Load(path, func(string) string { return "" }) }
-			cfg, err := load()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var logs bytes.Buffer
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			svc, err := newService(ctx, cfg, slog.New(slog.NewJSONHandler(&logs, nil)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			svc.load = load
+			svc, logs := reloadableService(t, path)
 			if err := os.WriteFile(path, []byte(tc.yaml+base), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			logs.Reset()
-			if err := svc.reload(ctx, "test"); err != nil {
+			if err := svc.reload(context.Background(), "test"); err != nil {
 				t.Fatal(err)
 			}
 			if !strings.Contains(logs.String(), `"field":"`+tc.field+`"`) {
@@ -172,4 +148,24 @@ resources:
 			}
 		})
 	}
+}
+
+// reloadableService is a service built from the configuration file at
+// path, which its reloads read again, logging JSON lines into logs.
+func reloadableService(t *testing.T, path string) (svc *service, logs *bytes.Buffer) {
+	t.Helper()
+	load := func() (*config.Config, error) { return config.Load(path, func(string) string { return "" }) }
+	cfg, err := load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs = new(bytes.Buffer)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	svc, err = newService(ctx, cfg, slog.New(slog.NewJSONHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.load = load
+	return svc, logs
 }
