@@ -139,17 +139,34 @@ func severalCredentials(v string) bool {
 }
 
 // listElementEnd returns the index of the first comma of v outside a
-// quoted string, or len(v).
+// quoted string, or len(v). A quoted string is an auth-param's value
+// (RFC 7235: token BWS "=" BWS quoted-string) that closes: a quote
+// anywhere else, or one that never closes, quotes nothing, so that a
+// stray quote in one header cannot hide the next one Envoy joined to it.
 func listElementEnd(v string) int {
-	quoted := false
+	quoted, afterEq, open := false, false, 0
 	for i := 0; i < len(v); i++ {
-		switch c := v[i]; {
+		c := v[i]
+		switch {
 		case quoted && c == '\\':
 			i++ // quoted-pair
-		case c == '"':
-			quoted = !quoted
-		case !quoted && c == ',':
+		case quoted && c == '"':
+			quoted = false
+		case quoted:
+		case c == '"' && afterEq:
+			quoted, open = true, i
+		case c == ',':
 			return i
+		}
+		if !quoted && c != ' ' && c != '\t' {
+			afterEq = c == '='
+		}
+	}
+	if quoted {
+		// No quote follows open (escaped ones aside), so what follows the
+		// comma holds no quoted string: the rest of the value is read once.
+		if j := strings.IndexByte(v[open:], ','); j >= 0 {
+			return open + j
 		}
 	}
 	return len(v)

@@ -19,7 +19,7 @@ func FuzzParseAuthorization(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, v string) {
 		// Two credentials as Envoy joins them are never one.
-		if two := parseAuthorization("Basic " + v + ",Basic x"); two.kind != credInvalid && !strings.ContainsAny(v, "\"\\") {
+		if two := parseAuthorization("Basic " + v + ",Basic x"); two.kind != credInvalid {
 			t.Fatalf("two joined credentials read as %v", two.kind)
 		}
 		c := parseAuthorization(v)
