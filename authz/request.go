@@ -122,10 +122,17 @@ func (in *checkInput) header(opts *readOptions, key, value string, raw bool) {
 		in.preflight = true
 		return
 	case hContentEncoding:
-		in.contentEncoding = value
+		// Every line's codings count, as Envoy's join of them would.
+		if raw && in.contentEncoding != "" {
+			in.contentEncoding += "," + value
+		} else {
+			in.contentEncoding = value
+		}
 		return
 	case hPartialBody:
-		in.partialBody = strings.EqualFold(strings.TrimSpace(value), "true")
+		// Sticky: a body already known truncated (forward auth reads at
+		// most ForwardMaxBody) stays so whatever the header says.
+		in.partialBody = in.partialBody || strings.EqualFold(strings.TrimSpace(value), "true")
 		return
 	case hTraceparent:
 		if opts.traceContext {

@@ -1,0 +1,110 @@
+package authz
+
+// Red-team attacks on unreadable bodies refused without rules (51be594).
+// A test that passes documents a defence.
+
+import (
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+)
+
+// TestRedteamBodyEncodingAndTruncation: DESIGN §6 without operation
+// rules. A body the MCP server reads as the JSON-RPC message it is
+// (whitespace around it, a batch of notifications, content-encoding
+// identity in any case) passes; one whose reading is unknown
+// (content-encoding other than identity, in any header line; truncated)
+// is 400 invalid_request by default, whichever reader and header
+// encoding carries it.
+func TestRedteamBodyEncodingAndTruncation(t *testing.T) {
+	auth := [2]string{"authorization", "Bearer good"}
+	session := [2]string{"mcp-session-id", "s-1"}
+	ce := func(v string) [2]string { return [2]string{"content-encoding", v} }
+	partial := func(v string) [2]string { return [2]string{"x-envoy-auth-partial-body", v} }
+	notifications := `[{"jsonrpc":"2.0","method":"notifications/initialized"},{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}]`
+	tests := []struct {
+		name   string
+		body   string
+		lines  [][2]string
+		deny   bool
+		joined bool // only as the headers map (the raw form differs on purpose)
+	}{
+		{"whitespace around the message", " \r\n\t" + callTool("x") + "\n\t ", nil, false, false},
+		{"batch of notifications", notifications, nil, false, false},
+		{"batch of responses", `[{"jsonrpc":"2.0","id":1,"result":{}},{"jsonrpc":"2.0","id":2,"error":{"code":-1,"message":"m"}}]`, nil, false, false},
+		{"content-encoding identity", callTool("x"), [][2]string{ce("identity")}, false, false},
+		{"content-encoding IDENTITY, padded", callTool("x"), [][2]string{ce(" IDENTITY ")}, false, false},
+		{"content-encoding empty", callTool("x"), [][2]string{ce("")}, false, false},
+		{"partial body false", callTool("x"), [][2]string{partial("false")}, false, false},
+		// RFC 8259 §8.1: a sender must not add a BOM; read strictly, the
+		// body is unreadable (jsonrpc.go), and the default refuses it.
+		{"BOM", "\ufeff" + callTool("x"), nil, true, false},
+		{"gzip", callTool("x"), [][2]string{ce("gzip")}, true, false},
+		{"GZIP", callTool("x"), [][2]string{ce("GZIP")}, true, false},
+		{"identity then gzip in one line", callTool("x"), [][2]string{ce("identity, gzip")}, true, false},
+		{"gzip then identity, two lines", callTool("x"), [][2]string{ce("gzip"), ce("identity")}, true, false},
+		{"identity then br, two lines", callTool("x"), [][2]string{ce("identity"), ce("br")}, true, false},
+		{"unknown coding", callTool("x"), [][2]string{ce("x-custom")}, true, false},
+		{"partial body true", callTool("x"), [][2]string{partial("true")}, true, false},
+		{"partial body TRUE, padded", callTool("x"), [][2]string{partial(" TRUE ")}, true, false},
+		{"not JSON-RPC", `{"id":1}`, nil, true, false},
+		{"JSON string", `"tools/call"`, nil, true, false},
+	}
+	s, _ := newTestServer(t, func(_ *Config, r *Resource) { r.Operations = nil })
+	for _, tt := range tests {
+		for _, raw := range []bool{false, true} {
+			if raw && tt.joined {
+				continue
+			}
+			t.Run(fmt.Sprintf("%s/raw=%v", tt.name, raw), func(t *testing.T) {
+				lines := append([][2]string{auth, session}, tt.lines...)
+				d := rtDecideBoth(t, s, rtHeaderLines("/mcp", tt.body, raw, lines...))
+				switch {
+				case tt.deny && (d.http != 400 || !strings.Contains(d.headers["www-authenticate"], `error="invalid_request"`)):
+					t.Fatalf("got %v %d, want 400 invalid_request", d.grpc, d.http)
+				case !tt.deny && d.grpc != codes.OK:
+					t.Fatalf("a readable body denied: %d %s", d.http, d.body)
+				}
+			})
+		}
+	}
+}
+
+// TestRedteamForwardBodyTruncation: on /envoy/<path> (Envoy's HTTP
+// ext_authz), a body longer than ForwardMaxBody is truncated here, and
+// its reading is unknown whatever an x-envoy-auth-partial-body header
+// says (Envoy's "false" only means it sent the whole body); two
+// Content-Encoding lines are read as one list, as on the gRPC side.
+func TestRedteamForwardBodyTruncation(t *testing.T) {
+	long := `{"jsonrpc":"2.0","id":1,"method":"ping"}` + strings.Repeat(" ", ForwardMaxBody)
+	tests := []struct {
+		name    string
+		body    string
+		headers [][2]string
+		deny    bool
+	}{
+		{"whole body", callTool("x"), nil, false},
+		{"truncated", long, nil, true},
+		{"truncated, partial-body false", long, [][2]string{{"X-Envoy-Auth-Partial-Body", "false"}}, true},
+		{"whole body, partial-body true", callTool("x"), [][2]string{{"X-Envoy-Auth-Partial-Body", "true"}}, true},
+		{"gzip then identity", callTool("x"), [][2]string{{"Content-Encoding", "gzip"}, {"Content-Encoding", "identity"}}, true},
+		{"identity", callTool("x"), [][2]string{{"Content-Encoding", "identity"}}, false},
+	}
+	s, _ := newTestServer(t, func(_ *Config, r *Resource) { r.Operations = nil })
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			headers := append([][2]string{{"Authorization", "Bearer good"}, {"Mcp-Session-Id", "s-1"}}, tt.headers...)
+			w := httptest.NewRecorder()
+			s.ForwardHandler().ServeHTTP(w, forwardRequest(ForwardPathEnvoy, original{method: "POST", target: "/mcp", headers: headers, body: tt.body}))
+			switch {
+			case tt.deny && w.Code != 400:
+				t.Fatalf("got %d, want 400", w.Code)
+			case !tt.deny && w.Code != 200:
+				t.Fatalf("a readable body denied: %d %s", w.Code, w.Body)
+			}
+		})
+	}
+}
