@@ -40,7 +40,7 @@ func (c *Config) validateRedis() error {
 	case r.URL == "" && len(r.Addresses) == 0:
 		return c.fieldError("redis.url", "required (redis://host:port/db), or addresses for Sentinel/Cluster")
 	case r.URL != "":
-		if _, err := redis.ParseURL(r.URL); err != nil {
+		if _, err := parseRedisURL(r.URL); err != nil {
 			return c.fieldError("redis.url", "%v", err)
 		}
 	}
@@ -101,7 +101,7 @@ func (r *RedisConfig) UniversalOptions() (*redis.UniversalOptions, error) {
 		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
 	if r.URL != "" {
-		u, err := redis.ParseURL(r.URL)
+		u, err := parseRedisURL(r.URL)
 		if err != nil {
 			return nil, err
 		}
@@ -122,6 +122,18 @@ func (r *RedisConfig) UniversalOptions() (*redis.UniversalOptions, error) {
 		}
 	}
 	return o, nil
+}
+
+// parseRedisURL is redis.ParseURL with errors that never quote a URL
+// holding credentials: net/url's errors quote the whole URL, and go-redis's
+// quote its path and query, where a password with an unescaped '/', '?'
+// or '#' ends up.
+func parseRedisURL(s string) (*redis.Options, error) {
+	o, err := redis.ParseURL(s)
+	if err != nil && strings.Contains(s, "@") {
+		return nil, errors.New("not a valid Redis URL (redis[s]://[user:password@]host[:port][/db], with '@', ':', '/', '?', '#' and '%' percent-encoded in the user and password); the URL holds credentials, so it is not quoted")
+	}
+	return o, err
 }
 
 // minVerdictSecret is the shortest verdict secret accepted: HMAC-SHA256

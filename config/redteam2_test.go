@@ -1,0 +1,75 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Red-team attacks on the Redis settings: REDIS_URL and
+// MCP_AUTHZ_CACHE_SECRET overriding the file (67c2cef), the Sentinels' own
+// password (26c18fe) and a Redis URL that keeps the section's other
+// settings (91d9acc). A test that passes documents a defence.
+
+// rtLoad loads yaml (with one resource) under env.
+func rtLoad(t *testing.T, yaml string, env map[string]string) (*Config, error) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte(yaml+okResource), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return Load(path, envFunc(env))
+}
+
+// TestRedteamRedisURLErrorsKeepThePassword: a Redis URL that does not
+// parse stops start-up (and a reload) with a line naming the field,
+// never the password in it, whether the URL comes from REDIS_URL or the
+// file, and whatever part of it is wrong (a password with an unescaped
+// '/', '?' or '#' spills into the port, path or query).
+func TestRedteamRedisURLErrorsKeepThePassword(t *testing.T) {
+	const pw = "s3cretPassw0rd"
+	secret := strings.Repeat("s", 32)
+	for _, u := range []string{
+		"redis://:" + pw + "@127.0.0.1:badport",
+		"redis://:s3cret/Passw0rd@127.0.0.1:6379",
+		"redis://:s3cret?Passw0rd@127.0.0.1:6379",
+		"redis://:s3cret#Passw0rd@127.0.0.1:6379",
+		"redis://127.0.0.1:6379/0?password=" + pw + "@",
+		"redis://user:" + pw + "@ho st:6379",
+		"redis://user:" + pw + "@[::1:6379",
+		"redis://user:" + pw + "%zz@127.0.0.1:6379",
+		"redis://user:" + pw + "@127.0.0.1:6379/x",
+		"redis://user:" + pw + "@127.0.0.1:6379?foo=1",
+		"redis://user:" + pw + "@127.0.0.1:6379/0/1",
+		"rediss://user:" + pw + "\x7f@127.0.0.1:6379",
+		"ftp://user:" + pw + "@127.0.0.1",
+	} {
+		for _, from := range []string{"REDIS_URL", "redis.url"} {
+			t.Run(from+" "+u, func(t *testing.T) {
+				env := map[string]string{"MCP_AUTHZ_CACHE_SECRET": secret}
+				yaml := ""
+				if from == "REDIS_URL" {
+					env["REDIS_URL"] = u
+				} else {
+					yaml = "redis: {url: '" + u + "'}\n"
+				}
+				_, err := rtLoad(t, yaml, env)
+				if err == nil {
+					t.Fatal("accepted")
+				}
+				if strings.Contains(err.Error(), pw[:6]) || strings.Contains(err.Error(), pw[len(pw)-6:]) {
+					t.Fatalf("the error carries the password: %v", err)
+				}
+				if !strings.Contains(err.Error(), from) {
+					t.Fatalf("the error does not name %s: %v", from, err)
+				}
+				// UniversalOptions, used past validation, says the same.
+				r := &RedisConfig{URL: u}
+				if _, err := r.UniversalOptions(); err == nil || strings.Contains(err.Error(), pw[:6]) {
+					t.Fatalf("UniversalOptions: %v", err)
+				}
+			})
+		}
+	}
+}
