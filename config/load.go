@@ -277,10 +277,14 @@ func (e envReader) redis(c *Config) {
 		c.Redis = &RedisConfig{}
 	}
 	// The environment overrides the file: REDIS_URL names the one node
-	// to use in place of the file's Sentinels or Cluster nodes, and
-	// MCP_AUTHZ_CACHE_SECRET replaces the file's secret file. Both secret
-	// variables at once still conflict (verdictSecrets).
+	// to use in place of the file's Sentinels (and their own password)
+	// or Cluster nodes, and MCP_AUTHZ_CACHE_SECRET replaces the file's
+	// secret file. Both secret variables at once still conflict
+	// (verdictSecrets).
 	if e.has("REDIS_URL") {
+		if c.Redis.MasterName != "" {
+			c.Redis.SentinelPassword, c.Redis.SentinelPasswordFile = "", ""
+		}
 		c.Redis.Addresses, c.Redis.MasterName = nil, ""
 	}
 	e.str("REDIS_URL", "redis.url", &c.Redis.URL)

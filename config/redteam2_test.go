@@ -73,3 +73,47 @@ func TestRedteamRedisURLErrorsKeepThePassword(t *testing.T) {
 		}
 	}
 }
+
+// TestRedteamRedisURLReplacesSentinelPassword: REDIS_URL replaces the
+// file's Sentinels (67c2cef); a file whose Sentinels have their own
+// password (26c18fe) must not then stop start-up for a password that
+// has no Sentinel left, nor send it anywhere. The data nodes' password
+// stays.
+func TestRedteamRedisURLReplacesSentinelPassword(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secrets")
+	if err := os.WriteFile(secretFile, []byte(strings.Repeat("f", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sentinelPwFile := filepath.Join(dir, "sentinel-password")
+	if err := os.WriteFile(sentinelPwFile, []byte("sentinel-pw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const base = "redis: {addresses: [127.0.0.1:26379], master_name: mymaster, password: pw, verdict_secret_file: "
+	for name, own := range map[string]string{
+		"sentinel_password":      "sentinel_password: spw",
+		"sentinel_password_file": "sentinel_password_file: " + sentinelPwFile,
+	} {
+		t.Run(name, func(t *testing.T) {
+			yaml := base + secretFile + ", " + own + "}\n"
+			cfg, err := rtLoad(t, yaml, nil)
+			if err != nil {
+				t.Fatalf("the file alone: %v", err)
+			}
+			if o, _ := cfg.Redis.UniversalOptions(); o.SentinelPassword == "" {
+				t.Fatal("the file alone lost the Sentinels' password")
+			}
+			cfg, err = rtLoad(t, yaml, map[string]string{"REDIS_URL": "redis://127.0.0.1:6380"})
+			if err != nil {
+				t.Fatalf("REDIS_URL over the file's Sentinels: %v", err)
+			}
+			o, err := cfg.Redis.UniversalOptions()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.MasterName != "" || o.SentinelPassword != "" || len(o.Addrs) != 1 || o.Password != "pw" {
+				t.Fatalf("master %q, sentinel password %q, addresses %v, password %q", o.MasterName, o.SentinelPassword, o.Addrs, o.Password)
+			}
+		})
+	}
+}
