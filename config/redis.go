@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -114,14 +115,22 @@ func (r *RedisConfig) UniversalOptions() (*redis.UniversalOptions, error) {
 		if u.Password != "" {
 			o.Password = u.Password
 		}
-		if u.DB != 0 {
-			o.DB = u.DB
+		if u.DB != 0 || urlNamesDB(r.URL) {
+			o.DB = u.DB // even 0, when the URL says so
 		}
 		if u.TLSConfig != nil {
 			o.TLSConfig = u.TLSConfig
 		}
 	}
 	return o, nil
+}
+
+// urlNamesDB reports whether a Redis URL that parses names its database,
+// by its path (redis://host/0) or a db query parameter, as go-redis reads
+// them.
+func urlNamesDB(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (strings.Trim(u.Path, "/") != "" || u.Query().Has("db"))
 }
 
 // parseRedisURL is redis.ParseURL with errors that never quote a URL

@@ -117,3 +117,93 @@ func TestRedteamRedisURLReplacesSentinelPassword(t *testing.T) {
 		})
 	}
 }
+
+// TestRedteamRedisEnvCombinations: whatever the file and the environment
+// combine, Redis is either refused with a clear line or runs with at
+// least one verdict secret of 32 bytes, TLS whenever the file or the URL
+// asks for it, the file's password unless the URL gives one, and the URL's
+// database when the URL names one (even 0).
+func TestRedteamRedisEnvCombinations(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secrets")
+	if err := os.WriteFile(secretFile, []byte(strings.Repeat("f", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	emptyFile := filepath.Join(dir, "empty")
+	if err := os.WriteFile(emptyFile, []byte("\n\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	envSecret := strings.Repeat("e", 32)
+	tests := []struct {
+		name     string
+		yaml     string
+		env      map[string]string
+		wantErr  string
+		tls      bool
+		password string
+		db       int
+	}{
+		{"tls in the file, redis:// URL", "redis: {tls: true, verdict_secret_file: " + secretFile + "}\n",
+			map[string]string{"REDIS_URL": "redis://127.0.0.1:6380"}, "", true, "", 0},
+		{"rediss:// URL, no tls in the file", "redis: {verdict_secret_file: " + secretFile + "}\n",
+			map[string]string{"REDIS_URL": "rediss://127.0.0.1:6380"}, "", true, "", 0},
+		{"file's password, URL with a user only", "redis: {password: pw, verdict_secret_file: " + secretFile + "}\n",
+			map[string]string{"REDIS_URL": "redis://app@127.0.0.1:6380"}, "", false, "pw", 0},
+		{"URL's password wins", "redis: {password: pw, verdict_secret_file: " + secretFile + "}\n",
+			map[string]string{"REDIS_URL": "redis://:url-pw@127.0.0.1:6380"}, "", false, "url-pw", 0},
+		{"URL names database 0 over the file's 4", "redis: {db: 4, verdict_secret_file: " + secretFile + "}\n",
+			map[string]string{"REDIS_URL": "redis://127.0.0.1:6380/0"}, "", false, "", 0},
+		{"URL's db=0 query over the file's 4", "redis: {db: 4, verdict_secret_file: " + secretFile + "}\n",
+			map[string]string{"REDIS_URL": "redis://127.0.0.1:6380?db=0"}, "", false, "", 0},
+		{"URL without a database keeps the file's", "redis: {db: 4, verdict_secret_file: " + secretFile + "}\n",
+			map[string]string{"REDIS_URL": "redis://127.0.0.1:6380"}, "", false, "", 4},
+		{"secret variable of spaces replaces the file", "redis: {url: 'redis://127.0.0.1:6380', verdict_secret_file: " + secretFile + "}\n",
+			map[string]string{"MCP_AUTHZ_CACHE_SECRET": "   "}, "MCP_AUTHZ_CACHE_SECRET: secret 1 of", false, "", 0},
+		{"secret variable of commas", "redis: {url: 'redis://127.0.0.1:6380'}\n",
+			map[string]string{"MCP_AUTHZ_CACHE_SECRET": ",,"}, "MCP_AUTHZ_CACHE_SECRET: secret 1 of", false, "", 0},
+		{"secret file of blank lines", "redis: {url: 'redis://127.0.0.1:6380'}\n",
+			map[string]string{"MCP_AUTHZ_CACHE_SECRET_FILE": emptyFile}, "holds no secret", false, "", 0},
+		{"REDIS_URL with a redis section and no secret", "redis: {prefix: p}\n",
+			map[string]string{"REDIS_URL": "redis://127.0.0.1:6380"}, "required with Redis", false, "", 0},
+		{"REDIS_URL, secret only in the file's section", "redis: {verdict_secret_file: " + secretFile + "}\n",
+			map[string]string{"REDIS_URL": "redis://127.0.0.1:6380"}, "", false, "", 0},
+		{"environment secret over the file's", "redis: {url: 'redis://127.0.0.1:6380', verdict_secret_file: " + secretFile + "}\n",
+			map[string]string{"MCP_AUTHZ_CACHE_SECRET": envSecret}, "", false, "", 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := rtLoad(t, tc.yaml, tc.env)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want %q", err, tc.wantErr)
+				}
+				if strings.Contains(err.Error(), "fffff") || strings.Contains(err.Error(), "eeeee") {
+					t.Fatalf("the error carries a secret: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := cfg.Redis
+			if len(r.Secrets) == 0 {
+				t.Fatal("Redis without a verdict secret")
+			}
+			for _, s := range r.Secrets {
+				if len(s) < minVerdictSecret {
+					t.Fatalf("a %d-byte secret", len(s))
+				}
+			}
+			o, err := r.UniversalOptions()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (o.TLSConfig != nil) != tc.tls || o.Password != tc.password || o.DB != tc.db {
+				t.Fatalf("tls %v password %q db %d; want %v %q %d", o.TLSConfig != nil, o.Password, o.DB, tc.tls, tc.password, tc.db)
+			}
+			if o.MasterName != "" || o.SentinelPassword != "" || len(o.Addrs) != 1 {
+				t.Fatalf("REDIS_URL kept Sentinel settings: master %q, sentinel password %q, addresses %v", o.MasterName, o.SentinelPassword, o.Addrs)
+			}
+		})
+	}
+}
