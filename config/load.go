@@ -422,6 +422,25 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 
 // readSecret reads a mounted secret file; a trailing newline is not part
 // of the secret.
+// secretOf resolves a secret given either inline (*value) or by a file
+// (field names the file's setting, as "redis.password_file"; the inline
+// one is the same without "_file"): both at once is an error, and the
+// file's contents (less a trailing newline) become *value.
+func (c *Config) secretOf(value *string, file, field string) error {
+	switch {
+	case *value != "" && file != "":
+		name := field[strings.LastIndexByte(field, '.')+1:]
+		return c.fieldError(field, "set either %s or %s, not both", strings.TrimSuffix(name, "_file"), name)
+	case file != "":
+		s, err := readSecret(file)
+		if err != nil {
+			return c.fieldError(field, "%v", err)
+		}
+		*value = s
+	}
+	return nil
+}
+
 func readSecret(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -50,25 +50,14 @@ func (c *Config) validateRedis() error {
 			return c.fieldError("redis.addresses", "%q is not host:port", a)
 		}
 	}
-	if r.Password != "" && r.PasswordFile != "" {
-		return c.fieldError("redis.password_file", "set either password or password_file, not both")
+	if err := c.secretOf(&r.Password, r.PasswordFile, "redis.password_file"); err != nil {
+		return err
 	}
-	if r.PasswordFile != "" {
-		var err error
-		if r.Password, err = readSecret(r.PasswordFile); err != nil {
-			return c.fieldError("redis.password_file", "%v", err)
-		}
+	if err := c.secretOf(&r.SentinelPassword, r.SentinelPasswordFile, "redis.sentinel_password_file"); err != nil {
+		return err
 	}
-	switch {
-	case r.SentinelPassword != "" && r.SentinelPasswordFile != "":
-		return c.fieldError("redis.sentinel_password_file", "set either sentinel_password or sentinel_password_file, not both")
-	case (r.SentinelPassword != "" || r.SentinelPasswordFile != "") && r.MasterName == "":
+	if (r.SentinelPassword != "" || r.SentinelPasswordFile != "") && r.MasterName == "" {
 		return c.fieldError("redis.sentinel_password", "only for Sentinel: set master_name and the Sentinels' addresses")
-	case r.SentinelPasswordFile != "":
-		var err error
-		if r.SentinelPassword, err = readSecret(r.SentinelPasswordFile); err != nil {
-			return c.fieldError("redis.sentinel_password_file", "%v", err)
-		}
 	}
 	if err := c.verdictSecrets(); err != nil {
 		return err

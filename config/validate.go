@@ -214,14 +214,11 @@ func (c *Config) validateIntrospectionConfig(p string, in *IntrospectionConfig) 
 	if in.ClientID == "" {
 		return c.fieldError(p+"client_id", "required: introspection authenticates this service to the authorization server")
 	}
+	if err := c.secretOf(&in.ClientSecret, in.ClientSecretFile, p+"client_secret_file"); err != nil {
+		return err
+	}
 	switch {
-	case in.ClientSecret != "" && in.ClientSecretFile != "":
-		return c.fieldError(p+"client_secret_file", "set either client_secret or client_secret_file, not both")
 	case in.ClientSecretFile != "":
-		var err error
-		if in.ClientSecret, err = readSecret(in.ClientSecretFile); err != nil {
-			return c.fieldError(p+"client_secret_file", "%v", err)
-		}
 		if in.ClientSecret == "" {
 			return c.fieldError(p+"client_secret_file", "%s is empty", in.ClientSecretFile)
 		}
@@ -312,14 +309,8 @@ func (c *Config) validateHMAC(i int) error {
 	if h == nil {
 		return c.fieldError(p, "required for validation hmac (MCP_JWT_SECRET or MCP_JWT_SECRET_FILE)")
 	}
-	switch {
-	case h.Secret != "" && h.SecretFile != "":
-		return c.fieldError(p+".secret_file", "set either secret or secret_file, not both")
-	case h.SecretFile != "":
-		var err error
-		if h.Secret, err = readSecret(h.SecretFile); err != nil {
-			return c.fieldError(p+".secret_file", "%v", err)
-		}
+	if err := c.secretOf(&h.Secret, h.SecretFile, p+".secret_file"); err != nil {
+		return err
 	}
 	if len(h.Secret) < 32 {
 		return c.fieldError(p+".secret", "must be at least 32 bytes")
@@ -334,17 +325,11 @@ func (c *Config) validateHMAC(i int) error {
 
 func (c *Config) validateAdmin() error {
 	a := &c.Admin
-	if a.Token != "" && a.TokenFile != "" {
-		return c.fieldError("admin.token_file", "set either token or token_file, not both")
+	if err := c.secretOf(&a.Token, a.TokenFile, "admin.token_file"); err != nil {
+		return err
 	}
-	if a.TokenFile != "" {
-		var err error
-		if a.Token, err = readSecret(a.TokenFile); err != nil {
-			return c.fieldError("admin.token_file", "%v", err)
-		}
-		if a.Token == "" {
-			return c.fieldError("admin.token_file", "%s is empty", a.TokenFile)
-		}
+	if a.TokenFile != "" && a.Token == "" {
+		return c.fieldError("admin.token_file", "%s is empty", a.TokenFile)
 	}
 	if a.Token != "" && len(a.Token) < 16 {
 		return c.fieldError("admin.token", "must be at least 16 characters")
