@@ -517,16 +517,13 @@ func (s *Server) decide(ctx context.Context, in *checkInput, req *request) (resu
 		return s.invalidRequest(rt, "Duplicate member names in the JSON-RPC message"), nil
 	case bodyOK:
 		needed = rt.neededScopes(msgs)
-	case bodyUnreadable:
-		// Truncated, compressed, not JSON, not JSON-RPC: what the MCP
-		// server will read cannot be known (DESIGN §6), rules or none.
-		if !rt.UnreadableBodyRouteScopes {
-			return s.invalidRequest(rt, "Request body is not a readable JSON-RPC message"), nil
-		}
-	case bodyAbsent:
-		// Envoy sends no body unless configured to (with_request_body),
-		// and nginx and Traefik never do: only operation rules need one.
-		if len(rt.Operations) > 0 && !rt.UnreadableBodyRouteScopes {
+	case bodyUnreadable, bodyAbsent:
+		// A truncated, compressed or non-JSON-RPC body is refused rules or
+		// none: what the MCP server will read cannot be known (DESIGN §6).
+		// An absent one only when operation rules need it: Envoy sends no
+		// body unless configured to (with_request_body), and nginx and
+		// Traefik never do.
+		if !rt.UnreadableBodyRouteScopes && (state == bodyUnreadable || len(rt.Operations) > 0) {
 			return s.invalidRequest(rt, "Request body is not a readable JSON-RPC message"), nil
 		}
 	}
