@@ -38,12 +38,7 @@ func StartWith(t testing.TB, args ...string) *Server {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatal("redis-server not found: run scripts/test.sh (it installs Debian's redis-server) or apt-get install redis-server")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	ln.Close()
+	port := freePort(t)
 	s := &Server{Addr: "127.0.0.1:" + port, t: t, port: port, args: args}
 	s.start()
 	t.Cleanup(s.Kill)
@@ -114,23 +109,10 @@ func StartCluster(t testing.TB) *Cluster {
 	dir := t.TempDir()
 	c := &Cluster{}
 	for i := range 3 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, port, _ := net.SplitHostPort(ln.Addr().String())
-		ln.Close()
-		cmd := exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		port := freePort(t)
+		c.Addrs = append(c.Addrs, spawn(t, dir, port, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 			"--cluster-enabled", "yes", "--cluster-config-file", fmt.Sprintf("%s/nodes-%d.conf", dir, i),
-			"--cluster-node-timeout", "2000", "--loglevel", "warning")
-		cmd.Dir = dir
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		addr := "127.0.0.1:" + port
-		waitListening(t, addr)
-		c.Addrs = append(c.Addrs, addr)
+			"--cluster-node-timeout", "2000", "--loglevel", "warning"))
 	}
 	args := append([]string{"--cluster", "create"}, c.Addrs...)
 	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
@@ -185,12 +167,7 @@ func StartSentinel(t testing.TB, master *Server, masterName, password string) st
 // empty.
 func StartSentinelAuth(t testing.TB, master *Server, masterName, password, sentinelPassword string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	ln.Close()
+	port := freePort(t)
 	host, mport, _ := net.SplitHostPort(master.Addr)
 	conf := fmt.Sprintf("port %s\nbind 127.0.0.1\nsentinel monitor %s %s %s 1\n", port, masterName, host, mport)
 	if password != "" {
@@ -204,7 +181,26 @@ func StartSentinelAuth(t testing.TB, master *Server, masterName, password, senti
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("redis-server", path, "--sentinel", "--loglevel", "warning")
+	return spawn(t, dir, port, path, "--sentinel", "--loglevel", "warning")
+}
+
+// freePort returns a loopback port nothing listens on at the moment.
+func freePort(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
+}
+
+// spawn runs redis-server with args in dir until the test ends, and
+// returns its address once it listens on port.
+func spawn(t testing.TB, dir, port string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("redis-server", args...)
 	cmd.Dir = dir
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
