@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 )
 
 // TestRedteamBodyEncodingAndTruncation: DESIGN §6 without operation
@@ -102,5 +103,31 @@ func TestRedteamForwardBodyTruncation(t *testing.T) {
 				t.Fatalf("a readable body denied: %d %s", w.Code, w.Body)
 			}
 		})
+	}
+}
+
+// TestRedteamManyContentEncodingLines: thousands of Content-Encoding lines
+// in header_map cost the reader what one does, not the square of their
+// number (a join grown line by line copies everything before it each
+// time), and the body stays unreadable.
+func TestRedteamManyContentEncodingLines(t *testing.T) {
+	lines := make([][2]string, 10_000)
+	for i := range lines {
+		lines[i] = [2]string{"content-encoding", "identity"}
+	}
+	wire, err := proto.Marshal(rtHeaderLines("/mcp", callTool("x"), true, lines...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := newTestServer(t, nil)
+	in, err := parseCheckInput(wire, &s.read)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(in.contentEncoding); n > 64 {
+		t.Fatalf("the Content-Encoding lines were joined into %d bytes", n)
+	}
+	if state, _ := readBody(&in, nil); state != bodyUnreadable {
+		t.Fatalf("body state %v, want unreadable", state)
 	}
 }
