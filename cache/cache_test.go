@@ -395,3 +395,42 @@ func TestValidationOutlivesTheCallersBuffer(t *testing.T) {
 		}
 	}
 }
+
+// TestMemoryMaintenanceOnCallers: otter's maintenance runs on the
+// goroutines that read and write (runHere), including a first hit's
+// compute; many of them at once over a store far too small for them must
+// neither deadlock nor leave the store above its bound.
+func TestMemoryMaintenanceOnCallers(t *testing.T) {
+	const bound = 256 << 10
+	m, err := NewMemory(MemoryOptions{MaxBytes: bound})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := realisticPrincipal()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var wg sync.WaitGroup
+		for w := range 8 {
+			wg.Go(func() {
+				ctx := context.Background()
+				for i := range 20000 {
+					k := NewKey("p", strconv.Itoa(w*1_000_000+i%5000))
+					if _, ok := m.Get(ctx, k); !ok {
+						m.Set(ctx, k, Entry{Principal: p}, time.Hour)
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("callers still running after a minute: maintenance deadlocked")
+	}
+	m.Set(context.Background(), NewKey("p", "last"), Entry{Principal: p}, time.Hour)
+	if w := m.c.WeightedSize(); w > bound {
+		t.Fatalf("weighed %d bytes in a store bounded at %d", w, bound)
+	}
+}

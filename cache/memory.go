@@ -62,6 +62,7 @@ func NewMemory(opts MemoryOptions) (*Memory, error) {
 	c, err := otter.New(&otter.Options[Key, memEntry]{
 		MaximumWeight: opts.MaxBytes,
 		Weigher:       weigh,
+		Executor:      runHere,
 		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[Key, memEntry]) time.Duration {
 			return time.Duration(e.Value.until - time.Now().UnixNano())
 		}),
@@ -71,6 +72,15 @@ func NewMemory(opts MemoryOptions) (*Memory, error) {
 	}
 	return &Memory{c: c}, nil
 }
+
+// runHere is otter's executor: its maintenance (draining the read and
+// write buffers, evicting) runs on the goroutine whose read or write
+// called for it. The default starts a goroutine for each pass, and waking a
+// thread for it cost a fresh token's Check about 4 µs, more than the pass
+// itself. Nothing the store gives otter (the weigher, the expiry, Get's
+// compute function) calls the cache back, which is what a synchronous
+// executor forbids.
+func runHere(fn func()) { fn() }
 
 // Get implements Store.
 func (m *Memory) Get(_ context.Context, key Key) (Entry, bool) {

@@ -67,6 +67,7 @@ func NewSessions(opts SessionOptions) (*Sessions, error) {
 	}
 	c, err := otter.New(&otter.Options[[sha256.Size]byte, binding]{
 		MaximumWeight: opts.MaxBytes,
+		Executor:      runHere, // see memory.go
 		Weigher: func(_ [sha256.Size]byte, b binding) uint32 {
 			return uint32(128 + len(b.principal))
 		},
