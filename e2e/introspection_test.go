@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -178,5 +179,36 @@ func TestAutoValidationJWTAndOpaque(t *testing.T) {
 	}
 	if calls.Load() != before {
 		t.Fatal("a JWT from the configured issuer was introspected instead of validated locally")
+	}
+}
+
+// TestIntrospectionEndpointDiscovered: without OAUTH_INTROSPECTION_ENDPOINT
+// the endpoint is discovered from oidc-provider at start-up (/readyz waits
+// for it); an issuer that does not answer leaves the replica not ready and
+// its Checks 503, never 401.
+func TestIntrospectionEndpointDiscovered(t *testing.T) {
+	env := introspectionEnv("")
+	delete(env, "OAUTH_INTROSPECTION_ENDPOINT")
+	env["OAUTH_VALIDATION"] = "introspection"
+	p := startAuthz(t, env, true)
+	tok := token(t, "rs-client", "mcp:read", opaqueResource)
+	if ok, www := allowed(t, p, tok); !ok {
+		t.Fatalf("denied with a discovered endpoint: %s", www)
+	}
+
+	env["OAUTH_AUTHORIZATION_SERVER"] = "http://" + freeAddr(t) // nothing listens there
+	down := startAuthz(t, env, false)
+	r, err := http.Get("http://" + down.httpAddr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	if r.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "waiting for introspection endpoint discovery") {
+		t.Fatalf("/readyz with an unreachable issuer: %d %s", r.StatusCode, body)
+	}
+	resp := down.check(t, envoyCheck("POST", "/opaque", map[string]string{"authorization": "Bearer " + tok}))
+	if d := resp.GetDeniedResponse(); d.GetStatus().GetCode() != 503 || !strings.Contains(d.GetBody(), "Token introspection failed") {
+		t.Fatalf("want 503 Token introspection failed, got %v", resp)
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	json "github.com/go-json-experiment/json"
@@ -29,6 +28,10 @@ type IntrospectionConfig struct {
 	// Issuer, when set, must equal the response's iss if it has one, and
 	// is where the endpoint is discovered.
 	Issuer string
+	// SeedEndpoint, without Endpoint, is one discovered earlier for Issuer
+	// (by the validator this one replaces on a reload): used until this
+	// validator's own discovery, which starts at once, answers.
+	SeedEndpoint string
 	// ClientID and ClientSecret authenticate this service to the
 	// authorization server.
 	ClientID, ClientSecret string
@@ -83,14 +86,14 @@ type Introspection struct {
 	fingerprint string
 	// post is a copy of cfg.Client that never follows a redirect.
 	post *http.Client
-
-	mu       sync.Mutex
-	endpoint string // resolved
+	// disc finds the endpoint when none is configured.
+	disc *endpointDiscovery
 }
 
-// NewIntrospection checks cfg and returns the validator. Discovery, when
-// needed, happens on first use, so an unreachable authorization server at
-// start-up is not fatal.
+// NewIntrospection checks cfg and returns the validator. Without an
+// Endpoint, it starts discovering one from Issuer in the background (see
+// endpointDiscovery), which Close stops: an unreachable authorization
+// server at start-up is not fatal.
 func NewIntrospection(cfg IntrospectionConfig) (*Introspection, error) {
 	if cfg.Endpoint == "" && cfg.Issuer == "" {
 		return nil, errors.New("introspection: an endpoint or an issuer to discover it from is required")
@@ -130,7 +133,7 @@ func NewIntrospection(cfg IntrospectionConfig) (*Introspection, error) {
 	}
 	post := *cfg.Client
 	post.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	v := &Introspection{cfg: cfg, endpoint: cfg.Endpoint, post: &post}
+	v := &Introspection{cfg: cfg, post: &post}
 	h := sha256.New()
 	aud := slices.Clone(cfg.Audiences)
 	slices.Sort(aud)
@@ -138,8 +141,45 @@ func NewIntrospection(cfg IntrospectionConfig) (*Introspection, error) {
 	fmt.Fprintf(h, "introspection\x00%s\x00%s\x00%s\x00%s\x00%t\x00%d\x00", cfg.Endpoint, cfg.Issuer, cfg.ClientID,
 		strings.Join(aud, " "), cfg.AllowMissingAudience, cfg.Leeway)
 	v.fingerprint = hex.EncodeToString(h.Sum(nil)[:16])
+	if cfg.Endpoint == "" {
+		v.disc = newEndpointDiscovery(cfg.Client, cfg.Issuer, cfg.Logger)
+		if cfg.SeedEndpoint != "" {
+			if err := CheckOutboundURL(cfg.SeedEndpoint); err != nil {
+				return nil, fmt.Errorf("introspection: seed endpoint: %w", err)
+			}
+			e := cfg.SeedEndpoint
+			v.disc.endpoint.Store(&e)
+		}
+		go v.disc.run()
+	}
 	return v, nil
 }
+
+// Close stops the background discovery, if any. Validations after Close
+// use the endpoint found so far.
+func (v *Introspection) Close() {
+	if v.disc != nil {
+		v.disc.close()
+	}
+}
+
+// Issuer is the configured issuer, if any.
+func (v *Introspection) Issuer() string { return v.cfg.Issuer }
+
+// DiscoveredEndpoint is the endpoint discovery found, if it found one.
+func (v *Introspection) DiscoveredEndpoint() (string, bool) {
+	if v.disc == nil {
+		return "", false
+	}
+	e := v.disc.endpoint.Load()
+	if e == nil {
+		return "", false
+	}
+	return *e, true
+}
+
+// Ready reports whether the endpoint is known: configured, or discovered.
+func (v *Introspection) Ready() bool { return v.disc == nil || v.disc.known() }
 
 // Fingerprint identifies the validation policy for the verdict cache.
 func (v *Introspection) Fingerprint() string { return v.fingerprint }
@@ -176,12 +216,10 @@ func (v *Introspection) validate(ctx context.Context, token string) (*Principal,
 	}
 	body, err := v.call(ctx, endpoint, token)
 	if err != nil {
-		if v.cfg.Endpoint == "" {
-			// The endpoint came from discovery: look again next time, in
-			// case the server moved it.
-			v.mu.Lock()
-			v.endpoint = ""
-			v.mu.Unlock()
+		if v.disc != nil {
+			// The server may have moved it: look again soon, and keep
+			// using it meanwhile.
+			v.disc.poke()
 		}
 		return nil, err
 	}
@@ -197,23 +235,10 @@ func (v *Introspection) validate(ctx context.Context, token string) (*Principal,
 }
 
 func (v *Introspection) resolve(ctx context.Context) (string, error) {
-	v.mu.Lock()
-	endpoint := v.endpoint
-	v.mu.Unlock()
-	if endpoint != "" {
-		return endpoint, nil
+	if v.disc == nil {
+		return v.cfg.Endpoint, nil
 	}
-	md, err := Discover(ctx, v.cfg.Client, v.cfg.Issuer)
-	if err != nil {
-		return "", err
-	}
-	if md.IntrospectionEndpoint == "" {
-		return "", fmt.Errorf("discovery for issuer %q: no introspection_endpoint", v.cfg.Issuer)
-	}
-	v.mu.Lock()
-	v.endpoint = md.IntrospectionEndpoint
-	v.mu.Unlock()
-	return md.IntrospectionEndpoint, nil
+	return v.disc.get(ctx)
 }
 
 // call POSTs the token and returns a 200 answer's body. Every failure is

@@ -25,16 +25,23 @@ type generation struct {
 	metadata *metadata.Handler
 	// forward is authz's HTTP forward-auth front end (nginx, Traefik, ...).
 	forward http.Handler
-	// keySets are the JWKS this generation needs, for readiness.
-	keySets []issuerKeys
+	// waits are what this generation needs before it can judge tokens,
+	// for readiness: JWKS loaded, introspection endpoints discovered.
+	waits []readiness
+	// introspections are the generation's introspection validators, whose
+	// discovered endpoints the next generation starts from.
+	introspections []*validators.Introspection
 	// closers release what the generation holds in the service's
-	// registries (JWKS caches no other generation uses stop).
+	// registries (JWKS caches no other generation uses stop) and stop its
+	// background discoveries.
 	closers []interface{ Close() }
 }
 
-type issuerKeys struct {
-	issuer string
-	keys   *validators.RemoteKeySet
+// readiness is one issuer's dependency: its JWKS, or its introspection
+// endpoint when discovered.
+type readiness struct {
+	issuer, ready, waiting string
+	done                   func() bool
 }
 
 // close releases the generation's hold on shared JWKS caches.
@@ -42,6 +49,23 @@ func (g *generation) close() {
 	for _, c := range g.closers {
 		c.Close()
 	}
+}
+
+// discoveredEndpoint is the introspection endpoint the running
+// generation discovered for issuer, which a reload's validator starts from
+// while it discovers again: its first Checks need not wait for discovery.
+// Empty when the endpoint is configured, or nothing was discovered.
+func (s *service) discoveredEndpoint(issuer, configured string) string {
+	old := s.current()
+	if configured != "" || old == nil {
+		return ""
+	}
+	for _, iv := range old.introspections {
+		if e, ok := iv.DiscoveredEndpoint(); ok && iv.Issuer() == issuer {
+			return e
+		}
+	}
+	return ""
 }
 
 // buildGeneration builds the decision for cfg on the service's shared
@@ -197,7 +221,7 @@ func (s *service) newValidator(ctx context.Context, cfg *config.Config, g *gener
 		}
 		g.closers = append(g.closers, jv)
 		for iss, ks := range jv.KeySets() {
-			g.keySets = append(g.keySets, issuerKeys{issuer: iss, keys: ks})
+			g.waits = append(g.waits, readiness{issuer: iss, ready: "jwks loaded", waiting: "waiting for jwks", done: ks.Loaded})
 		}
 		if rc.Validation == "jwt" {
 			return jv, cfg.Cache.TTL.D(), nil
@@ -209,6 +233,7 @@ func (s *service) newValidator(ctx context.Context, cfg *config.Config, g *gener
 	for k, in := range list {
 		iv, err := validators.NewIntrospection(validators.IntrospectionConfig{
 			Endpoint:             in.Endpoint,
+			SeedEndpoint:         s.discoveredEndpoint(in.Issuer, in.Endpoint),
 			Issuer:               in.Issuer,
 			ClientID:             in.ClientID,
 			ClientSecret:         in.ClientSecret,
@@ -223,6 +248,12 @@ func (s *service) newValidator(ctx context.Context, cfg *config.Config, g *gener
 		})
 		if err != nil {
 			return nil, 0, err
+		}
+		g.closers = append(g.closers, iv)
+		g.introspections = append(g.introspections, iv)
+		if in.Endpoint == "" {
+			g.waits = append(g.waits, readiness{issuer: in.Issuer, ready: "introspection endpoint discovered",
+				waiting: "waiting for introspection endpoint discovery", done: iv.Ready})
 		}
 		servers = append(servers, iv)
 		// Revocation shows within the shortest cache TTL of any server.

@@ -5,11 +5,16 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/mcp-authz/mcp-authz/config"
 )
@@ -168,4 +173,71 @@ func reloadableService(t *testing.T, path string) (svc *service, logs *bytes.Buf
 	}
 	svc.load = load
 	return svc, logs
+}
+
+// TestReloadKeepsDiscoveredIntrospectionEndpoint: a reload's validators
+// start from the introspection endpoint the running ones discovered, so a
+// reload while the authorization server's discovery is down neither makes
+// the replica unready nor fails its Checks.
+func TestReloadKeepsDiscoveredIntrospectionEndpoint(t *testing.T) {
+	var down atomic.Bool
+	as := introspectionServer(t, "opaque-token", "alice")
+	var issuer string
+	mux := http.NewServeMux()
+	mux.HandleFunc("/.well-known/", func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintf(w, `{"issuer":%q,"introspection_endpoint":%q}`, issuer, as+"/introspect")
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	issuer = srv.URL
+	conf := func(scopes string) string {
+		return fmt.Sprintf(`
+resources:
+  - resource: https://m.example/mcp
+    authorization_servers: [%s]
+    required_scopes: [%s]
+    introspection: {client_id: rs, client_secret: s1}
+`, issuer, scopes)
+	}
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte(conf("")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	svc, _ := reloadableService(t, path)
+	ready := func() int {
+		rec := httptest.NewRecorder()
+		svc.httpHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+		return rec.Code
+	}
+	for end := time.Now().Add(10 * time.Second); ready() != http.StatusOK; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("not ready after 10 s with discovery answering")
+		}
+	}
+	down.Store(true)
+	if err := os.WriteFile(path, []byte(conf("mcp:read")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.reload(context.Background(), "test"); err != nil {
+		t.Fatal(err)
+	}
+	if code := ready(); code != http.StatusOK {
+		t.Fatalf("/readyz = %d after a reload with discovery down", code)
+	}
+	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+		Http: &authv3.AttributeContext_HttpRequest{Host: "m.example", Path: "/mcp", Headers: map[string]string{"authorization": "Bearer opaque-token"}},
+	}}}
+	resp, err := svc.current().authz.Check(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The reloaded policy needs mcp:read, which the token lacks: a 403
+	// proves the new generation introspected it.
+	if d := resp.GetDeniedResponse(); d.GetStatus().GetCode() != 403 {
+		t.Fatalf("after the reload: %v", resp)
+	}
 }

@@ -81,19 +81,20 @@ func (s *service) servePurge(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(resp)
 }
 
-// serveReady reports ready once every issuer's JWKS has loaded: until then
-// this replica can only answer 503 for tokens.
+// serveReady reports ready once every issuer's JWKS has loaded and every
+// introspection endpoint to discover is known: until then this replica can
+// only answer 503 for tokens.
 func (s *service) serveReady(w http.ResponseWriter, _ *http.Request) {
 	g := s.current()
-	issuers := make(map[string]string, len(g.keySets))
+	issuers := make(map[string]string, len(g.waits))
 	ready := true
-	for _, ik := range g.keySets {
-		if ik.keys.Loaded() {
-			if _, seen := issuers[ik.issuer]; !seen {
-				issuers[ik.issuer] = "jwks loaded"
+	for _, r := range g.waits {
+		if r.done() {
+			if _, seen := issuers[r.issuer]; !seen {
+				issuers[r.issuer] = r.ready
 			}
 		} else {
-			issuers[ik.issuer] = "waiting for jwks"
+			issuers[r.issuer] = r.waiting
 			ready = false
 		}
 	}
