@@ -59,8 +59,8 @@ type IntrospectionConfig struct {
 	Logger *slog.Logger
 	// Observe, when set, is called after each validation with its result
 	// (IntrospectionActive, IntrospectionInactive, IntrospectionInvalid or
-	// IntrospectionError) and duration (discovery, when needed, included),
-	// for metrics.
+	// IntrospectionError) and duration (including any wait for the first
+	// discovery), for metrics.
 	Observe func(result string, d time.Duration)
 	// Now overrides the clock, for tests.
 	Now func() time.Time
