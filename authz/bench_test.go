@@ -251,7 +251,7 @@ func BenchmarkCheckIntrospectionCached(b *testing.B) {
 		fmt.Fprintf(w, `{"active":true,"scope":"mcp:read","client_id":"c1","sub":"u1","aud":%q,"exp":%d}`, benchResource, time.Now().Add(time.Hour).Unix())
 	}))
 	b.Cleanup(srv.Close)
-	iv, err := validators.NewIntrospection(validators.IntrospectionConfig{Endpoint: srv.URL, ClientID: "rs", ClientSecret: "s",
+	iv, err := validators.NewIntrospection(context.Background(), validators.IntrospectionConfig{Endpoint: srv.URL, ClientID: "rs", ClientSecret: "s",
 		Audiences: []string{benchResource}, Client: srv.Client(), Timeout: time.Second})
 	if err != nil {
 		b.Fatal(err)

@@ -96,7 +96,7 @@ func introspectionFleet(t *testing.T, n int, delay time.Duration) fleetCase {
 	t.Cleanup(as.Close)
 	// Pooled connections, as the service's outbound client keeps them.
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	v, err := validators.NewIntrospection(validators.IntrospectionConfig{Endpoint: as.URL, ClientID: "rs", ClientSecret: "s",
+	v, err := validators.NewIntrospection(context.Background(), validators.IntrospectionConfig{Endpoint: as.URL, ClientID: "rs", ClientSecret: "s",
 		Audiences: []string{"https://mcp.example.com/mcp"}, Client: client, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)

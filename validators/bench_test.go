@@ -33,7 +33,7 @@ func introspectionBench(b *testing.B) (*httptest.Server, []byte) {
 // building, the loopback round trip, parsing and checks.
 func BenchmarkIntrospectionMiss(b *testing.B) {
 	srv, _ := introspectionBench(b)
-	v, err := NewIntrospection(IntrospectionConfig{Endpoint: srv.URL, Issuer: "https://as.example", ClientID: "rs", ClientSecret: "secret",
+	v, err := NewIntrospection(context.Background(), IntrospectionConfig{Endpoint: srv.URL, Issuer: "https://as.example", ClientID: "rs", ClientSecret: "secret",
 		Audiences: []string{testAudience}, Client: srv.Client(), Timeout: 10 * time.Second})
 	if err != nil {
 		b.Fatal(err)

@@ -71,7 +71,7 @@ func newIntrospectionFor(t *testing.T, as *fakeAS) *Introspection {
 	t.Helper()
 	srv := httptest.NewServer(as)
 	t.Cleanup(srv.Close)
-	v, err := NewIntrospection(IntrospectionConfig{Endpoint: srv.URL, Issuer: "https://as.example", ClientID: "rs", ClientSecret: "s",
+	v, err := NewIntrospection(context.Background(), IntrospectionConfig{Endpoint: srv.URL, Issuer: "https://as.example", ClientID: "rs", ClientSecret: "s",
 		Audiences: []string{testAudience}, Leeway: time.Minute, Client: srv.Client(), Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)

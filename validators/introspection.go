@@ -92,9 +92,9 @@ type Introspection struct {
 
 // NewIntrospection checks cfg and returns the validator. Without an
 // Endpoint, it starts discovering one from Issuer in the background (see
-// endpointDiscovery), which Close stops: an unreachable authorization
+// endpointDiscovery) until ctx ends or Close: an unreachable authorization
 // server at start-up is not fatal.
-func NewIntrospection(cfg IntrospectionConfig) (*Introspection, error) {
+func NewIntrospection(ctx context.Context, cfg IntrospectionConfig) (*Introspection, error) {
 	if cfg.Endpoint == "" && cfg.Issuer == "" {
 		return nil, errors.New("introspection: an endpoint or an issuer to discover it from is required")
 	}
@@ -142,7 +142,7 @@ func NewIntrospection(cfg IntrospectionConfig) (*Introspection, error) {
 		strings.Join(aud, " "), cfg.AllowMissingAudience, cfg.Leeway)
 	v.fingerprint = hex.EncodeToString(h.Sum(nil)[:16])
 	if cfg.Endpoint == "" {
-		v.disc = newEndpointDiscovery(cfg.Client, cfg.Issuer, cfg.Logger)
+		v.disc = newEndpointDiscovery(ctx, cfg.Client, cfg.Issuer, cfg.Logger)
 		if cfg.SeedEndpoint != "" {
 			if err := CheckOutboundURL(cfg.SeedEndpoint); err != nil {
 				return nil, fmt.Errorf("introspection: seed endpoint: %w", err)

@@ -48,8 +48,10 @@ type endpointDiscovery struct {
 	done      chan struct{}
 }
 
-func newEndpointDiscovery(client *http.Client, issuer string, log *slog.Logger) *endpointDiscovery {
-	ctx, stop := context.WithCancel(context.Background())
+func newEndpointDiscovery(ctx context.Context, client *http.Client, issuer string, log *slog.Logger) *endpointDiscovery {
+	// The service's end stops discovery too, not only Close: a generation
+	// serving at shutdown is never closed.
+	ctx, stop := context.WithCancel(ctx)
 	return &endpointDiscovery{
 		client: client, issuer: issuer, log: log,
 		every: rediscoverEvery, min: minRediscovery,

@@ -40,7 +40,7 @@ func newDiscoveringAS(t *testing.T) *discoveringAS {
 
 func (d *discoveringAS) validator(t *testing.T, seed string) *Introspection {
 	t.Helper()
-	v, err := NewIntrospection(IntrospectionConfig{Issuer: d.srv.URL, SeedEndpoint: seed, ClientID: "a", ClientSecret: "b",
+	v, err := NewIntrospection(context.Background(), IntrospectionConfig{Issuer: d.srv.URL, SeedEndpoint: seed, ClientID: "a", ClientSecret: "b",
 		Audiences: []string{testAudience}, Client: d.srv.Client()})
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +154,7 @@ func TestIntrospectionSeedEndpoint(t *testing.T) {
 	if _, err := v.Validate(context.Background(), "good"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NewIntrospection(IntrospectionConfig{Issuer: d.srv.URL, SeedEndpoint: "http://as.example/introspect",
+	if _, err := NewIntrospection(context.Background(), IntrospectionConfig{Issuer: d.srv.URL, SeedEndpoint: "http://as.example/introspect",
 		ClientID: "a", ClientSecret: "b", Audiences: []string{testAudience}, Client: d.srv.Client()}); err == nil {
 		t.Fatal("accepted a plain-http seed on a public host")
 	}
@@ -178,5 +178,28 @@ func TestIntrospectionCloseStopsDiscovery(t *testing.T) {
 	}
 	if _, err := v.Validate(context.Background(), "good"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestIntrospectionDiscoveryStopsWithItsContext: the service's end stops
+// the background discovery, as it does the JWKS refresh, even for a
+// validator nobody closes (the generation serving at shutdown).
+func TestIntrospectionDiscoveryStopsWithItsContext(t *testing.T) {
+	d := newDiscoveringAS(t)
+	d.down.Store(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	v, err := NewIntrospection(ctx, IntrospectionConfig{Issuer: d.srv.URL, ClientID: "a", ClientSecret: "b",
+		Audiences: []string{testAudience}, Client: d.srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a first attempt", func() bool { return v.disc.attempts.Load() > 0 })
+	cancel()
+	<-v.disc.done
+	n := d.discovered.Load()
+	_, _ = v.Validate(context.Background(), "good") // pokes
+	time.Sleep(1500 * time.Millisecond)
+	if m := d.discovered.Load(); m != n {
+		t.Fatalf("%d discovery documents after the context ended", m-n)
 	}
 }

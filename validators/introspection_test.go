@@ -88,7 +88,7 @@ func newIntrospectionFixture(t *testing.T, mutate func(*IntrospectionConfig)) (*
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	v, err := NewIntrospection(cfg)
+	v, err := NewIntrospection(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestIntrospectionFaults(t *testing.T) {
 		srv := httptest.NewServer(http.NotFoundHandler())
 		url := srv.URL
 		srv.Close()
-		v, err := NewIntrospection(IntrospectionConfig{Endpoint: url, ClientID: "a", ClientSecret: "b", Audiences: []string{testAudience}, Client: http.DefaultClient})
+		v, err := NewIntrospection(context.Background(), IntrospectionConfig{Endpoint: url, ClientID: "a", ClientSecret: "b", Audiences: []string{testAudience}, Client: http.DefaultClient})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -251,7 +251,7 @@ func TestIntrospectionDiscovery(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	issuer = srv.URL
-	v, err := NewIntrospection(IntrospectionConfig{Issuer: issuer, ClientID: "a", ClientSecret: "b", Audiences: []string{testAudience}, Client: srv.Client()})
+	v, err := NewIntrospection(context.Background(), IntrospectionConfig{Issuer: issuer, ClientID: "a", ClientSecret: "b", Audiences: []string{testAudience}, Client: srv.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +273,7 @@ func TestNewIntrospectionRejectsBadConfig(t *testing.T) {
 	} {
 		c := base()
 		m(&c)
-		if _, err := NewIntrospection(c); err == nil {
+		if _, err := NewIntrospection(context.Background(), c); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
@@ -334,7 +334,7 @@ func TestIntrospectionFollowsNoRedirect(t *testing.T) {
 			}))
 			defer redirector.Close()
 			for _, method := range []string{"client_secret_basic", "client_secret_post"} {
-				v, err := NewIntrospection(IntrospectionConfig{Endpoint: redirector.URL, ClientID: "rs", ClientSecret: "s3cret",
+				v, err := NewIntrospection(context.Background(), IntrospectionConfig{Endpoint: redirector.URL, ClientID: "rs", ClientSecret: "s3cret",
 					AuthMethod: method, Audiences: []string{testAudience}, Client: http.DefaultClient, Timeout: 5 * time.Second})
 				if err != nil {
 					t.Fatal(err)

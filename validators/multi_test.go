@@ -15,7 +15,7 @@ func TestFirstActive(t *testing.T) {
 		as := &fakeAS{answers: answers, status: status}
 		srv := httptest.NewServer(as)
 		t.Cleanup(srv.Close)
-		v, err := NewIntrospection(IntrospectionConfig{Endpoint: srv.URL, ClientID: "a", ClientSecret: "b", Audiences: []string{testAudience}, Client: srv.Client()})
+		v, err := NewIntrospection(context.Background(), IntrospectionConfig{Endpoint: srv.URL, ClientID: "a", ClientSecret: "b", Audiences: []string{testAudience}, Client: srv.Client()})
 		if err != nil {
 			t.Fatal(err)
 		}

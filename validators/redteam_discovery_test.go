@@ -61,7 +61,7 @@ func TestRedteamDiscoveredEndpointRefused(t *testing.T) {
 			cfg := IntrospectionConfig{Issuer: srv.URL, ClientID: "a", ClientSecret: "b",
 				Audiences: []string{testAudience}, Client: srv.Client()}
 
-			v, err := NewIntrospection(cfg)
+			v, err := NewIntrospection(context.Background(), cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -74,7 +74,7 @@ func TestRedteamDiscoveredEndpointRefused(t *testing.T) {
 			}
 
 			cfg.SeedEndpoint = srv.URL + "/introspect"
-			seeded, err := NewIntrospection(cfg)
+			seeded, err := NewIntrospection(context.Background(), cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -150,7 +150,7 @@ func TestRedteamHangingDiscovery(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { close(release) })
-	v, err := NewIntrospection(IntrospectionConfig{Issuer: srv.URL, ClientID: "a", ClientSecret: "b",
+	v, err := NewIntrospection(context.Background(), IntrospectionConfig{Issuer: srv.URL, ClientID: "a", ClientSecret: "b",
 		Audiences: []string{testAudience}, Client: srv.Client()})
 	if err != nil {
 		t.Fatal(err)

@@ -231,7 +231,7 @@ func (s *service) newValidator(ctx context.Context, cfg *config.Config, g *gener
 	ttl := cfg.Cache.TTL.D()
 	list := rc.Introspections()
 	for k, in := range list {
-		iv, err := validators.NewIntrospection(validators.IntrospectionConfig{
+		iv, err := validators.NewIntrospection(ctx, validators.IntrospectionConfig{
 			Endpoint:             in.Endpoint,
 			SeedEndpoint:         s.discoveredEndpoint(in.Issuer, in.Endpoint),
 			Issuer:               in.Issuer,
