@@ -516,7 +516,10 @@ func latencies(b *testing.B, op func(i int)) {
 // an uncached RS256 validation (the validator picks the token's issuer
 // by its iss). l1=N/in-use=M: N cached verdicts of typical size (JWTs'),
 // each in use (its allow kept), and Checks of tokens picked at random
-// among M of them spread over the cache: a thousand, or all.
+// among M of them spread over the cache: a thousand, or all; or
+// in-use=1000-packed: the thousand cached first, whose objects (principal,
+// kept allow) lie together in memory, as they do in a cache that grows,
+// while a full cache's evictions scatter the next ones' over the heap.
 func BenchmarkScale(b *testing.B) {
 	e := setup(b)
 	tok := e.token(b, "RS256")
@@ -616,13 +619,15 @@ func BenchmarkScale(b *testing.B) {
 		}
 		// In use: a thousand tokens spread over the cache, each Check one
 		// of them at random; or every cached token, each Check any of them.
-		for k, inUse := range []int{1_000, n} {
-			name := fmt.Sprint(inUse)
-			if k == 1 {
-				if n == 1_000 {
-					continue // the same as in-use=1000
-				}
+		for k, inUse := range []int{1_000, n, 1_000} {
+			name, stride := fmt.Sprint(inUse), n/inUse
+			switch {
+			case k > 0 && n == 1_000:
+				continue // the same as in-use=1000
+			case k == 1:
 				name = "all"
+			case k == 2:
+				name, stride = "1000-packed", 1
 			}
 			// The filling's garbage is collected first, not by the
 			// Checks measured.
@@ -631,7 +636,7 @@ func BenchmarkScale(b *testing.B) {
 				x := uint64(1)
 				latencies(b, func(int) {
 					x = x*6364136223846793005 + 1442695040888963407
-					i := int(x>>33) % inUse * (n / inUse)
+					i := int(x>>33) % inUse * stride
 					check(i)
 				})
 			})
