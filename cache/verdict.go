@@ -237,6 +237,13 @@ func (s *signer) openVerdict(key string, value []byte, pttl time.Duration, now t
 	}
 	if exp.Before(until) {
 		until = exp
+		if !now.Before(until) {
+			// Its principal's exp has passed. A replica never stores one
+			// (its entry ends by exp), but a verdict whose exp only bounds
+			// the entry (an API key's) would otherwise be read as one that
+			// never expires (FuzzOpenVerdict).
+			return Entry{}, false, ""
+		}
 	}
 	return Entry{until: until, Principal: validators.NewPrincipal(id)}, true, ""
 }
