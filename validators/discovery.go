@@ -53,20 +53,30 @@ func Discover(ctx context.Context, client *http.Client, issuer string) (*ServerM
 			}
 			continue
 		}
-		if md.Issuer != issuer {
-			return nil, fmt.Errorf("discovery at %s: expected issuer %q got %q", u, issuer, md.Issuer)
-		}
-		for _, e := range []string{md.JWKSURI, md.IntrospectionEndpoint} {
-			if e == "" {
-				continue
-			}
-			if err := CheckOutboundURL(e); err != nil {
-				return nil, fmt.Errorf("discovery at %s: %w", u, err)
-			}
+		if err := md.check(issuer); err != nil {
+			return nil, fmt.Errorf("discovery at %s: %w", u, err)
 		}
 		return md, nil
 	}
 	return nil, fmt.Errorf("discovery for issuer %q failed: %w", issuer, errors.Join(errs...))
+}
+
+// check holds a discovered document to what DESIGN §3 asks: the issuer
+// it names is the one configured, exactly (RFC 8414 §3.3), and every
+// endpoint it names passes CheckOutboundURL.
+func (md *ServerMetadata) check(issuer string) error {
+	if md.Issuer != issuer {
+		return fmt.Errorf("expected issuer %q got %q", issuer, md.Issuer)
+	}
+	for _, e := range []string{md.JWKSURI, md.IntrospectionEndpoint} {
+		if e == "" {
+			continue
+		}
+		if err := CheckOutboundURL(e); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func fetchMetadata(ctx context.Context, client *http.Client, u string) (*ServerMetadata, error) {

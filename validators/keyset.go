@@ -534,13 +534,22 @@ func fetchJWKS(ctx context.Context, client *http.Client, uri string) ([]jwkset.J
 	if err != nil {
 		return nil, nil, err
 	}
+	keys, skipped, err := parseJWKS(body)
+	if err != nil {
+		return nil, skipped, fmt.Errorf("GET %s: %w", uri, err)
+	}
+	return keys, skipped, nil
+}
+
+// parseJWKS is fetchJWKS's reading of the document body.
+func parseJWKS(body []byte) ([]jwkset.JWK, []skippedKey, error) {
 	var set struct {
 		Keys []jsontext.Value `json:"keys"`
 	}
 	// Lenient about the envelope, the issuer's own document; each key is
 	// decoded strictly below.
 	if err := json.Unmarshal(body, &set, jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)); err != nil {
-		return nil, nil, fmt.Errorf("GET %s: decoding JWKS: %w", uri, jsonError("JWKS", err))
+		return nil, nil, fmt.Errorf("decoding JWKS: %w", jsonError("JWKS", err))
 	}
 	keys := make([]jwkset.JWK, 0, len(set.Keys))
 	var skipped []skippedKey
@@ -563,7 +572,7 @@ func fetchJWKS(ctx context.Context, client *http.Client, uri string) ([]jwkset.J
 		keys = append(keys, k)
 	}
 	if len(keys) == 0 {
-		return nil, skipped, fmt.Errorf("GET %s: JWKS has no usable signing keys", uri)
+		return nil, skipped, errors.New("JWKS has no usable signing keys")
 	}
 	return keys, skipped, nil
 }
