@@ -38,6 +38,15 @@ func normalizePrefix(prefix string) (string, error) {
 	return strings.TrimRight(p, "/"), nil
 }
 
+// NormalizePrefix returns a configured path prefix in the form requests
+// are matched in, and RouteHost a configured host, so that the
+// configuration can refuse two resources claiming the same host and prefix
+// before anything starts (DESIGN §6); add refuses them too.
+func NormalizePrefix(prefix string) (string, error) { return normalizePrefix(prefix) }
+
+// RouteHost: see NormalizePrefix.
+func RouteHost(host string) string { return strings.ToLower(hostOnly(host)) }
+
 // add indexes rt. Two resources with overlapping hosts (or both any-host)
 // and the same normalized prefix would make one of them unreachable, so
 // that is an error naming both.
@@ -68,7 +77,7 @@ func (r *router) add(rt *route) error {
 			continue
 		}
 		for _, h := range rt.Hosts {
-			h = strings.ToLower(hostOnly(h))
+			h = RouteHost(h)
 			m := r.byHost[h]
 			if m == nil {
 				m = map[string]*route{}

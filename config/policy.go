@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcp-authz/mcp-authz/authz"
 	"github.com/mcp-authz/mcp-authz/validators"
 )
 
@@ -93,6 +94,55 @@ func checkOrigin(o string) error {
 	u, err := url.Parse(strings.TrimSuffix(o, ":*"))
 	if err != nil || u.Scheme == "" || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 		return fmt.Errorf("%q is not an origin (scheme://host[:port], or scheme://host:* for any port)", o)
+	}
+	return nil
+}
+
+// validateRoutes refuses two resources that claim the same host (or both
+// any host) and the same normalized path prefix: one of them could never
+// be reached (DESIGN §6). authz refuses them too; here the refusal names
+// the field, as every configuration error does.
+func (c *Config) validateRoutes() error {
+	type claim struct{ host, prefix string }
+	owner := map[claim]int{}
+	for i := range c.Resources {
+		r := &c.Resources[i]
+		hosts := []string{""} // any host
+		if len(r.Hosts) > 0 {
+			hosts = hosts[:0]
+			for _, h := range r.Hosts {
+				hosts = append(hosts, authz.RouteHost(h))
+			}
+		}
+		prefixes := r.Prefixes()
+		if len(prefixes) == 0 {
+			prefixes = []string{""}
+		}
+		for j, raw := range prefixes {
+			field := fmt.Sprintf("resources[%d].path_prefix", i)
+			if len(r.PathPrefixes) > 0 {
+				field = fmt.Sprintf("resources[%d].path_prefixes[%d]", i, j)
+			}
+			p, err := authz.NormalizePrefix(raw)
+			if err != nil {
+				return c.fieldError(field, "%q is a path servers read differently (%v)", raw, err)
+			}
+			for _, h := range hosts {
+				k := claim{h, p}
+				if o, dup := owner[k]; dup && o != i {
+					where, shown := "any host", p
+					if h != "" {
+						where = "host " + h
+					}
+					if shown == "" {
+						shown = "/"
+					}
+					return c.fieldError(field, "resources[%d] (%q) already claims %s with path prefix %s: one of them could never be reached; give them different hosts or path_prefixes",
+						o, c.Resources[o].Name, where, shown)
+				}
+				owner[k] = i
+			}
+		}
 	}
 	return nil
 }

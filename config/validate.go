@@ -78,7 +78,7 @@ func (c *Config) validate() error {
 		}
 		names[n] = true
 	}
-	return nil
+	return c.validateRoutes()
 }
 
 func (c *Config) validateResource(i int) error {

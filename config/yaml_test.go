@@ -87,8 +87,10 @@ resources:
     authorization_servers: [https://a.example]
     required_scopes: [mcp:read]
     leeway: 0s
+    path_prefix: /a
   - <<: *first
     resource: https://m.example/b
+    path_prefix: /b
   - <<: [*first]
     resource: https://m.example/c
     path_prefix: ~
