@@ -332,21 +332,28 @@ func TestAllowedRemovesIdentityHeadersWithoutValue(t *testing.T) {
 	}
 }
 
+// TestChallengeScopeHint: the 401 challenges, without a token and with
+// an invalid one, hint the route's required scopes, else scopes_supported,
+// and omit scope when neither is set (DESIGN §2, first and fourth rows).
 func TestChallengeScopeHint(t *testing.T) {
+	const invalid = `Bearer error="invalid_token", error_description="Token has expired", resource_metadata="` + testPRM + `"`
 	tests := []struct {
 		name               string
 		required, supports []string
-		want               string
+		want, wantInvalid  string
 	}{
-		{"required scopes", []string{"a", "b"}, []string{"a", "b", "c"}, `Bearer resource_metadata="` + testPRM + `", scope="a b"`},
-		{"supported scopes", nil, []string{"a", "c"}, `Bearer resource_metadata="` + testPRM + `", scope="a c"`},
-		{"no scopes", nil, nil, `Bearer resource_metadata="` + testPRM + `"`},
+		{"required scopes", []string{"a", "b"}, []string{"a", "b", "c"}, `Bearer resource_metadata="` + testPRM + `", scope="a b"`, invalid + `, scope="a b"`},
+		{"supported scopes", nil, []string{"a", "c"}, `Bearer resource_metadata="` + testPRM + `", scope="a c"`, invalid + `, scope="a c"`},
+		{"no scopes", nil, nil, `Bearer resource_metadata="` + testPRM + `"`, invalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s, _ := newTestServer(t, func(_ *Config, r *Resource) { r.RequiredScopes, r.ScopesSupported = tt.required, tt.supports })
 			if got := decide(t, s, envoyRequest("/mcp", nil)).headers["www-authenticate"]; got != tt.want {
-				t.Errorf("got %s", got)
+				t.Errorf("no token: got %s", got)
+			}
+			if got := decide(t, s, envoyRequest("/mcp", map[string]string{"authorization": "Bearer expired"})).headers["www-authenticate"]; got != tt.wantInvalid {
+				t.Errorf("invalid token: got %s", got)
 			}
 		})
 	}
