@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mcp-authz/mcp-authz/authz"
+	"github.com/mcp-authz/mcp-authz/metadata"
 	"github.com/mcp-authz/mcp-authz/validators"
 )
 
@@ -94,6 +95,27 @@ func checkOrigin(o string) error {
 	u, err := url.Parse(strings.TrimSuffix(o, ":*"))
 	if err != nil || u.Scheme == "" || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 		return fmt.Errorf("%q is not an origin (scheme://host[:port], or scheme://host:* for any port)", o)
+	}
+	return nil
+}
+
+// validateDocuments refuses two resources whose metadata documents would
+// be served at one place (the same resource URI, or two differing only in
+// what the well-known path drops: a trailing slash, a query): the side
+// server could serve only one of them (DESIGN §6).
+func (c *Config) validateDocuments() error {
+	type place struct{ host, path string }
+	owner := map[place]int{}
+	for i := range c.Resources {
+		host, path, err := metadata.DocumentAt(c.Resources[i].Resource)
+		if err != nil {
+			return c.fieldError(fmt.Sprintf("resources[%d].resource", i), "%v", err)
+		}
+		if o, dup := owner[place{host, path}]; dup {
+			return c.fieldError(fmt.Sprintf("resources[%d].resource", i), "resources[%d] (%q) has its metadata document at the same place, https://%s%s: give each resource its own URI",
+				o, c.Resources[o].Name, host, path)
+		}
+		owner[place{host, path}] = i
 	}
 	return nil
 }

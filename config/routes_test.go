@@ -8,7 +8,8 @@ import (
 )
 
 // DESIGN §5, §6: two resources claiming the same host (or both any host)
-// and the same normalized path prefix stop start-up, like any other bad
+// and the same normalized path prefix, or whose metadata documents would
+// be served at one place, stop start-up, like any other bad
 // configuration: at Load, with one line naming the field. Nested prefixes,
 // and a host-specific resource beside an any-host one, are fine.
 func TestRouteConflictsNameTheField(t *testing.T) {
@@ -32,6 +33,11 @@ func TestRouteConflictsNameTheField(t *testing.T) {
 			"resources[0].path_prefix"},
 		{"nested prefixes", "resources:\n- {resource: https://m.example/a, " + as + ", path_prefix: /mcp}\n- {resource: https://m.example/b, " + as + ", path_prefix: /mcp/admin}\n", ""},
 		{"different hosts", "resources:\n- {resource: https://m.example/a, " + as + ", hosts: [a.example], path_prefix: /mcp}\n- {resource: https://m.example/b, " + as + ", hosts: [b.example], path_prefix: /mcp}\n", ""},
+		{"same resource URI", "resources:\n- {name: a, resource: https://m.example/mcp, " + as + ", path_prefix: /a}\n- {name: b, resource: https://m.example/mcp, " + as + ", path_prefix: /b}\n",
+			"resources[1].resource"},
+		{"resource URIs one trailing slash apart", "resources:\n- {resource: https://m.example/mcp, " + as + ", path_prefix: /a}\n- {resource: https://M.example/mcp/, " + as + ", path_prefix: /b}\n",
+			"resources[1].resource"},
+		{"same path, other hosts", "resources:\n- {resource: https://a.example/mcp, " + as + ", path_prefix: /a}\n- {resource: https://b.example/mcp, " + as + ", path_prefix: /b}\n", ""},
 		{"host-specific beside any host", "resources:\n- {resource: https://m.example/a, " + as + ", path_prefix: /mcp}\n- {resource: https://m.example/b, " + as + ", hosts: [b.example], path_prefix: /mcp}\n", ""},
 	}
 	for _, tt := range tests {

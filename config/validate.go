@@ -78,6 +78,9 @@ func (c *Config) validate() error {
 		}
 		names[n] = true
 	}
+	if err := c.validateDocuments(); err != nil {
+		return err
+	}
 	return c.validateRoutes()
 }
 

@@ -98,6 +98,25 @@ type hostDoc struct {
 	body []byte
 }
 
+// DocumentAt is where the handler serves resource's document: its host
+// (lower-cased, port kept) and the path requests are matched against. Two
+// resources with the same pair cannot both be served, and the
+// configuration refuses them.
+func DocumentAt(resource string) (host, path string, err error) {
+	u, err := ParseResource(resource)
+	if err != nil {
+		return "", "", err
+	}
+	p, err := WellKnownPath(resource)
+	if err != nil {
+		return "", "", err
+	}
+	if pu, _ := url.Parse(p); pu != nil {
+		p = strings.TrimSuffix(pu.Path, "/")
+	}
+	return strings.ToLower(u.Host), p, nil
+}
+
 // NewHandler renders docs once; it fails if two resources share a path on
 // the same host.
 func NewHandler(docs []Document) (*Handler, error) {
@@ -106,18 +125,10 @@ func NewHandler(docs []Document) (*Handler, error) {
 	}
 	h := &Handler{docs: make(map[string][]hostDoc)}
 	for i, d := range docs {
-		u, err := ParseResource(d.Resource)
+		host, p, err := DocumentAt(d.Resource)
 		if err != nil {
 			return nil, fmt.Errorf("metadata: resource: %w", err)
 		}
-		p, err := WellKnownPath(d.Resource)
-		if err != nil {
-			return nil, fmt.Errorf("metadata: resource: %w", err)
-		}
-		if pu, _ := url.Parse(p); pu != nil {
-			p = strings.TrimSuffix(pu.Path, "/")
-		}
-		host := strings.ToLower(u.Host)
 		for _, o := range h.docs[p] {
 			if o.host == host {
 				return nil, fmt.Errorf("metadata: two resources share the metadata path %s on %s", p, host)
