@@ -44,7 +44,8 @@ type readiness struct {
 	done                   func() bool
 }
 
-// close releases the generation's hold on shared JWKS caches.
+// close releases the generation's hold on shared JWKS caches and stops
+// its introspection endpoint discoveries.
 func (g *generation) close() {
 	for _, c := range g.closers {
 		c.Close()
