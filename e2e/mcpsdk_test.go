@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -222,6 +223,15 @@ func startMCPSDKStand(t *testing.T, operations bool) (*mcpsdkStand, error) {
 		if t.Failed() {
 			for name, logs := range st.logs {
 				t.Logf("%s output:\n%s", name, logs.String())
+			}
+			// What reached the MCP server, to tell a request lost on the
+			// way from an answer lost on the way back.
+			if st.serverURL != "" {
+				if r, err := http.Get(strings.TrimSuffix(st.serverURL, "/mcp") + "/__seen"); err == nil {
+					b, _ := io.ReadAll(r.Body)
+					r.Body.Close()
+					t.Logf("server.mjs saw: %s", b)
+				}
 			}
 		}
 	})
