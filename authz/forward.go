@@ -312,7 +312,7 @@ func validHost(h string) bool {
 
 // validTarget: an origin-form request target (RFC 9112 §3.2.1), path and
 // optional query, in visible ASCII. What the path means is then decided by
-// normalizePath, exactly as for a gRPC Check.
+// pathnorm.Normalize, exactly as for a gRPC Check.
 func validTarget(t string) bool {
 	if len(t) == 0 || t[0] != '/' {
 		return false

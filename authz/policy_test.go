@@ -13,6 +13,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/codes"
 
+	"github.com/mcp-authz/mcp-authz/internal/pathnorm"
 	"github.com/mcp-authz/mcp-authz/validators"
 )
 
@@ -476,7 +477,7 @@ func TestRoutingPrecedenceAndConflicts(t *testing.T) {
 	} {
 		in := inputFromProto(envoyRequest(tt.path, nil), testRead)
 		in.host = tt.host
-		path, _ := normalizePath(pathOnly(tt.path))
+		path, _ := pathnorm.Normalize(pathOnly(tt.path))
 		got := ""
 		if rt := s.router.find(&in, path); rt != nil {
 			got = rt.Name

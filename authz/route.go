@@ -3,6 +3,8 @@ package authz
 import (
 	"fmt"
 	"strings"
+
+	"github.com/mcp-authz/mcp-authz/internal/pathnorm"
 )
 
 // ContextExtensionResource is the Envoy context extension that names the
@@ -24,29 +26,6 @@ func newRouter() *router {
 	return &router{byName: map[string]*route{}, byHost: map[string]map[string]*route{}, anyHost: map[string]*route{}}
 }
 
-// normalizePrefix brings a configured path prefix to the form requests are
-// matched in: normalized like a request path, without a trailing "/"
-// ("/" itself becomes "", the root).
-func normalizePrefix(prefix string) (string, error) {
-	if prefix == "" {
-		return "", nil
-	}
-	p, err := normalizePath(prefix)
-	if err != nil {
-		return "", fmt.Errorf("path prefix %q: %w", prefix, err)
-	}
-	return strings.TrimRight(p, "/"), nil
-}
-
-// NormalizePrefix returns a configured path prefix in the form requests
-// are matched in, and RouteHost a configured host, so that the
-// configuration can refuse two resources claiming the same host and prefix
-// before anything starts (DESIGN §6); add refuses them too.
-func NormalizePrefix(prefix string) (string, error) { return normalizePrefix(prefix) }
-
-// RouteHost: see NormalizePrefix.
-func RouteHost(host string) string { return strings.ToLower(hostOnly(host)) }
-
 // add indexes rt. Two resources with overlapping hosts (or both any-host)
 // and the same normalized prefix would make one of them unreachable, so
 // that is an error naming both.
@@ -61,7 +40,7 @@ func (r *router) add(rt *route) error {
 	}
 	seen := map[string]bool{}
 	for _, raw := range prefixes {
-		p, err := normalizePrefix(raw)
+		p, err := pathnorm.Prefix(raw)
 		if err != nil {
 			return fmt.Errorf("resource %q: %w", rt.Name, err)
 		}
@@ -77,7 +56,7 @@ func (r *router) add(rt *route) error {
 			continue
 		}
 		for _, h := range rt.Hosts {
-			h = RouteHost(h)
+			h = pathnorm.Host(h)
 			m := r.byHost[h]
 			if m == nil {
 				m = map[string]*route{}
@@ -107,7 +86,7 @@ func (r *router) find(in *checkInput, path string) *route {
 	if in.hasResource {
 		return r.byName[in.resource] // an unknown name matches nothing: fail closed
 	}
-	host := hostOnly(in.host)
+	host := pathnorm.HostOnly(in.host)
 	if hasUpper(host) {
 		host = strings.ToLower(host)
 	}
@@ -129,13 +108,6 @@ func (r *router) find(in *checkInput, path string) *route {
 		}
 		cand = cand[:i]
 	}
-}
-
-func hostOnly(hostport string) string {
-	if i := strings.LastIndexByte(hostport, ':'); i >= 0 && !strings.Contains(hostport[i:], "]") {
-		return hostport[:i]
-	}
-	return hostport
 }
 
 func pathOnly(target string) string {

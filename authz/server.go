@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/mcp-authz/mcp-authz/internal/loglimit"
+	"github.com/mcp-authz/mcp-authz/internal/pathnorm"
 	"github.com/mcp-authz/mcp-authz/internal/tracing"
 	"github.com/mcp-authz/mcp-authz/metadata"
 	"github.com/mcp-authz/mcp-authz/validators"
@@ -265,7 +266,7 @@ func (s *Server) newRoute(given *Resource) (*route, error) {
 		if v == "" {
 			v = p.def
 		}
-		if *p.dst, err = normalizePath(v); err != nil {
+		if *p.dst, err = pathnorm.Normalize(v); err != nil {
 			return nil, fmt.Errorf("authz: resource %q: legacy SSE path %q: %w", r.Name, v, err)
 		}
 	}
@@ -440,7 +441,7 @@ func (s *Server) route(ctx context.Context, in *checkInput, req *request) (resul
 	if len(in.identityLike) > maxIdentityLike {
 		return rendered(denied(http.StatusBadRequest, codes.InvalidArgument, "", reasonInvalidRequest, "Too many identity headers")), nil
 	}
-	path, err := normalizePath(pathOnly(in.path))
+	path, err := pathnorm.Normalize(pathOnly(in.path))
 	if err != nil {
 		return shared(s.ambiguousPath), nil
 	}

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mcp-authz/mcp-authz/authz"
+	"github.com/mcp-authz/mcp-authz/internal/pathnorm"
 	"github.com/mcp-authz/mcp-authz/metadata"
 	"github.com/mcp-authz/mcp-authz/validators"
 )
@@ -133,7 +133,7 @@ func (c *Config) validateRoutes() error {
 		if len(r.Hosts) > 0 {
 			hosts = hosts[:0]
 			for _, h := range r.Hosts {
-				hosts = append(hosts, authz.RouteHost(h))
+				hosts = append(hosts, pathnorm.Host(h))
 			}
 		}
 		prefixes := r.Prefixes()
@@ -145,7 +145,7 @@ func (c *Config) validateRoutes() error {
 			if len(r.PathPrefixes) > 0 {
 				field = fmt.Sprintf("resources[%d].path_prefixes[%d]", i, j)
 			}
-			p, err := authz.NormalizePrefix(raw)
+			p, err := pathnorm.Prefix(raw)
 			if err != nil {
 				return c.fieldError(field, "%q is a path servers read differently (%v)", raw, err)
 			}

@@ -1,21 +1,27 @@
-package authz
+// Package pathnorm normalizes request paths as Envoy's normalize_path and
+// merge_slashes do (DESIGN §7), refusing the paths different servers read
+// differently, and brings configured path prefixes and hosts to the form
+// requests are matched in, for authz's router and config's conflict check
+// alike.
+package pathnorm
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 )
 
-// errAmbiguousPath is what normalizePath's errors wrap (errors.Is): the
+// ErrAmbiguous is what Normalize's errors wrap (errors.Is): the
 // request path is one that different servers read differently, so no
 // path-based decision can be trusted. The caller answers 400 invalid_request.
-var errAmbiguousPath = errors.New("ambiguous request path")
+var ErrAmbiguous = errors.New("ambiguous request path")
 
 // pathRefusal says why a path was refused. Its values are constant strings,
 // so returning one allocates nothing and never echoes the path.
 type pathRefusal string
 
-func (e pathRefusal) Error() string { return errAmbiguousPath.Error() + ": " + string(e) }
-func (e pathRefusal) Unwrap() error { return errAmbiguousPath }
+func (e pathRefusal) Error() string { return ErrAmbiguous.Error() + ": " + string(e) }
+func (e pathRefusal) Unwrap() error { return ErrAmbiguous }
 
 const (
 	refusedNotAbsolute pathRefusal = "path does not start with '/'"
@@ -72,9 +78,9 @@ var pathClass = func() (t [256]uint8) {
 	return t
 }()
 
-// normalizePath returns the request path (no query, no fragment: the caller
+// Normalize returns the request path (no query, no fragment: the caller
 // strips from the first '?' or '#') as Envoy's normalize_path + merge_slashes
-// would present it, or an error wrapping errAmbiguousPath (caller answers 400
+// would present it, or an error wrapping ErrAmbiguous (caller answers 400
 // invalid_request) for paths that different servers read differently.
 //
 // The result:
@@ -114,16 +120,16 @@ var pathClass = func() (t [256]uint8) {
 //
 // An already normal path, the usual case, is returned as is, without
 // allocating.
-func normalizePath(p string) (string, error) {
-	if isNormalPath(p) {
+func Normalize(p string) (string, error) {
+	if isNormal(p) {
 		return p, nil
 	}
-	return normalizePathSlow(p)
+	return normalizeSlow(p)
 }
 
-// isNormalPath reports whether normalizePath(p) is p itself: it only accepts,
-// leaving every refusal and rewrite to normalizePathSlow.
-func isNormalPath(p string) bool {
+// isNormal reports whether Normalize(p) is p itself: it only accepts,
+// leaving every refusal and rewrite to normalizeSlow.
+func isNormal(p string) bool {
 	if len(p) == 0 || p[0] != '/' {
 		return false
 	}
@@ -164,7 +170,7 @@ func isNormalPath(p string) bool {
 	return true
 }
 
-func normalizePathSlow(p string) (string, error) {
+func normalizeSlow(p string) (string, error) {
 	if len(p) == 0 || p[0] != '/' {
 		return "", refusedNotAbsolute
 	}
@@ -301,4 +307,31 @@ func unhex(c byte) byte {
 	default:
 		return c - 'a' + 10
 	}
+}
+
+// Prefix brings a configured path prefix to the form requests are matched
+// in: normalized like a request path, without a trailing "/" ("/" itself
+// becomes "", the root).
+func Prefix(prefix string) (string, error) {
+	if prefix == "" {
+		return "", nil
+	}
+	p, err := Normalize(prefix)
+	if err != nil {
+		return "", fmt.Errorf("path prefix %q: %w", prefix, err)
+	}
+	return strings.TrimRight(p, "/"), nil
+}
+
+// Host is a configured or requested host as routes are matched: without
+// its port, lower-cased.
+func Host(hostport string) string { return strings.ToLower(HostOnly(hostport)) }
+
+// HostOnly is hostport without its port (an IPv6 literal keeps its
+// brackets).
+func HostOnly(hostport string) string {
+	if i := strings.LastIndexByte(hostport, ':'); i >= 0 && !strings.Contains(hostport[i:], "]") {
+		return hostport[:i]
+	}
+	return hostport
 }
