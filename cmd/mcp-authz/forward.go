@@ -42,7 +42,7 @@ func (s *service) serveForward(errc chan<- error) func(context.Context) {
 	}
 	// The decision changes with a reload: serve the current generation's.
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.current().forward.ServeHTTP(w, r) })
-	hs := newSideServer(h, forwardLimits)
+	hs := newSideServer(h, forwardLimits, s.log.With("listener", "forward_addr"))
 	hs.MaxHeaderBytes = forwardMaxHeaderBytes
 	go func() {
 		if err := hs.Serve(s.forwardLn); !errors.Is(err, http.ErrServerClosed) {

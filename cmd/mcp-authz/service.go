@@ -289,7 +289,7 @@ func (s *service) serve(ctx context.Context) error {
 		reflection.Register(gs)
 	}
 
-	hs := newSideServer(s.httpHandler(), sideServerLimits)
+	hs := newSideServer(s.httpHandler(), sideServerLimits, s.log.With("listener", "http_addr"))
 	if s.httpTLS != nil {
 		hs.TLSConfig = s.httpTLS.serverConfig()
 	}

@@ -5,11 +5,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"log"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/mcp-authz/mcp-authz/cache"
+	"github.com/mcp-authz/mcp-authz/internal/loglimit"
 	"github.com/mcp-authz/mcp-authz/metadata"
 	"github.com/mcp-authz/mcp-authz/validators"
 )
@@ -115,7 +118,7 @@ type sideLimits struct {
 // slow or oversized client must not hold it (DESIGN §7).
 var sideServerLimits = sideLimits{readHeader: 5 * time.Second, read: 10 * time.Second, write: 10 * time.Second, idle: 60 * time.Second, body: 64 << 10}
 
-func newSideServer(h http.Handler, l sideLimits) *http.Server {
+func newSideServer(h http.Handler, l sideLimits, logger *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           http.MaxBytesHandler(h, l.body),
 		ReadHeaderTimeout: l.readHeader,
@@ -123,5 +126,28 @@ func newSideServer(h http.Handler, l sideLimits) *http.Server {
 		WriteTimeout:      l.write,
 		IdleTimeout:       l.idle,
 		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          log.New(&httpErrorLog{log: logger, limit: loglimit.Limiter{Every: httpErrorLogEvery}}, "", 0),
 	}
+}
+
+// httpErrorLogEvery is how often net/http's own lines are let through: any
+// client can cause one (a failed TLS handshake), so a scanner could
+// otherwise fill the log.
+const httpErrorLogEvery = 10 * time.Second
+
+// httpErrorLog takes what net/http reports about connections (failed TLS
+// handshakes, panics in handlers), which it otherwise prints to stderr as
+// plain text through the standard logger, into the service's logger at
+// WARN, at most one line per 10 seconds with the number suppressed before
+// it.
+type httpErrorLog struct {
+	log   *slog.Logger
+	limit loglimit.Limiter
+}
+
+func (w *httpErrorLog) Write(p []byte) (int, error) {
+	if ok, suppressed := w.limit.Allow(time.Now()); ok {
+		w.log.Warn("http server", slog.String("detail", strings.TrimSpace(string(p))), slog.Int64("suppressed", suppressed))
+	}
+	return len(p), nil
 }

@@ -1,10 +1,16 @@
 package main
 
 import (
+	"bytes"
+	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
+	"log"
+	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -13,7 +19,7 @@ import (
 
 // TestSideServerLimitsAreTheDesignedOnes pins DESIGN §7's numbers.
 func TestSideServerLimitsAreTheDesignedOnes(t *testing.T) {
-	hs := newSideServer(http.NotFoundHandler(), sideServerLimits)
+	hs := newSideServer(http.NotFoundHandler(), sideServerLimits, slog.New(slog.DiscardHandler))
 	if hs.ReadHeaderTimeout != 5*time.Second || hs.ReadTimeout != 10*time.Second || hs.WriteTimeout != 10*time.Second ||
 		hs.IdleTimeout != 60*time.Second || sideServerLimits.body != 64<<10 {
 		t.Fatalf("limits %+v", sideServerLimits)
@@ -34,7 +40,7 @@ func TestSideServerDropsSlowClients(t *testing.T) {
 		fmt.Fprint(w, "ok")
 	})
 	limits := sideLimits{readHeader: 300 * time.Millisecond, read: 600 * time.Millisecond, write: time.Second, idle: time.Second, body: 1024}
-	hs := newSideServer(mux, limits)
+	hs := newSideServer(mux, limits, slog.New(slog.DiscardHandler))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -96,4 +102,92 @@ func TestSideServerDropsSlowClients(t *testing.T) {
 		t.Fatalf("server not answering after the attack: %v", err)
 	}
 	resp.Body.Close()
+}
+
+// TestSideServersLogAsJSON: what net/http itself reports about a
+// connection (a failed TLS handshake: a scanner, a probe speaking the wrong
+// protocol) goes into the service's logger, as one rate-limited WARN line,
+// and never to the standard logger, whose plain-text lines would break
+// the JSON log stream (README "Logs").
+func TestSideServersLogAsJSON(t *testing.T) {
+	ca := newTestCA(t)
+	certFile, keyFile := ca.issue(t, t.TempDir(), "side", 2, false)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var std bytes.Buffer
+	log.SetOutput(&std)
+	t.Cleanup(func() { log.SetOutput(os.Stderr) })
+
+	for _, tc := range []struct {
+		name   string
+		limits sideLimits
+	}{
+		{"side server", sideServerLimits},
+		{"forward-auth listener", forwardLimits},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out syncBuffer
+			hs := newSideServer(http.NotFoundHandler(), tc.limits, slog.New(slog.NewJSONHandler(&out, nil)))
+			hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() { _ = hs.ServeTLS(ln, "", "") }()
+			t.Cleanup(func() { hs.Close() })
+			for range 3 { // not TLS, and not HTTP either
+				c, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, _ = c.Write([]byte("\x00\x01garbage\r\n\r\n"))
+				_, _ = io.Copy(io.Discard, c)
+				c.Close()
+			}
+			deadline := time.Now().Add(2 * time.Second)
+			for out.Len() == 0 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+			if len(lines) != 1 {
+				t.Fatalf("want one line (the others within the interval suppressed), got %q", out.String())
+			}
+			var rec map[string]any
+			if err := json.Unmarshal([]byte(lines[0]), &rec); err != nil {
+				t.Fatalf("not a JSON line: %q", lines[0])
+			}
+			if rec["level"] != "WARN" || rec["msg"] != "http server" || !strings.Contains(fmt.Sprint(rec["detail"]), "TLS handshake error") {
+				t.Fatalf("record %v", rec)
+			}
+			if std.Len() != 0 {
+				t.Fatalf("net/http wrote to the standard logger: %q", std.String())
+			}
+		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's goroutines and the test.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) Len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Len()
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
