@@ -296,7 +296,7 @@ func serveHelp() command {
 	return command{name: "serve", usage: "mcp-authz [serve] [--config FILE]",
 		about: "Runs the ext_authz service until SIGTERM or SIGINT: Envoy's gRPC Check " +
 			"(envoy.service.auth.v3.Authorization and the gRPC health service) on MCP_AUTHZ_GRPC_ADDR " +
-			"(default :9191) and the HTTP side server (RFC 9728 metadata, /healthz, /readyz) on " +
+			"(default :9191) and the HTTP side server (RFC 9728 metadata, /healthz, /readyz, /metrics) on " +
 			"MCP_AUTHZ_HTTP_ADDR (default :9192). The configuration is the YAML file given with --config " +
 			"(the full, multi-resource form: see config.example.yaml), with the environment variables " +
 			"below overriding it; the OAUTH_* variables configure a single resource. A bad configuration " +

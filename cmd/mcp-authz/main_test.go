@@ -26,7 +26,7 @@ func TestEveryCommandHasHelp(t *testing.T) {
 		cmd  string
 		want []string // flags and variables the help must name
 	}{
-		{"serve", []string{"usage: mcp-authz [serve] [--config FILE]", "-config", "OAUTH_RESOURCE", "MCP_AUTHZ_GRPC_ADDR", "REDIS_URL", "MCP_AUTHZ_CACHE_SECRET_FILE"}},
+		{"serve", []string{"usage: mcp-authz [serve] [--config FILE]", "-config", "OAUTH_RESOURCE", "MCP_AUTHZ_GRPC_ADDR", "REDIS_URL", "MCP_AUTHZ_CACHE_SECRET_FILE", "/readyz, /metrics"}},
 		{"dev", []string{"usage: mcp-authz dev", "-grpc-addr", "-http-addr", "-issuer-addr", "MCP_AUTHZ_GRPC_ADDR", "MCP_AUTHZ_HTTP_ADDR", "REDIS_URL", "loopback"}},
 		{"check", []string{"usage: mcp-authz check [flags] URL", "-addr", "-H", "-X", "-d", "-timeout", "-context-extension", "Exit status"}},
 		{"purge", []string{"usage: mcp-authz purge", "-token-file", "-sha256", "-config", "REDIS_URL", "MCP_AUTHZ_CACHE_SECRET"}},
