@@ -224,20 +224,24 @@ func startMCPSDKStand(t *testing.T, operations bool) (*mcpsdkStand, error) {
 			for name, logs := range st.logs {
 				t.Logf("%s output:\n%s", name, logs.String())
 			}
-			// What reached the MCP server, to tell a request lost on the
-			// way from an answer lost on the way back.
-			if st.serverURL != "" {
-				if r, err := http.Get(strings.TrimSuffix(st.serverURL, "/mcp") + "/__seen"); err == nil {
-					b, _ := io.ReadAll(r.Body)
-					r.Body.Close()
-					t.Logf("server.mjs saw: %s", b)
-				}
-			}
 		}
 	})
 	// The two Node.js processes start side by side.
 	as, server := st.launchNode(t, "as.mjs"), st.launchNode(t, "server.mjs")
 	st.issuer, st.serverURL = as(), server()
+	// Registered after the processes, so it runs while they still live:
+	// what reached the MCP server, to tell a request lost on the way from
+	// an answer lost on the way back.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		if r, err := http.Get(strings.TrimSuffix(st.serverURL, "/mcp") + "/__seen"); err == nil {
+			b, _ := io.ReadAll(r.Body)
+			r.Body.Close()
+			t.Logf("server.mjs saw: %s", b)
+		}
+	})
 
 	// The front's address is part of the resource URI, so it comes first.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

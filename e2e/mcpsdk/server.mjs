@@ -87,6 +87,18 @@ async function handleMcp(req, res) {
   }
   const messages = body === undefined ? [] : Array.isArray(body) ? body : [body];
   const sessionId = req.headers['mcp-session-id'];
+  // On stderr, which the test prints when it fails: how each exchange
+  // ended, to tell an answer never written from one lost on the way.
+  const started = Date.now();
+  const what = `${req.method} ${messages.map((m) => m.method ?? 'response').join(',')}`;
+  let finished = false;
+  res.on('finish', () => {
+    finished = true;
+    console.error(`mcp ${what}: ${res.statusCode} finished after ${Date.now() - started} ms`);
+  });
+  res.on('close', () => {
+    if (!finished) console.error(`mcp ${what}: ${res.statusCode} closed before finishing, after ${Date.now() - started} ms`);
+  });
   seen.push({
     http_method: req.method,
     rpc_methods: messages.map((m) => m.method ?? null),

@@ -212,6 +212,10 @@ func (f *Front) newProxy(up *url.URL) *httputil.ReverseProxy {
 			if ok, _ := resp.Request.Context().Value(okKey{}).(*authv3.OkHttpResponse); ok != nil {
 				applyHeaders(resp.Header, ok.GetResponseHeadersToAdd())
 			}
+			if f.cfg.ErrorLog != nil {
+				resp.Body = &tracedBody{ReadCloser: resp.Body, f: f, start: time.Now(),
+					what: fmt.Sprintf("%s %s %d", resp.Request.Method, resp.Request.URL.Path, resp.StatusCode)}
+			}
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -462,4 +466,30 @@ func newRequestID() string {
 	b[8] = b[8]&0x3f | 0x80
 	s := hex.EncodeToString(b[:])
 	return s[0:8] + "-" + s[8:12] + "-" + s[12:16] + "-" + s[16:20] + "-" + s[20:]
+}
+
+// tracedBody logs, when the proxy is done with an upstream response, how
+// much of it was relayed and whether it ended: the trail a test prints
+// when a client waited for an answer that never came.
+type tracedBody struct {
+	io.ReadCloser
+	f     *Front
+	what  string
+	start time.Time
+	n     int64
+	eof   bool
+}
+
+func (b *tracedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	if err == io.EOF {
+		b.eof = true
+	}
+	return n, err
+}
+
+func (b *tracedBody) Close() error {
+	b.f.logf("envoyfront: upstream %s: %d bytes relayed in %v, ended: %v", b.what, b.n, time.Since(b.start).Round(time.Millisecond), b.eof)
+	return b.ReadCloser.Close()
 }
