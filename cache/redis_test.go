@@ -380,7 +380,10 @@ func TestPurgeReachesEveryReplica(t *testing.T) {
 	inner := &countingValidator{answer: validFor(time.Hour)}
 	var replicas []replica
 	for range 2 {
-		l2, _ := newRedisStore(t, srv)
+		// A generous timeout: the verdicts must reach Redis before the
+		// purge counts them, also on a machine busy with other packages'
+		// tests (a 50 ms write timing out let the breaker skip the next).
+		l2, _ := newRedisStoreWith(t, srv, RedisOptions{Timeout: 2 * time.Second, Backoff: 200 * time.Millisecond})
 		l1 := newMemory(t)
 		l2.Subscribe(ctx, func(sum [32]byte) { l1.InvalidateToken(sum) })
 		v, _ := New(inner, &Tiered{L1: l1, L2: l2}, Options{Policy: "p"})
