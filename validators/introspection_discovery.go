@@ -32,9 +32,6 @@ type endpointDiscovery struct {
 	issuer string
 	log    *slog.Logger
 
-	// every and min are rediscoverEvery and minRediscovery, shorter in tests.
-	every, min time.Duration
-
 	endpoint atomic.Pointer[string]
 	mu       sync.Mutex
 	lastErr  error
@@ -54,7 +51,6 @@ func newEndpointDiscovery(ctx context.Context, client *http.Client, issuer strin
 	ctx, stop := context.WithCancel(ctx)
 	return &endpointDiscovery{
 		client: client, issuer: issuer, log: log,
-		every: rediscoverEvery, min: minRediscovery,
 		first: make(chan struct{}), kick: make(chan struct{}, 1),
 		ctx: ctx, stop: stop, done: make(chan struct{}),
 	}
@@ -77,10 +73,13 @@ func (d *endpointDiscovery) get(ctx context.Context) (string, error) {
 		return *e, nil
 	}
 	d.poke()
+	// attempt sets lastErr and the endpoint under mu together: read both
+	// under it, since another attempt may have succeeded meanwhile. With
+	// no endpoint after the first attempt, lastErr holds its failure.
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.lastErr == nil {
-		return "", fmt.Errorf("discovery for issuer %q: stopped", d.issuer)
+	if e := d.endpoint.Load(); e != nil {
+		return *e, nil
 	}
 	return "", d.lastErr
 }
@@ -104,7 +103,7 @@ func (d *endpointDiscovery) run() {
 	for {
 		err := d.attempt()
 		firstOnce.Do(func() { close(d.first) })
-		wait := d.every
+		wait := rediscoverEvery
 		switch {
 		case err != nil && d.ctx.Err() != nil:
 			return
@@ -154,7 +153,7 @@ func (d *endpointDiscovery) attempt() error {
 }
 
 // sleep waits until wait has passed since from, or until a poke, but never
-// less than d.min since from. It reports false once the discovery is
+// less than minRediscovery since from. It reports false once the discovery is
 // closed.
 func (d *endpointDiscovery) sleep(from time.Time, wait time.Duration) bool {
 	t := time.NewTimer(wait)
@@ -166,7 +165,7 @@ func (d *endpointDiscovery) sleep(from time.Time, wait time.Duration) bool {
 		return false
 	case <-d.kick:
 	}
-	if rest := d.min - time.Since(from); rest > 0 {
+	if rest := minRediscovery - time.Since(from); rest > 0 {
 		t.Reset(rest)
 		select {
 		case <-t.C:
