@@ -407,10 +407,7 @@ func TestMemoryMaintenanceOnCallers(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := realisticPrincipal()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		var wg sync.WaitGroup
+	runCallers(t, func(wg *sync.WaitGroup) {
 		for w := range 8 {
 			wg.Go(func() {
 				ctx := context.Background()
@@ -422,15 +419,28 @@ func TestMemoryMaintenanceOnCallers(t *testing.T) {
 				}
 			})
 		}
+	})
+	m.Set(context.Background(), NewKey("p", "last"), Entry{Principal: p}, time.Hour)
+	if w := m.c.WeightedSize(); w > bound {
+		t.Fatalf("weighed %d bytes in a store bounded at %d", w, bound)
+	}
+}
+
+// runCallers runs the goroutines start adds to wg and waits for them, for
+// a minute at most: callers still running then means the cache's
+// maintenance, which runs on them (runHere), deadlocked.
+func runCallers(t *testing.T, start func(wg *sync.WaitGroup)) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var wg sync.WaitGroup
+		start(&wg)
 		wg.Wait()
 	}()
 	select {
 	case <-done:
 	case <-time.After(time.Minute):
 		t.Fatal("callers still running after a minute: maintenance deadlocked")
-	}
-	m.Set(context.Background(), NewKey("p", "last"), Entry{Principal: p}, time.Hour)
-	if w := m.c.WeightedSize(); w > bound {
-		t.Fatalf("weighed %d bytes in a store bounded at %d", w, bound)
 	}
 }
