@@ -18,9 +18,11 @@ import (
 // handful of tools, and past maxOpResponses the rest are rendered per
 // request. The response without an operation, the most used, is held in
 // the set itself: at a million verdicts in use every pointer followed on a
-// hit is a cache miss.
+// hit is a cache miss, which is also why the set heads with the Kept that
+// the principal points to (see setOf).
 type allowSet struct {
-	rt *route
+	kept validators.Kept // first: see setOf
+	rt   *route
 	// next is the set of another route of the same Server: resources with
 	// one validation policy share cached principals.
 	next     atomic.Pointer[allowSet]
@@ -31,6 +33,16 @@ type allowSet struct {
 }
 
 const maxOpResponses = 32
+
+// setOf returns the set that k heads: every Kept that Principal.Memo
+// returns for a Server is the first field of an allowSet that the Server
+// made (allowResponse), so k points to that set, as the unsafe.Pointer
+// rule for a struct and its first field allows.
+func setOf(k *validators.Kept) *allowSet { return (*allowSet)(unsafe.Pointer(k)) }
+
+// The conversion in setOf needs kept at offset 0; this fails to compile
+// otherwise.
+var _ [0]struct{} = [unsafe.Offsetof(allowSet{}.kept)]struct{}{}
 
 // of returns the set of rt in the list that starts at set, adding one at
 // its end when rt has none. A principal is used on one route of a Server
@@ -59,11 +71,11 @@ func (set *allowSet) of(rt *route) *allowSet {
 // Server: a reload's Server replaces them all at once, and the routes of
 // one Server keep theirs side by side.
 func (s *Server) allowResponse(rt *route, p *validators.Principal, token string, op opKey) result {
-	first, _ := p.Memo(s, func() any { return &allowSet{rt: rt} }).(*allowSet)
-	if first == nil {
+	kept := p.Memo(s, func() *validators.Kept { return &(&allowSet{rt: rt}).kept })
+	if kept == nil {
 		return rendered(s.allowed(rt, p, p.Claims(token), op))
 	}
-	set := first.of(rt)
+	set := setOf(kept).of(rt)
 	if op == (opKey{}) {
 		set.baseOnce.Do(func() { s.keep(&set.base, rt, p, token, op) })
 		return shared(&set.base)

@@ -475,25 +475,32 @@ func TestFingerprintChangesWithPolicy(t *testing.T) {
 // one's (a reload's routes replace the old routes).
 func TestMemo(t *testing.T) {
 	p := NewPrincipal(Identity{Subject: "s"})
+	type val struct {
+		Kept
+		name string
+	}
+	vals := map[string]*val{}
 	computed := 0
-	compute := func(v string) func() any { return func() any { computed++; return v } }
+	compute := func(v string) func() *Kept {
+		return func() *Kept { computed++; vals[v] = &val{name: v}; return &vals[v].Kept }
+	}
 	if got := p.Memo("a", compute("A")); got != nil || computed != 0 {
 		t.Fatalf("first use: %v, %d computed", got, computed)
 	}
 	for range 3 {
-		if got := p.Memo("a", compute("A")); got != "A" {
-			t.Fatalf("got %v", got)
+		if got := p.Memo("a", compute("A")); got != &vals["A"].Kept {
+			t.Fatalf("got %p, not A's value", got)
 		}
 	}
 	if computed != 1 {
-		t.Fatalf("computed %d times for one key", computed)
+		t.Fatalf("computed %d times for one owner", computed)
 	}
 	for range 3 {
-		if got := p.Memo("b", compute("B")); got != "B" {
-			t.Fatalf("got %v", got)
+		if got := p.Memo("b", compute("B")); got != &vals["B"].Kept {
+			t.Fatalf("got %p, not B's value", got)
 		}
 	}
 	if computed != 2 {
-		t.Fatalf("computed %d times for two keys in turn", computed)
+		t.Fatalf("computed %d times for two owners in turn", computed)
 	}
 }

@@ -96,9 +96,13 @@ func TestRedteamClaimsWithoutToken(t *testing.T) {
 // reload swaps keys, all at once: whatever the interleaving, Memo returns
 // a value computed for the key asked, never another key's.
 func TestRedteamMemoUnderConcurrentKeys(t *testing.T) {
-	type val struct{ key string }
+	type val struct {
+		Kept
+		key string
+	}
 	p := NewPrincipal(Identity{Subject: "s"})
 	keys := []string{"route-a", "route-b", "reloaded-a", "reloaded-b"}
+	var values sync.Map // *Kept -> the *val it heads
 	var wg sync.WaitGroup
 	errs := make(chan string, len(keys))
 	for g := range 8 {
@@ -107,11 +111,19 @@ func TestRedteamMemoUnderConcurrentKeys(t *testing.T) {
 			defer wg.Done()
 			for i := range 2000 {
 				k := keys[(g+i)%len(keys)]
-				v := p.Memo(k, func() any { return &val{key: k} })
+				v := p.Memo(k, func() *Kept {
+					made := &val{key: k}
+					values.Store(&made.Kept, made)
+					return &made.Kept
+				})
 				if v == nil {
 					continue // a first use
 				}
-				if got := v.(*val).key; got != k {
+				got := "an unknown value"
+				if made, ok := values.Load(v); ok {
+					got = made.(*val).key
+				}
+				if got != k {
 					select {
 					case errs <- "Memo(" + k + ") returned " + got + "'s value":
 					default:
