@@ -179,7 +179,12 @@ func (r nginxResult) String() string {
 	return fmt.Sprintf("%d %v %s", r.status, r.header, r.body)
 }
 
-// through sends a request to nginx as an MCP client would.
+// proxyClient is the MCP client's HTTP client in front of a proxy: a
+// recipe that lets a request hang fails its test in seconds, not at go
+// test's timeout.
+var proxyClient = &http.Client{Timeout: 30 * time.Second}
+
+// through sends a request to a proxy (nginx, Caddy) as an MCP client would.
 func through(t *testing.T, base, method, path string, headers map[string][]string) nginxResult {
 	t.Helper()
 	var body io.Reader
@@ -200,7 +205,7 @@ func through(t *testing.T, base, method, path string, headers map[string][]strin
 			req.Header.Add(k, v)
 		}
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := proxyClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

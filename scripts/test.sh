@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command (README): installs what the tests need and is missing —
-# redis-server, nginx, Node.js and npm from Debian, the pinned oidc-provider from
+# redis-server, nginx, caddy, Node.js and npm from Debian, the pinned oidc-provider from
 # npm — then runs every test with the race detector. Extra arguments go to
 # `go test`, e.g. scripts/test.sh -run TestIntrospection.
 set -euo pipefail
@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; } || missing+=(nginx)
+command -v caddy >/dev/null 2>&1 || missing+=(caddy)
 { command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; } || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
@@ -27,5 +28,5 @@ if [ ! -d e2e/mcpsdk/node_modules/@modelcontextprotocol/sdk ]; then
   (cd e2e/mcpsdk && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-# The tests start their own redis-server, nginx and oidc-provider on free loopback ports.
+# The tests start their own redis-server, nginx, caddy and oidc-provider on free loopback ports.
 exec go test -race -count=1 "$@" ./...

@@ -1,0 +1,293 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// caddyBinary finds Debian's caddy (scripts/test.sh installs it).
+func caddyBinary(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("caddy")
+	if err != nil {
+		t.Fatal("caddy not found: run scripts/test.sh (it installs Debian's caddy) or apt-get install caddy")
+	}
+	return p
+}
+
+// startCaddy runs a real Caddy on a free loopback port with the shipped
+// recipe, deploy/caddy/Caddyfile, pointed at the given addresses. It returns
+// Caddy's base URL; requests name the site with Host: mcp.example.com.
+func startCaddy(t *testing.T, forwardAddr, sideAddr, upstreamAddr string) string {
+	t.Helper()
+	bin := caddyBinary(t)
+	recipe, err := os.ReadFile(filepath.Join("..", "deploy", "caddy", "Caddyfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := freeAddr(t)
+	_, port, _ := net.SplitHostPort(listen)
+	conf := string(recipe)
+	for _, r := range []struct{ old, new string }{
+		{"forward_auth mcp-authz:9193 {", "forward_auth " + forwardAddr + " {"},
+		{"reverse_proxy mcp-authz:9192", "reverse_proxy " + sideAddr},
+		{"reverse_proxy mcp-server:8080 {", "reverse_proxy " + upstreamAddr + " {"},
+		// Plain HTTP on the test's port, on loopback only.
+		{"mcp.example.com {", "http://mcp.example.com:" + port + " {\n\tbind 127.0.0.1"},
+	} {
+		if strings.Count(conf, r.old) != 1 {
+			t.Fatalf("deploy/caddy/Caddyfile: expected %q once", r.old)
+		}
+		conf = strings.Replace(conf, r.old, r.new, 1)
+	}
+	// No admin endpoint (its default port would be shared by every test),
+	// no HTTP/3 listener.
+	conf = "{\n\tadmin off\n\tservers {\n\t\tprotocols h1 h2\n\t}\n}\n\n" + conf
+	dir := t.TempDir()
+	file := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "run", "--config", file, "--adapter", "caddyfile")
+	// Caddy keeps its state (autosaved config, certificates) under these.
+	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+	var logs syncBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("caddy output:\n%s", logs.String())
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", listen, 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("caddy exited: %v\n%s", err, logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("caddy not listening on %s: %v", listen, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return "http://" + listen
+}
+
+// TestCaddy puts a real Caddy, configured with the shipped recipe, between
+// an MCP client and an MCP server, with the real mcp-authz binary deciding
+// through its /forwarded endpoint and real tokens from oidc-provider.
+func TestCaddy(t *testing.T) {
+	up := startUpstream(t)
+	p, fwd := startForwardAuthz(t, nil)
+	base := startCaddy(t, fwd, p.httpAddr, up.srv.Listener.Addr().String())
+	good := token(t, "rs-client", "mcp:read mcp:write", resource)
+
+	t.Run("no token: 401 with the discovery challenge reaching the client", func(t *testing.T) {
+		before := up.count()
+		r := through(t, base, "POST", "/mcp", nil)
+		want := `Bearer resource_metadata="` + prmURL + `", scope="mcp:read"`
+		if r.status != 401 || r.header.Get("Www-Authenticate") != want || len(r.header.Values("Www-Authenticate")) != 1 {
+			t.Fatalf("got %s", r)
+		}
+		if errorCode(t, r.body) != "unauthorized" || !strings.HasPrefix(r.header.Get("Content-Type"), "application/json") {
+			t.Fatalf("body %q (%s)", r.body, r.header.Get("Content-Type"))
+		}
+		if up.count() != before {
+			t.Fatal("a denied request reached the upstream")
+		}
+	})
+
+	t.Run("valid token: identity reaches the upstream, the token and spoofed identity do not", func(t *testing.T) {
+		r := through(t, base, "POST", "/mcp", map[string][]string{
+			"Authorization":      {"Bearer " + good},
+			"X-Mcp-Auth-Subject": {"spoofed-admin"},
+			"X-Mcp-Auth-Tool":    {"spoofed-tool"},
+			"X_Mcp_Auth_Scopes":  {"mcp:admin"},
+			"X-Mcp-Auth-Other":   {"spoofed"},
+		})
+		if r.status != 200 {
+			t.Fatalf("got %s", r)
+		}
+		h, _ := up.last()
+		if h.Get("X-Mcp-Auth-Subject") != "rs-client" || h.Get("X-Mcp-Auth-Client-Id") != "rs-client" ||
+			h.Get("X-Mcp-Auth-Issuer") != issuer || h.Get("X-Mcp-Auth-Scopes") != "mcp:read mcp:write" ||
+			h.Get("X-Mcp-Auth-Resource") != resource || h.Get("X-Mcp-Auth-Claims") == "" {
+			t.Fatalf("upstream identity headers: %v", h)
+		}
+		if len(h.Values("X-Mcp-Auth-Subject")) != 1 || len(h.Values("X-Mcp-Auth-Scopes")) != 1 {
+			t.Fatalf("identity values %v", h)
+		}
+		// No body reaches mcp-authz from forward_auth: no method or tool is
+		// known, and the client's copies must not survive.
+		for _, name := range []string{"X-Mcp-Auth-Tool", "X_mcp_auth_scopes", "X_Mcp_Auth_Scopes", "X-Mcp-Auth-Other"} {
+			if v := h.Values(name); len(v) > 0 && v[0] != "" {
+				t.Fatalf("client's %s reached the upstream: %v", name, h)
+			}
+		}
+		if h.Get("Authorization") != "" {
+			t.Fatal("the token reached the upstream (strip_authorization)")
+		}
+	})
+
+	// Caddy writes X-Forwarded-Method and -Uri from the request itself: a
+	// client's copies cannot point the decision at the public metadata path.
+	t.Run("a client's X-Forwarded-Uri changes nothing", func(t *testing.T) {
+		before := up.count()
+		r := through(t, base, "POST", "/mcp", map[string][]string{
+			"X-Forwarded-Uri":    {"/.well-known/oauth-protected-resource/mcp"},
+			"X-Forwarded-Method": {"OPTIONS"},
+		})
+		if r.status != 401 || up.count() != before {
+			t.Fatalf("got %s", r)
+		}
+	})
+
+	t.Run("missing scope: 403 with the insufficient_scope challenge", func(t *testing.T) {
+		before := up.count()
+		tok := token(t, "rs-client", "mcp:write", resource)
+		r := through(t, base, "GET", "/mcp", map[string][]string{"Authorization": {"Bearer " + tok}})
+		want := `Bearer error="insufficient_scope", scope="mcp:read", resource_metadata="` + prmURL + `"`
+		if r.status != 403 || r.header.Get("Www-Authenticate") != want || len(r.header.Values("Www-Authenticate")) != 1 {
+			t.Fatalf("got %s", r)
+		}
+		if errorCode(t, r.body) != "insufficient_scope" || r.header.Get("Retry-After") != "" {
+			t.Fatalf("got %s", r)
+		}
+		if up.count() != before {
+			t.Fatal("a denied request reached the upstream")
+		}
+	})
+
+	t.Run("invalid token: 401 invalid_token", func(t *testing.T) {
+		r := through(t, base, "GET", "/mcp", map[string][]string{"Authorization": {"Bearer " + good[:len(good)-4] + "AAAA"}})
+		if r.status != 401 || !strings.Contains(r.header.Get("Www-Authenticate"), `error="invalid_token"`) ||
+			len(r.header.Values("Www-Authenticate")) != 1 || errorCode(t, r.body) != "invalid_token" {
+			t.Fatalf("got %s", r)
+		}
+	})
+
+	t.Run("malformed credentials: mcp-authz's 400 reaches the client", func(t *testing.T) {
+		r := through(t, base, "GET", "/mcp", map[string][]string{"Authorization": {"Bearer a b"}})
+		if r.status != 400 || !strings.Contains(r.header.Get("Www-Authenticate"), `error="invalid_request"`) ||
+			errorCode(t, r.body) != "invalid_request" || r.header.Get("Retry-After") != "" {
+			t.Fatalf("got %s", r)
+		}
+	})
+
+	// Caddy passes both on; mcp-authz refuses the ambiguity.
+	t.Run("two Authorization headers never pass", func(t *testing.T) {
+		before := up.count()
+		r := through(t, base, "GET", "/mcp", map[string][]string{"Authorization": {"Bearer " + good, "Bearer " + good}})
+		if r.status != 400 || up.count() != before {
+			t.Fatalf("got %s", r)
+		}
+	})
+
+	t.Run("an encoded slash in the path is refused, not routed", func(t *testing.T) {
+		before := up.count()
+		r := through(t, base, "GET", "/mcp%2F..%2Fadmin", map[string][]string{"Authorization": {"Bearer " + good}})
+		if r.status != 400 || up.count() != before {
+			t.Fatalf("got %s", r)
+		}
+	})
+
+	t.Run("the metadata is served through Caddy without a token", func(t *testing.T) {
+		r := through(t, base, "GET", "/.well-known/oauth-protected-resource/mcp", nil)
+		var doc map[string]any
+		if r.status != 200 || json.Unmarshal([]byte(r.body), &doc) != nil || doc["resource"] != resource {
+			t.Fatalf("got %s", r)
+		}
+	})
+}
+
+// TestCaddyUnavailable: when mcp-authz cannot validate tokens, or cannot be
+// reached at all, the client sees 503 with Retry-After, never Caddy's 502
+// and never the upstream; a failing MCP server stays Caddy's own answer.
+func TestCaddyUnavailable(t *testing.T) {
+	up := startUpstream(t)
+	good := token(t, "rs-client", "mcp:read", resource)
+
+	t.Run("authorization server unreachable", func(t *testing.T) {
+		dead := freeAddr(t) // nothing listens here
+		p, fwd := startForwardAuthz(t, map[string]string{"OAUTH_JWKS_URI": "http://" + dead + "/jwks"})
+		base := startCaddy(t, fwd, p.httpAddr, up.srv.Listener.Addr().String())
+		r := through(t, base, "GET", "/mcp", map[string][]string{"Authorization": {"Bearer " + good}})
+		if r.status != 503 || r.header.Get("Retry-After") != "5" || r.header.Get("Www-Authenticate") != "" {
+			t.Fatalf("got %s", r)
+		}
+		if errorCode(t, r.body) != "temporarily_unavailable" || !strings.Contains(r.body, "JWKS") {
+			t.Fatalf("body %q", r.body)
+		}
+	})
+
+	t.Run("mcp-authz unreachable", func(t *testing.T) {
+		p, _ := startForwardAuthz(t, nil)
+		base := startCaddy(t, freeAddr(t), p.httpAddr, up.srv.Listener.Addr().String())
+		r := through(t, base, "GET", "/mcp", map[string][]string{"Authorization": {"Bearer " + good}})
+		if r.status != 503 || r.header.Get("Retry-After") != "5" || errorCode(t, r.body) != "temporarily_unavailable" {
+			t.Fatalf("got %s", r)
+		}
+	})
+
+	t.Run("mcp-authz too slow", func(t *testing.T) {
+		p, _ := startForwardAuthz(t, nil)
+		// Accepts connections and never answers.
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				t.Cleanup(func() { c.Close() })
+			}
+		}()
+		base := startCaddy(t, l.Addr().String(), p.httpAddr, up.srv.Listener.Addr().String())
+		start := time.Now()
+		r := through(t, base, "GET", "/mcp", map[string][]string{"Authorization": {"Bearer " + good}})
+		if r.status != 503 || r.header.Get("Retry-After") != "5" || errorCode(t, r.body) != "temporarily_unavailable" {
+			t.Fatalf("got %s after %v", r, time.Since(start))
+		}
+	})
+	if up.count() != 0 {
+		t.Fatal("the upstream was reached")
+	}
+
+	t.Run("the MCP server down is not mcp-authz's 503", func(t *testing.T) {
+		p, fwd := startForwardAuthz(t, nil)
+		base := startCaddy(t, fwd, p.httpAddr, freeAddr(t))
+		r := through(t, base, "GET", "/mcp", map[string][]string{"Authorization": {"Bearer " + good}})
+		if r.status != 502 || strings.Contains(r.body, "temporarily_unavailable") {
+			t.Fatal(fmt.Sprint("got ", r))
+		}
+	})
+}
