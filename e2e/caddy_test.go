@@ -28,12 +28,17 @@ func caddyBinary(t *testing.T) string {
 // Caddy's base URL; requests name the site with Host: mcp.example.com.
 func startCaddy(t *testing.T, forwardAddr, sideAddr, upstreamAddr string) string {
 	t.Helper()
+	return startCaddyOn(t, freeAddr(t), "mcp.example.com", forwardAddr, sideAddr, upstreamAddr)
+}
+
+// startCaddyOn is startCaddy listening on listen, for the site host.
+func startCaddyOn(t *testing.T, listen, host, forwardAddr, sideAddr, upstreamAddr string) string {
+	t.Helper()
 	bin := caddyBinary(t)
 	recipe, err := os.ReadFile(filepath.Join("..", "deploy", "caddy", "Caddyfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	listen := freeAddr(t)
 	_, port, _ := net.SplitHostPort(listen)
 	conf := string(recipe)
 	for _, r := range []struct{ old, new string }{
@@ -41,7 +46,7 @@ func startCaddy(t *testing.T, forwardAddr, sideAddr, upstreamAddr string) string
 		{"reverse_proxy mcp-authz:9192", "reverse_proxy " + sideAddr},
 		{"reverse_proxy mcp-server:8080 {", "reverse_proxy " + upstreamAddr + " {"},
 		// Plain HTTP on the test's port, on loopback only.
-		{"mcp.example.com {", "http://mcp.example.com:" + port + " {\n\tbind 127.0.0.1"},
+		{"mcp.example.com {", "http://" + host + ":" + port + " {\n\tbind 127.0.0.1"},
 	} {
 		if strings.Count(conf, r.old) != 1 {
 			t.Fatalf("deploy/caddy/Caddyfile: expected %q once", r.old)

@@ -11,6 +11,9 @@ package e2e
 //                      '--/.well-known/oauth-protected-resource (public)--> mcp-authz HTTP
 //   client.mjs --> as.mjs (oidc-provider: registration, authorization, token)
 //   mcp-authz  --> as.mjs (discovery, JWKS)
+//
+// TestMCPSDKThroughProxies puts a real Caddy or nginx with the shipped
+// recipe where envoyfront is, asking mcp-authz over HTTP.
 
 import (
 	"bytes"
@@ -42,7 +45,25 @@ func TestMCPSDKOAuthFlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	run := st.runClient(t, "basic", "alice")
+	st.assertOAuthFlow(t, run)
 
+	ex := st.exchanges()
+	if len(ex) == 0 || ex[0].Status != 401 {
+		t.Fatalf("front's first check: %+v", ex)
+	}
+	for _, e := range ex {
+		if e.Err != nil {
+			t.Errorf("Check failed: %v", e.Err)
+		}
+	}
+}
+
+// assertOAuthFlow checks a "basic" run of client.mjs as alice: the 401
+// challenge, discovery and registration through the front, one
+// authorization for the challenge's scope, tool calls, the SSE stream and
+// the session's end, and what the MCP server and the AS saw.
+func (st *mcpsdkStand) assertOAuthFlow(t *testing.T, run *clientRun) {
+	t.Helper()
 	first := run.of("http")[0]
 	if first.Method != "POST" || first.URL != st.resource || first.RPC != "initialize" || first.Bearer || first.Status != 401 {
 		t.Fatalf("first request: %+v", first)
@@ -104,16 +125,6 @@ func TestMCPSDKOAuthFlow(t *testing.T) {
 	}
 	if len(as.Authorizations) != 1 || as.Authorizations[0].User != "alice" || as.Authorizations[0].Granted[st.resource] != "mcp:tools" {
 		t.Errorf("authorizations at the AS: %+v", as.Authorizations)
-	}
-
-	ex := st.exchanges()
-	if len(ex) == 0 || ex[0].Status != 401 {
-		t.Fatalf("front's first check: %+v", ex)
-	}
-	for _, e := range ex {
-		if e.Err != nil {
-			t.Errorf("Check failed: %v", e.Err)
-		}
 	}
 }
 
@@ -199,10 +210,30 @@ type mcpsdkStand struct {
 
 var mcpsdkInstall sync.Once
 
-// startMCPSDKStand starts everything. With operations the resource has the
-// per-tool rule for delete_*. An error means mcp-authz refused to start; its
-// text includes the service's output.
+// A front stands between the SDK client and the MCP server and asks
+// mcp-authz about each request.
+type front int
+
+const (
+	// frontEnvoy is internal/envoyfront, Envoy's ext_authz filter as a Go
+	// stand-in (no Envoy runs here), over gRPC, with request bodies.
+	frontEnvoy front = iota
+	// frontCaddy is a real Caddy with deploy/caddy/Caddyfile (/forwarded).
+	frontCaddy
+	// frontNginx is a real nginx with deploy/nginx/mcp-authz.conf (/nginx).
+	frontNginx
+)
+
+// startMCPSDKStand starts everything behind frontEnvoy. With operations the
+// resource has the per-tool rule for delete_*. An error means mcp-authz
+// refused to start; its text includes the service's output.
 func startMCPSDKStand(t *testing.T, operations bool) (*mcpsdkStand, error) {
+	t.Helper()
+	return startMCPSDKStandBehind(t, operations, frontEnvoy)
+}
+
+// startMCPSDKStandBehind is startMCPSDKStand behind the given front.
+func startMCPSDKStandBehind(t *testing.T, operations bool, fr front) (*mcpsdkStand, error) {
 	t.Helper()
 	root, err := filepath.Abs("..")
 	if err != nil {
@@ -248,12 +279,19 @@ func startMCPSDKStand(t *testing.T, operations bool) (*mcpsdkStand, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	front := "http://" + ln.Addr().String()
-	st.resource = front + "/mcp"
-	st.metadataURL = front + "/.well-known/oauth-protected-resource/mcp"
+	base := "http://" + ln.Addr().String()
+	st.resource = base + "/mcp"
+	st.metadataURL = base + "/.well-known/oauth-protected-resource/mcp"
+	fwdAddr, forward := "", ""
+	if fr != frontEnvoy {
+		// The proxy listens there instead, and asks mcp-authz over HTTP.
+		ln.Close()
+		fwdAddr = freeAddr(t)
+		forward = "forward_addr: " + fwdAddr + "\n"
+	}
 
 	cfg := fmt.Sprintf(`log: {level: debug, format: text}
-identity_headers: {strip_authorization: true}
+%[3]sidentity_headers: {strip_authorization: true}
 resources:
   - name: tools
     resource: %[1]s
@@ -264,7 +302,7 @@ resources:
     issuers:
       - issuer: %[2]s
         algorithms: [RS256]
-`, st.resource, st.issuer)
+`, st.resource, st.issuer, forward)
 	if operations {
 		cfg += `    operations:
       - {method: tools/call, name: "delete_*", scopes: [repo:admin]}
@@ -276,6 +314,14 @@ resources:
 	}
 	st.authz = startAuthz(t, nil, true, "serve", "--config", cfgPath)
 	upstream := strings.TrimSuffix(st.serverURL, "/mcp")
+	switch fr {
+	case frontCaddy:
+		startCaddyOn(t, ln.Addr().String(), "127.0.0.1", fwdAddr, st.authz.httpAddr, strings.TrimPrefix(upstream, "http://"))
+		return st, nil
+	case frontNginx:
+		startNginxOn(t, ln.Addr().String(), fwdAddr, st.authz.httpAddr, strings.TrimPrefix(upstream, "http://"))
+		return st, nil
+	}
 	frontLogs := &syncBuffer{}
 	st.logs["envoyfront"] = frontLogs
 	f, err := envoyfront.New(envoyfront.Config{

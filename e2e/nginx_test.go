@@ -73,12 +73,17 @@ func nginxBinary(t *testing.T) string {
 // returns nginx's base URL.
 func startNginx(t *testing.T, forwardAddr, sideAddr, upstreamAddr string) string {
 	t.Helper()
+	return startNginxOn(t, freeAddr(t), forwardAddr, sideAddr, upstreamAddr)
+}
+
+// startNginxOn is startNginx listening on listen.
+func startNginxOn(t *testing.T, listen, forwardAddr, sideAddr, upstreamAddr string) string {
+	t.Helper()
 	bin := nginxBinary(t)
 	recipe, err := os.ReadFile(filepath.Join("..", "deploy", "nginx", "mcp-authz.conf"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	listen := freeAddr(t)
 	conf := string(recipe)
 	for _, r := range []struct{ old, new string }{
 		{"server mcp-authz:9193;", "server " + forwardAddr + ";"},
