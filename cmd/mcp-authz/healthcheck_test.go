@@ -11,7 +11,9 @@ import (
 // TestHealthcheckProbesTheSideServer: the container probe answers 0 for a
 // side server that is up, over TLS too (MCP_AUTHZ_HTTP_TLS_CERT_FILE, whose
 // certificate is for the service's name, not for the loopback address the
-// probe dials, or from a private CA), and 1 when nothing answers.
+// probe dials, or from a private CA; or set in the configuration file only,
+// which the probe learns from the listener's answer), and 1 when nothing
+// answers.
 func TestHealthcheckProbesTheSideServer(t *testing.T) {
 	healthz := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/healthz" {
@@ -42,6 +44,8 @@ func TestHealthcheckProbesTheSideServer(t *testing.T) {
 		{"TLS, loopback https URL", []string{tlsSrv.URL + "/healthz"}, nil, 0},
 		{"TLS, every-interface address", nil, map[string]string{
 			"MCP_AUTHZ_HTTP_ADDR": ":" + tlsSrv.URL[strings.LastIndex(tlsSrv.URL, ":")+1:], "MCP_AUTHZ_HTTP_TLS_CERT_FILE": "x"}, 0},
+		{"TLS set in the file only: asked again over https", nil, map[string]string{"MCP_AUTHZ_HTTP_ADDR": hostPort(tlsSrv)}, 0},
+		{"an http URL to a TLS listener is not rewritten", []string{"http://" + hostPort(tlsSrv) + "/healthz"}, nil, 1},
 		{"nothing listening", nil, map[string]string{"MCP_AUTHZ_HTTP_ADDR": downAddr}, 1},
 		{"not the health path", []string{plain.URL + "/nope"}, nil, 1},
 	} {

@@ -307,6 +307,37 @@ func serveHelp() command {
 	}
 }
 
+// probeResult is what the side server answered a probe.
+type probeResult struct {
+	StatusCode int
+	// TLSServer: the answer is Go's to a plain HTTP request on a TLS
+	// listener.
+	TLSServer bool
+}
+
+// probe asks target once, by deadline.
+func probe(target string, deadline time.Time) (probeResult, error) {
+	client := &http.Client{Timeout: time.Until(deadline)}
+	if u, err := url.Parse(target); err == nil && u.Scheme == "https" && validators.IsLoopbackHost(u.Hostname()) {
+		// The probe asks whether this process answers, not who it is; its
+		// certificate names the service, not the loopback address.
+		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	}
+	resp, err := client.Get(target)
+	if err != nil {
+		return probeResult{}, err
+	}
+	defer resp.Body.Close()
+	r := probeResult{StatusCode: resp.StatusCode}
+	if resp.StatusCode == http.StatusBadRequest {
+		// net/http's fixed answer (server.go, "Client sent an HTTP request
+		// to an HTTPS server").
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 128))
+		r.TLSServer = strings.Contains(string(b), "HTTP request to an HTTPS server")
+	}
+	return r, nil
+}
+
 // healthcheckCmd probes the side server, for container HEALTHCHECKs in
 // images without a shell or curl.
 func healthcheckCmd(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
@@ -316,7 +347,8 @@ func healthcheckCmd(args []string, getenv func(string) string, stdout, stderr io
 			"to http://127.0.0.1:9192/healthz, or to /healthz on the port of MCP_AUTHZ_HTTP_ADDR (on 127.0.0.1 " +
 			"when it names every interface), https when MCP_AUTHZ_HTTP_TLS_CERT_FILE is set. Over https to a " +
 			"loopback address the certificate is not verified (it names the service, not 127.0.0.1), as " +
-			"Kubernetes' HTTPS probes do not verify it either.",
+			"Kubernetes' HTTPS probes do not verify it either. A side server that answers plain HTTP as a TLS listener does " +
+			"(TLS set in the configuration file only) is asked again over https.",
 		env: []string{"MCP_AUTHZ_HTTP_ADDR            the side server's listen address, for the default URL",
 			"MCP_AUTHZ_HTTP_TLS_CERT_FILE   set: the side server speaks TLS, the default URL is https"}}
 	pos, code, done := c.parse(c.flagSet(), args, 1, stdout, stderr)
@@ -337,25 +369,26 @@ func healthcheckCmd(args []string, getenv func(string) string, stdout, stderr io
 			target = scheme + "://" + net.JoinHostPort(host, port) + "/healthz"
 		}
 	}
-	if len(pos) > 0 {
+	derived := len(pos) == 0
+	if !derived {
 		target = pos[0]
 		if u, err := url.Parse(target); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 			fmt.Fprintf(stderr, "mcp-authz healthcheck: %q is not an http(s) URL\n", target)
 			return 2
 		}
 	}
-	client := &http.Client{Timeout: 3 * time.Second}
-	if u, err := url.Parse(target); err == nil && u.Scheme == "https" && validators.IsLoopbackHost(u.Hostname()) {
-		// The probe asks whether this process answers, not who it is; its
-		// certificate names the service, not the loopback address.
-		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	deadline := time.Now().Add(3 * time.Second)
+	resp, err := probe(target, deadline)
+	if err == nil && derived && scheme == "http" && resp.StatusCode == http.StatusBadRequest && resp.TLSServer {
+		// TLS set in the configuration file only (http_tls), which the
+		// probe does not read: the side server said so, ask it over https.
+		target = "https" + strings.TrimPrefix(target, "http")
+		resp, err = probe(target, deadline)
 	}
-	resp, err := client.Get(target)
 	if err != nil {
 		fmt.Fprintf(stderr, "mcp-authz healthcheck: %v\n", err)
 		return 1
 	}
-	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		fmt.Fprintf(stderr, "mcp-authz healthcheck: %s answered %d\n", target, resp.StatusCode)
 		return 1
