@@ -310,7 +310,10 @@ var usedOnce = new(Kept)
 //
 // compute returns a new value's Kept, which Memo fills in; the caller
 // recovers its value from the returned pointer, which is always one that
-// compute returned for owner.
+// compute returned for owner. An owner therefore names one consumer's
+// values: it must be something no other consumer holds (authz uses its
+// *Server), since each consumer takes the Kept for the head of its own
+// type.
 func (p *Principal) Memo(owner any, compute func() *Kept) *Kept {
 	m := p.memo.Load()
 	if m == nil {
