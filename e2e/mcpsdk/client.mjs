@@ -17,6 +17,7 @@
 //   registered  the dynamic registration's result
 //   tokens      the tokens saved: scope, and the access token's claims
 //   unauthorized  the SDK gave up a request to let the user authorize
+//   transport_error  an error the SDK's transport reported (it goes on)
 //   connected, tools, call, whoami, sse (the standalone SSE stream's status),
 //   terminated, done, error
 // basic: connect (401 -> OAuth), list tools, call echo and whoami, end the
@@ -221,6 +222,13 @@ class HeadlessProvider {
 
 const provider = new HeadlessProvider();
 const client = new Client({ name: 'mcp-authz-e2e-client', version: '1.0.0' });
+// Errors the SDK's transport reports beside the request they concern: the
+// trail when a request times out, e.g. the SSE stream of a POST's response
+// cut before its result ("SSE stream disconnected"), which the SDK resumes
+// only from an event id (sdk 1.32.2 dist/esm/client/streamableHttp.js:251,
+// canResume = isReconnectable || hasPrimingEvent; a POST's stream is not
+// reconnectable) and so leaves to the 60 s request timeout.
+client.onerror = (err) => out('transport_error', { message: String(err?.message ?? err) });
 const newTransport = () => new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider, fetch: loggingFetch });
 
 const text = (result) => result.content?.map((c) => c.text).join('') ?? '';

@@ -42,7 +42,8 @@
 //     deprecated `append` bool: true appends to the existing value with ",",
 //     false sets), then headers_to_remove (never a pseudo-header or Host),
 //     and response_headers_to_add on the upstream's response; then proxies,
-//     streaming (responses are flushed as they are written, so SSE works).
+//     streaming both ways (responses are flushed as they are written, so SSE
+//     works, and the request body keeps flowing once the response began).
 //     A non-OK status is a denial: denied_response status (403 when unset),
 //     headers and body. error_response, a gRPC error or a timeout is
 //     status_on_error (503 by default here, as in deploy/envoy/envoy.yaml;
@@ -67,6 +68,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -143,7 +145,8 @@ type Config struct {
 	// Observe, when set, is called after each check, before the client is
 	// answered. It must be safe for concurrent use.
 	Observe func(Exchange)
-	// ErrorLog receives proxy errors. Nil: discarded.
+	// ErrorLog receives proxy errors, the reverse proxy's own (a response
+	// body cut while being relayed) included. Nil: discarded.
 	ErrorLog func(format string, args ...any)
 }
 
@@ -218,6 +221,10 @@ func (f *Front) newProxy(up *url.URL) *httputil.ReverseProxy {
 			}
 			return nil
 		},
+		// Without it the proxy's own errors, such as a response body cut
+		// while being relayed, go to the process's standard logger, away
+		// from the trail a failing test prints.
+		ErrorLog: log.New(logWriter{f}, "", 0),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			f.logf("envoyfront: upstream %s %s: %v", r.Method, r.URL.Path, err)
 			// Envoy answers an unreachable upstream with 503.
@@ -230,6 +237,32 @@ func (f *Front) logf(format string, args ...any) {
 	if f.cfg.ErrorLog != nil {
 		f.cfg.ErrorLog(format, args...)
 	}
+}
+
+// logWriter hands the reverse proxy's log lines to ErrorLog.
+type logWriter struct{ f *Front }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.f.logf("envoyfront: %s", bytes.TrimSuffix(p, []byte("\n")))
+	return len(p), nil
+}
+
+// proxy relays r to the route's upstream. The request body streams to the
+// upstream while the response streams back, as through Envoy. Go's HTTP/1
+// server instead, by default, reads what is left of the request body and
+// closes it as soon as the response's header goes out (chunkWriter.writeHeader
+// in net/http/server.go), while the Transport may still be sending that body:
+// after the last byte it reads the body once more to check for extra bytes
+// (transferWriter.writeBody in transfer.go). If the upstream answers in that
+// gap, the read fails on the closed body, the Transport's writeLoop closes the
+// upstream connection in the middle of the response, and the client's stream
+// is cut: an MCP client waiting on a POST's SSE stream never gets its result.
+// Full duplex leaves the body to the Transport.
+func (f *Front) proxy(rt *route, w http.ResponseWriter, r *http.Request) {
+	// Only a ResponseWriter without an HTTP/1 server behind it (a test's
+	// recorder) refuses, and it has no such race either.
+	_ = http.NewResponseController(w).EnableFullDuplex()
+	rt.proxy.ServeHTTP(w, r)
 }
 
 func (f *Front) match(rawPath string) *route {
@@ -269,7 +302,7 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Header.Set("X-Forwarded-For", ip)
 	}
 	if rt.DisableAuthz {
-		rt.proxy.ServeHTTP(w, r)
+		f.proxy(rt, w, r)
 		return
 	}
 
@@ -341,7 +374,7 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			r.Header.Del(name)
 		}
 	}
-	rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), okKey{}, ok)))
+	f.proxy(rt, w, r.WithContext(context.WithValue(r.Context(), okKey{}, ok)))
 }
 
 func (f *Front) observe(ex Exchange) {
