@@ -197,6 +197,8 @@ func (s *Server) forwardInput(r *http.Request, conv convention, target string) (
 		return in, "The original request host is missing or malformed"
 	case !validTarget(in.path):
 		return in, "The original request target is not a path with an optional query"
+	case conv != convEnvoy && unresolvedTarget(in.path):
+		return in, "The original request path has a dot segment, an empty segment or a '#', which the proxy passes on unresolved"
 	}
 	for key, values := range r.Header {
 		name, ok := forwardHeaderName(key, &s.read)
@@ -323,6 +325,53 @@ func validTarget(t string) bool {
 		}
 	}
 	return true
+}
+
+// unresolvedTarget reports whether the target has a path that
+// pathnorm.Normalize would judge other than as sent, by resolving a dot
+// segment ("." or "..", "%2e" in either case included) or merging an empty
+// segment ("//"), or a raw '#' (not part of a request target; Normalize
+// ends the path there). nginx, Caddy, Traefik and ingress-nginx pass the
+// target on to the MCP server as the client sent it, and a server that
+// does not resolve it the same way (Express, or one that reads "//mcp" as
+// an authority, as WHATWG URL parsing does) would serve "/admin/../mcp" as
+// /admin after mcp-authz judged /mcp. On /nginx and /forwarded such a
+// target is refused (400); Envoy normalizes before it asks (/envoy).
+func unresolvedTarget(t string) bool {
+	if strings.IndexByte(t, '#') >= 0 {
+		return true
+	}
+	p, _, _ := strings.Cut(t, "?")
+	start := 1 // p[0] is '/' (validTarget)
+	for i := 1; i <= len(p); i++ {
+		if i < len(p) && p[i] != '/' {
+			continue
+		}
+		seg := p[start:i]
+		if (seg == "" && i < len(p)) || dotSegment(seg) {
+			return true
+		}
+		start = i + 1
+	}
+	return false
+}
+
+// dotSegment: "." or "..", each dot possibly written "%2e" or "%2E".
+func dotSegment(seg string) bool {
+	dots := 0
+	for i := 0; i < len(seg); dots++ {
+		switch {
+		case dots == 2:
+			return false
+		case seg[i] == '.':
+			i++
+		case len(seg)-i >= 3 && seg[i] == '%' && seg[i+1] == '2' && (seg[i+2] == 'e' || seg[i+2] == 'E'):
+			i += 3
+		default:
+			return false
+		}
+	}
+	return dots > 0
 }
 
 // hasUnremovable reports whether an allow removes a header other than the

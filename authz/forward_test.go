@@ -529,6 +529,10 @@ func TestForwardMatchesCheck(t *testing.T) {
 	}
 	for _, ep := range endpoints {
 		for _, o := range cases {
+			if ep != ForwardPathEnvoy && unresolvedTarget(o.target) {
+				refusedTarget(t, s, ep, o) // the proxy passes it on unresolved
+				continue
+			}
 			sameDecision(t, s, ep, o)
 		}
 	}
@@ -570,16 +574,49 @@ func FuzzForwardTarget(f *testing.F) {
 		}
 		o := original{method: method, target: target, headers: hs}
 		for _, ep := range []string{ForwardPathNginx, ForwardPathForwarded} {
-			if !validTarget(target) || !validMethod(method) {
-				a := serveForward(s, forwardRequest(ep, o))
-				if a.status != 400 || a.header.Get("X-Mcp-Auth-Subject") != "" {
-					t.Fatalf("%s refused target %q method %q: %d", ep, target, method, a.status)
-				}
+			if !validTarget(target) || !validMethod(method) || unresolvedTarget(target) {
+				refusedTarget(t, s, ep, o)
 				continue
 			}
 			sameDecision(t, s, ep, o)
 		}
 	})
+}
+
+// refusedTarget: a refused original request gets 400 invalid_request,
+// never an allow.
+func refusedTarget(t *testing.T, s *Server, ep string, o original) {
+	t.Helper()
+	a := serveForward(s, forwardRequest(ep, o))
+	if a.status != 400 || a.header.Get("X-Mcp-Auth-Subject") != "" || !strings.Contains(a.body, `"invalid_request"`) {
+		t.Fatalf("%s refused target %q method %q: %d %s", ep, o.target, o.method, a.status, a.body)
+	}
+}
+
+// TestForwardUnresolvedTarget: nginx and Caddy pass the target on as the
+// client sent it, so a target whose path mcp-authz would judge only after
+// resolving dot segments or merging slashes is refused on /nginx and
+// /forwarded (an upstream that does not resolve it would serve
+// "/admin/../mcp" as /admin), and judged as over gRPC on /envoy (Envoy
+// normalizes first).
+func TestForwardUnresolvedTarget(t *testing.T) {
+	s := newForwardServer(t, nil)
+	for target, unresolved := range map[string]bool{
+		"/mcp": false, "/": false, "/mcp/": false, "/mcp?x=/../a//b": false, "/mcp.": false, "/mcp/...": false,
+		"/mcp/.x": false, "/mcp/%2e%2e%2e": false, "/mcp/%2ex": false, "/mcp?x": false,
+		"//mcp": true, "/mcp//x": true, "/./mcp": true, "/admin/../mcp": true, "/mcp/..": true, "/mcp/.": true,
+		"/admin/%2e%2E/mcp": true, "/.%2e/mcp": true, "/mcp#x": true, "/mcp?a#b": true, "/mcp/./": true, "/.?x": true,
+	} {
+		if got := unresolvedTarget(target); got != unresolved {
+			t.Errorf("unresolvedTarget(%q) = %v", target, got)
+		}
+		o := original{method: "GET", target: target, headers: [][2]string{{"Authorization", "Bearer good"}}}
+		for _, ep := range endpoints {
+			if unresolved && ep != ForwardPathEnvoy {
+				refusedTarget(t, s, ep, o)
+			}
+		}
+	}
 }
 
 // headerSafe: what net/http accepts in a header value (and so in a request
