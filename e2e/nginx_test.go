@@ -23,6 +23,8 @@ type upstreamRecorder struct {
 	srv *httptest.Server
 	mu  sync.Mutex
 	got []http.Header
+	// targets: the method and request target of each request, as received.
+	targets []string
 }
 
 func startUpstream(t *testing.T) *upstreamRecorder {
@@ -31,6 +33,7 @@ func startUpstream(t *testing.T) *upstreamRecorder {
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.mu.Lock()
 		u.got = append(u.got, r.Header.Clone())
+		u.targets = append(u.targets, r.Method+" "+r.RequestURI)
 		u.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{}}`)
