@@ -474,17 +474,37 @@ func TestRoutingPrecedenceAndConflicts(t *testing.T) {
 		{"root.example", "/anything", "root"},
 		{"root.example", "/mcp", "any-mcp"},
 		{"weak.example", "/mcpx", ""},
+		// Letter case: the same resource either way is judged; a path
+		// whose resource changes when case is ignored is refused.
+		{"weak.example", "/mcp/X", "any-mcp"},
+		{"weak.example", "/mcp/ADMIN", "ambiguous"},
+		{"strong.example", "/mcp/Admin/x", "ambiguous"},
+		{"weak.example", "/MCP", "ambiguous"},
+		{"root.example", "/MCP/x", "ambiguous"},
+		{"root.example", "/Other", "root"},
 	} {
 		in := inputFromProto(envoyRequest(tt.path, nil), testRead)
 		in.host = tt.host
 		path, _ := pathnorm.Normalize(pathOnly(tt.path))
 		got := ""
-		if rt := s.router.find(&in, path); rt != nil {
+		if rt, ambiguous := s.router.find(&in, path); ambiguous {
+			got = "ambiguous"
+		} else if rt != nil {
 			got = rt.Name
 		}
 		if got != tt.want {
 			t.Errorf("%s%s: routed to %q, want %q", tt.host, tt.path, got, tt.want)
 		}
+	}
+	// A context extension names the resource, and still a path that another
+	// resource claims but for letter case is refused.
+	in := inputFromProto(envoyRequest("/mcp/ADMIN", nil), testRead)
+	in.host, in.hasResource, in.resource = "weak.example", true, "any-mcp"
+	if rt, ambiguous := s.router.find(&in, "/mcp/ADMIN"); !ambiguous {
+		t.Errorf("extension any-mcp, /mcp/ADMIN: routed to %v, not refused", rt)
+	}
+	if rt, ambiguous := s.router.find(&in, "/mcp/x"); ambiguous || rt == nil || rt.Name != "any-mcp" {
+		t.Errorf("extension any-mcp, /mcp/x: %v, %v", rt, ambiguous)
 	}
 	for name, rs := range map[string][]*Resource{
 		"same prefix, both any-host":      {res("a", nil, "/mcp"), res("b", nil, "/mcp/")},
@@ -492,6 +512,7 @@ func TestRoutingPrecedenceAndConflicts(t *testing.T) {
 		"two resources without prefixes":  {res("a", nil), res("b", nil)},
 		"root written two ways":           {res("a", nil, "/"), res("b", nil)},
 		"dot segments reach the same one": {res("a", nil, "/mcp"), res("b", nil, "/x/../mcp")},
+		"the same but for letter case":    {res("a", nil, "/mcp/admin"), res("b", nil, "/mcp/Admin")},
 		"same name":                       {{Name: "a", URI: "https://h.example/1", Validator: v, PathPrefixes: []string{"/1"}}, {Name: "a", URI: "https://h.example/2", Validator: v, PathPrefixes: []string{"/2"}}},
 	} {
 		if _, err := NewServer(Config{Resources: rs}); err == nil {

@@ -14,16 +14,30 @@ const ContextExtensionResource = "mcp_resource"
 // router finds a request's resource: by context extension when Envoy sends
 // one, else by host and longest path prefix. Lookups cost one map probe per
 // path segment, whatever the number of resources.
+//
+// Prefixes match case-sensitively, as Envoy's routes do, but MCP servers
+// may not: Express routes without regard to case by default. With /mcp
+// and /mcp/admin claimed by two resources, /mcp/ADMIN would be judged as
+// /mcp's and served as /mcp/admin. So a path whose resource changes when
+// letter case is ignored is ambiguous (find), and two prefixes that differ
+// only in case are refused (add).
 type router struct {
 	byName map[string]*route
 	// byHost maps a lower-cased host to its resources by normalized prefix
 	// ("" is the root); anyHost holds resources without hosts.
 	byHost  map[string]map[string]*route
 	anyHost map[string]*route
+	// foldedByHost and foldedAny are byHost and anyHost with ASCII letters
+	// in prefixes lowered; upper says whether a prefix has an upper-case
+	// letter (a path without one then needs no second lookup).
+	foldedByHost map[string]map[string]*route
+	foldedAny    map[string]*route
+	upper        bool
 }
 
 func newRouter() *router {
-	return &router{byName: map[string]*route{}, byHost: map[string]map[string]*route{}, anyHost: map[string]*route{}}
+	return &router{byName: map[string]*route{}, byHost: map[string]map[string]*route{}, anyHost: map[string]*route{},
+		foldedByHost: map[string]map[string]*route{}, foldedAny: map[string]*route{}}
 }
 
 // add indexes rt. Two resources with overlapping hosts (or both any-host)
@@ -48,26 +62,35 @@ func (r *router) add(rt *route) error {
 			continue
 		}
 		seen[p] = true
+		r.upper = r.upper || hasUpper(p)
 		if len(rt.Hosts) == 0 {
-			if other, ok := r.anyHost[p]; ok {
-				return conflict(rt, other, "any host", p)
+			if err := claim(r.anyHost, r.foldedAny, rt, "any host", p); err != nil {
+				return err
 			}
-			r.anyHost[p] = rt
 			continue
 		}
 		for _, h := range rt.Hosts {
 			h = pathnorm.Host(h)
-			m := r.byHost[h]
-			if m == nil {
-				m = map[string]*route{}
-				r.byHost[h] = m
+			if r.byHost[h] == nil {
+				r.byHost[h], r.foldedByHost[h] = map[string]*route{}, map[string]*route{}
 			}
-			if other, ok := m[p]; ok {
-				return conflict(rt, other, "host "+h, p)
+			if err := claim(r.byHost[h], r.foldedByHost[h], rt, "host "+h, p); err != nil {
+				return err
 			}
-			m[p] = rt
 		}
 	}
+	return nil
+}
+
+// claim gives rt the prefix p in exact and its case-folded form in folded.
+func claim(exact, folded map[string]*route, rt *route, where, p string) error {
+	if other, ok := exact[p]; ok {
+		return conflict(rt, other, where, p)
+	}
+	if other, ok := folded[asciiLower(p)]; ok && other != rt {
+		return conflict(rt, other, where, p+" (or the same but for letter case, which servers may not tell apart)")
+	}
+	exact[p], folded[asciiLower(p)] = rt, rt
 	return nil
 }
 
@@ -81,22 +104,36 @@ func conflict(a, b *route, where, prefix string) error {
 
 // find returns the resource for a request whose normalized path is path.
 // Longer prefixes win; at equal length a host-specific resource wins over
-// an any-host one.
-func (r *router) find(in *checkInput, path string) *route {
-	if in.hasResource {
-		return r.byName[in.resource] // an unknown name matches nothing: fail closed
-	}
+// an any-host one. ambiguous: the path's resource by host and prefix is
+// another when letter case is ignored (see router); the request is then
+// refused, whichever resource a context extension names.
+func (r *router) find(in *checkInput, path string) (rt *route, ambiguous bool) {
 	host := pathnorm.HostOnly(in.host)
 	if hasUpper(host) {
 		host = strings.ToLower(host)
 	}
-	hosted := r.byHost[host]
+	var byPrefix *route
+	if !in.hasResource || r.upper || hasUpper(path) {
+		byPrefix = longest(r.byHost[host], r.anyHost, path)
+	}
+	if r.upper || hasUpper(path) {
+		ambiguous = longest(r.foldedByHost[host], r.foldedAny, asciiLower(path)) != byPrefix
+	}
+	if in.hasResource {
+		return r.byName[in.resource], ambiguous // an unknown name matches nothing: fail closed
+	}
+	return byPrefix, ambiguous
+}
+
+// longest returns the resource of the longest prefix of path in hosted or
+// anyHost, hosted first at equal length.
+func longest(hosted, anyHost map[string]*route, path string) *route {
 	cand := strings.TrimRight(path, "/")
 	for {
 		if rt, ok := hosted[cand]; ok {
 			return rt
 		}
-		if rt, ok := r.anyHost[cand]; ok {
+		if rt, ok := anyHost[cand]; ok {
 			return rt
 		}
 		if cand == "" {

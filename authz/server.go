@@ -289,7 +289,12 @@ func credentialsRequired(r *Resource) string {
 	return "Bearer token required"
 }
 
+// asciiLower lowers the ASCII letters of s, as case-insensitive routers of
+// percent-encoded paths compare them.
 func asciiLower(s string) string {
+	if !hasUpper(s) {
+		return s
+	}
 	b := []byte(s)
 	for i, c := range b {
 		if 'A' <= c && c <= 'Z' {
@@ -446,9 +451,14 @@ func (s *Server) route(ctx context.Context, in *checkInput, req *request) (resul
 		return shared(s.ambiguousPath), nil
 	}
 	req.path = path
-	if req.rt = s.router.find(in, path); req.rt == nil {
+	rt, ambiguous := s.router.find(in, path)
+	switch {
+	case ambiguous:
+		return shared(s.ambiguousPath), nil
+	case rt == nil:
 		return shared(s.noResource), nil
 	}
+	req.rt = rt
 	r, err := s.decide(ctx, in, req)
 	if err != nil {
 		return r, err

@@ -126,7 +126,8 @@ func (c *Config) validateDocuments() error {
 // the field, as every configuration error does.
 func (c *Config) validateRoutes() error {
 	type claim struct{ host, prefix string }
-	owner := map[claim]int{}
+	owner := map[claim]int{}     // by case-folded prefix
+	prefixOf := map[claim]bool{} // by prefix as written (normalized)
 	for i := range c.Resources {
 		r := &c.Resources[i]
 		hosts := []string{""} // any host
@@ -150,7 +151,9 @@ func (c *Config) validateRoutes() error {
 				return c.fieldError(field, "%q is a path servers read differently (%v)", raw, err)
 			}
 			for _, h := range hosts {
-				k := claim{h, p}
+				// Case folded: servers that route without regard to case
+				// (Express) cannot tell /mcp/admin from /mcp/Admin.
+				k := claim{h, foldASCII(p)}
 				if o, dup := owner[k]; dup && o != i {
 					where, shown := "any host", p
 					if h != "" {
@@ -159,12 +162,27 @@ func (c *Config) validateRoutes() error {
 					if shown == "" {
 						shown = "/"
 					}
+					if _, exact := prefixOf[claim{h, p}]; !exact {
+						shown += " but for letter case, which servers may not tell apart"
+					}
 					return c.fieldError(field, "resources[%d] (%q) already claims %s with path prefix %s: one of them could never be reached; give them different hosts or path_prefixes",
 						o, c.Resources[o].Name, where, shown)
 				}
 				owner[k] = i
+				prefixOf[claim{h, p}] = true
 			}
 		}
 	}
 	return nil
+}
+
+// foldASCII lowers the ASCII letters of s.
+func foldASCII(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }

@@ -8,7 +8,8 @@ import (
 )
 
 // DESIGN §5, §6: two resources claiming the same host (or both any host)
-// and the same normalized path prefix, or whose metadata documents would
+// and the same normalized path prefix (letter case aside: servers may
+// route without regard to it), or whose metadata documents would
 // be served at one place, stop start-up, like any other bad
 // configuration: at Load, with one line naming the field. Nested prefixes,
 // and a host-specific resource beside an any-host one, are fine.
@@ -28,6 +29,8 @@ func TestRouteConflictsNameTheField(t *testing.T) {
 		{"both without prefix", "resources:\n- {resource: https://m.example/a, " + as + "}\n- {resource: https://m.example/b, " + as + "}\n",
 			"resources[1].path_prefix"},
 		{"same host set", "resources:\n- {resource: https://m.example/a, " + as + ", hosts: [m.example], path_prefix: /mcp}\n- {resource: https://m.example/b, " + as + ", hosts: [M.example], path_prefix: /mcp}\n",
+			"resources[1].path_prefix"},
+		{"the same but for letter case", "resources:\n- {resource: https://m.example/a, " + as + ", path_prefix: /mcp/admin}\n- {resource: https://m.example/b, " + as + ", path_prefix: /mcp/Admin}\n",
 			"resources[1].path_prefix"},
 		{"undecidable prefix", "resources:\n- {resource: https://m.example/a, " + as + ", path_prefix: /mcp%2Fx}\n",
 			"resources[0].path_prefix"},

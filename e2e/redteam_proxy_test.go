@@ -152,11 +152,15 @@ const hostLine = "Host: mcp.example.com\n"
 // mcp:read token and reached the MCP server as /mcp/admin/../x, which a
 // server that does not resolve dot segments (Express) serves as
 // /mcp/admin. Such paths are now refused (400) on /nginx and /forwarded.
+// So is "/mcp/ADMIN", judged as /mcp's while Express, which routes without
+// regard to case by default, serves it as /mcp/admin: a path whose
+// resource changes when case is ignored is refused everywhere.
 func TestRedteamProxyPaths(t *testing.T) {
 	s := startRedStack(t)
 	for _, path := range []string{
 		"/mcp/admin/../x", "/mcp/admin/%2e%2e/x", "/mcp/admin/%2E%2e/", "/mcp/admin/./..", "/mcp/./admin/..",
 		"//mcp/admin", "/mcp//admin", "/./mcp", "/mcp/x/..", "/mcp#/../admin", "/mcp/admin/..?x=1",
+		"/mcp/ADMIN", "/mcp/Admin/x", "/mcp/adm%49n",
 	} {
 		for name, addr := range map[string]string{"nginx": s.ng, "caddy": s.cd} {
 			before := s.up.count()
@@ -189,7 +193,6 @@ func TestRedteamProxyHeld(t *testing.T) {
 		{"absolute-form target naming the admin path", "GET http://mcp.example.com/mcp/admin HTTP/1.1\nHost: other.example\nAuthorization: Bearer {T}\nConnection: close\n\n", []int{403}, []int{0}, false, false, ""},
 		{"absolute-form target, no token", "GET http://mcp.example.com/mcp HTTP/1.1\n" + hostLine + "Connection: close\n\n", []int{401}, []int{401}, false, false, ""},
 		{"two Host headers", "GET /mcp HTTP/1.1\n" + hostLine + "Host: other.example\nAuthorization: Bearer {T}\nConnection: close\n\n", []int{400}, []int{400}, false, false, ""},
-		{"admin path in upper case is tools' (see TestRedteamProxyPathCase)", "GET /mcp/Admin HTTP/1.1\n" + hostLine + "Connection: close\n\n", []int{401}, []int{401}, false, false, ""},
 		{"token in the query only", "GET /mcp?access_token={T} HTTP/1.1\n" + hostLine + "Connection: close\n\n", []int{401}, []int{401}, false, false, ""},
 		{"token in the query and the header", "GET /mcp?token={T} HTTP/1.1\n" + hostLine + "Authorization: Bearer {T}\nConnection: close\n\n", []int{400}, []int{400}, false, false, ""},
 		{"scheme in lower case, extra spaces: allowed, token stripped", "GET /mcp HTTP/1.1\n" + hostLine + "Authorization: bearer   {T}\nConnection: close\n\n", []int{200}, []int{200}, true, true, "rs-client"},
@@ -241,19 +244,5 @@ func TestRedteamProxyHeld(t *testing.T) {
 		if st := raw(t, addr, s.req("GET /mcp HTTP/1.1\n"+hostLine+sess+"Authorization: Bearer {U}\nConnection: close\n\n")); len(st) != 1 || st[0] != 403 || s.up.count() != before {
 			t.Errorf("%s: another principal's request on the session: %v", name, st)
 		}
-	}
-}
-
-// TestRedteamProxyPathCase: mcp-authz matches path prefixes case-sensitively
-// (RFC 3986), nginx and Caddy pass "/mcp/ADMIN" on unchanged, and Express
-// routes case-insensitively by default: a mcp:read token is judged for
-// tools there and would be served by an Express admin router. Not a
-// forward-auth matter (the gRPC path has it too): reported, not fixed.
-func TestRedteamProxyPathCase(t *testing.T) {
-	t.Skip("prefix matching is case-sensitive while Express routes case-insensitively: /mcp/ADMIN is judged as tools; a router-wide decision (refuse case variants of a longer prefix?) outside forward-auth")
-	s := startRedStack(t)
-	st := raw(t, s.ng, s.req("GET /mcp/ADMIN HTTP/1.1\n"+hostLine+"Authorization: Bearer {T}\nConnection: close\n\n"))
-	if len(st) != 1 || st[0] == 200 {
-		t.Fatalf("a mcp:read token reached /mcp/ADMIN: %v", st)
 	}
 }
