@@ -127,6 +127,9 @@ func (s *redStack) checkUpstream(t *testing.T, from int) {
 		if v := h.Get("X-Forwarded-Proto"); v != "" && v != "http" {
 			t.Errorf("%s: upstream X-Forwarded-Proto %q", target, v)
 		}
+		if v := h.Values("Forwarded"); len(v) > 0 {
+			t.Errorf("%s: a client's Forwarded %q reached the upstream", target, v)
+		}
 		path, _, _ := strings.Cut(strings.SplitN(target, " ", 2)[1], "?")
 		if n, err := pathnorm.Normalize(path); err != nil || n != path {
 			t.Errorf("%s: the upstream got a path mcp-authz judged as %q (%v)", target, n, err)
@@ -190,6 +193,7 @@ func TestRedteamProxyHeld(t *testing.T) {
 		{"an identity-like header nginx cannot remove is refused", "GET /mcp HTTP/1.1\n" + hostLine + "Authorization: Bearer {T}\nX-Mcp-Auth-Role: evil\nConnection: close\n\n", []int{400}, []int{200}, false, true, "rs-client"},
 		{"a client's original-request headers change nothing", "POST /mcp HTTP/1.1\n" + hostLine + "X-Original-URI: /.well-known/oauth-protected-resource/mcp\nX-Original-Method: OPTIONS\nX-Forwarded-Uri: /.well-known/oauth-protected-resource/mcp\nX-Forwarded-Method: OPTIONS\nX-Forwarded-Host: evil.example\nContent-Length: 0\nConnection: close\n\n", []int{401}, []int{401}, false, false, ""},
 		{"a client's X-Forwarded-Host does not reach the upstream", "GET /mcp HTTP/1.1\n" + hostLine + "Authorization: Bearer {T}\nX-Forwarded-Host: evil.example\nX-Forwarded-Proto: evil\nConnection: close\n\n", []int{200}, []int{200}, true, true, "rs-client"},
+		{"a client's Forwarded does not reach the upstream", "GET /mcp HTTP/1.1\n" + hostLine + "Authorization: Bearer {T}\nForwarded: host=evil.example;proto=https\nConnection: close\n\n", []int{200}, []int{200}, true, true, "rs-client"},
 		{"absolute-form target naming the admin path", "GET http://mcp.example.com/mcp/admin HTTP/1.1\nHost: other.example\nAuthorization: Bearer {T}\nConnection: close\n\n", []int{403}, []int{0}, false, false, ""},
 		{"absolute-form target, no token", "GET http://mcp.example.com/mcp HTTP/1.1\n" + hostLine + "Connection: close\n\n", []int{401}, []int{401}, false, false, ""},
 		{"two Host headers", "GET /mcp HTTP/1.1\n" + hostLine + "Host: other.example\nAuthorization: Bearer {T}\nConnection: close\n\n", []int{400}, []int{400}, false, false, ""},
