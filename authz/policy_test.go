@@ -479,7 +479,7 @@ func TestRoutingPrecedenceAndConflicts(t *testing.T) {
 		{"weak.example", "/mcp/X", "any-mcp"},
 		{"weak.example", "/mcp/ADMIN", "ambiguous"},
 		{"strong.example", "/mcp/Admin/x", "ambiguous"},
-		{"weak.example", "/MCP", "ambiguous"},
+		{"weak.example", "/MCP", ""}, // no resource: denied as before
 		{"root.example", "/MCP/x", "ambiguous"},
 		{"root.example", "/Other", "root"},
 	} {
@@ -505,6 +505,10 @@ func TestRoutingPrecedenceAndConflicts(t *testing.T) {
 	}
 	if rt, ambiguous := s.router.find(&in, "/mcp/x"); ambiguous || rt == nil || rt.Name != "any-mcp" {
 		t.Errorf("extension any-mcp, /mcp/x: %v, %v", rt, ambiguous)
+	}
+	// Judged and served as the same resource however case is read.
+	if rt, ambiguous := s.router.find(&in, "/MCP/x"); ambiguous || rt == nil || rt.Name != "any-mcp" {
+		t.Errorf("extension any-mcp, /MCP/x: %v, %v", rt, ambiguous)
 	}
 	for name, rs := range map[string][]*Resource{
 		"same prefix, both any-host":      {res("a", nil, "/mcp"), res("b", nil, "/mcp/")},

@@ -104,9 +104,11 @@ func conflict(a, b *route, where, prefix string) error {
 
 // find returns the resource for a request whose normalized path is path.
 // Longer prefixes win; at equal length a host-specific resource wins over
-// an any-host one. ambiguous: the path's resource by host and prefix is
-// another when letter case is ignored (see router); the request is then
-// refused, whichever resource a context extension names.
+// an any-host one. ambiguous: the request would be judged as one resource
+// and could be served as another by a server that ignores letter case
+// (the path's resource by prefix changes when case is ignored, and is
+// not the one found); it is then refused. A request that matches no
+// resource is denied anyway and stays so.
 func (r *router) find(in *checkInput, path string) (rt *route, ambiguous bool) {
 	host := pathnorm.HostOnly(in.host)
 	if hasUpper(host) {
@@ -116,13 +118,15 @@ func (r *router) find(in *checkInput, path string) (rt *route, ambiguous bool) {
 	if !in.hasResource || r.upper || hasUpper(path) {
 		byPrefix = longest(r.byHost[host], r.anyHost, path)
 	}
-	if r.upper || hasUpper(path) {
-		ambiguous = longest(r.foldedByHost[host], r.foldedAny, asciiLower(path)) != byPrefix
-	}
+	rt = byPrefix
 	if in.hasResource {
-		return r.byName[in.resource], ambiguous // an unknown name matches nothing: fail closed
+		rt = r.byName[in.resource] // an unknown name matches nothing: fail closed
 	}
-	return byPrefix, ambiguous
+	if rt != nil && (r.upper || hasUpper(path)) {
+		folded := longest(r.foldedByHost[host], r.foldedAny, asciiLower(path))
+		ambiguous = folded != byPrefix && folded != rt
+	}
+	return rt, ambiguous
 }
 
 // longest returns the resource of the longest prefix of path in hosted or
