@@ -1,0 +1,88 @@
+package e2e
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// recipeAnswers holds a proxy running one of the shipped forward-auth
+// recipes (base, in front of up) to the answers every recipe must give its
+// clients as mcp-authz gave them: the discovery challenge, the step-up
+// challenge, invalid and malformed credentials, ambiguity, and the public
+// metadata. good is a valid token for resource with mcp:read.
+func recipeAnswers(t *testing.T, base string, up *upstreamRecorder, good string) {
+	t.Run("no token: 401 with the discovery challenge reaching the client", func(t *testing.T) {
+		before := up.count()
+		r := through(t, base, "POST", "/mcp", nil)
+		want := `Bearer resource_metadata="` + prmURL + `", scope="mcp:read"`
+		if r.status != 401 || r.header.Get("Www-Authenticate") != want || len(r.header.Values("Www-Authenticate")) != 1 {
+			t.Fatalf("got %s", r)
+		}
+		if errorCode(t, r.body) != "unauthorized" || !strings.HasPrefix(r.header.Get("Content-Type"), "application/json") {
+			t.Fatalf("body %q (%s)", r.body, r.header.Get("Content-Type"))
+		}
+		if up.count() != before {
+			t.Fatal("a denied request reached the upstream")
+		}
+	})
+
+	t.Run("missing scope: 403 with the insufficient_scope challenge", func(t *testing.T) {
+		before := up.count()
+		tok := token(t, "rs-client", "mcp:write", resource)
+		r := through(t, base, "GET", "/mcp", map[string][]string{"Authorization": {"Bearer " + tok}})
+		want := `Bearer error="insufficient_scope", scope="mcp:read", resource_metadata="` + prmURL + `"`
+		if r.status != 403 || r.header.Get("Www-Authenticate") != want || len(r.header.Values("Www-Authenticate")) != 1 {
+			t.Fatalf("got %s", r)
+		}
+		if errorCode(t, r.body) != "insufficient_scope" || r.header.Get("Retry-After") != "" {
+			t.Fatalf("got %s", r)
+		}
+		if up.count() != before {
+			t.Fatal("a denied request reached the upstream")
+		}
+	})
+
+	t.Run("invalid token: 401 invalid_token", func(t *testing.T) {
+		r := through(t, base, "GET", "/mcp", map[string][]string{"Authorization": {"Bearer " + good[:len(good)-4] + "AAAA"}})
+		if r.status != 401 || !strings.Contains(r.header.Get("Www-Authenticate"), `error="invalid_token"`) ||
+			len(r.header.Values("Www-Authenticate")) != 1 || errorCode(t, r.body) != "invalid_token" {
+			t.Fatalf("got %s", r)
+		}
+	})
+
+	t.Run("malformed credentials: mcp-authz's 400 stays a 400", func(t *testing.T) {
+		r := through(t, base, "GET", "/mcp", map[string][]string{"Authorization": {"Bearer a b"}})
+		if r.status != 400 || !strings.Contains(r.header.Get("Www-Authenticate"), `error="invalid_request"`) ||
+			errorCode(t, r.body) != "invalid_request" || r.header.Get("Retry-After") != "" {
+			t.Fatalf("got %s", r)
+		}
+	})
+
+	// nginx refuses a repeated Authorization itself (400, its own page);
+	// Caddy passes both on, and mcp-authz refuses the ambiguity
+	// (TestForwardDuplicateAuthorization).
+	t.Run("two Authorization headers never pass", func(t *testing.T) {
+		before := up.count()
+		r := through(t, base, "GET", "/mcp", map[string][]string{"Authorization": {"Bearer " + good, "Bearer " + good}})
+		if r.status != 400 || up.count() != before {
+			t.Fatalf("got %s", r)
+		}
+	})
+
+	t.Run("an encoded slash in the path is refused, not routed", func(t *testing.T) {
+		before := up.count()
+		r := through(t, base, "GET", "/mcp%2F..%2Fadmin", map[string][]string{"Authorization": {"Bearer " + good}})
+		if r.status != 400 || up.count() != before {
+			t.Fatalf("got %s", r)
+		}
+	})
+
+	t.Run("the metadata is served through the proxy without a token", func(t *testing.T) {
+		r := through(t, base, "GET", "/.well-known/oauth-protected-resource/mcp", nil)
+		var doc map[string]any
+		if r.status != 200 || json.Unmarshal([]byte(r.body), &doc) != nil || doc["resource"] != resource {
+			t.Fatalf("got %s", r)
+		}
+	})
+}
