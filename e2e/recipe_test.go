@@ -2,15 +2,30 @@ package e2e
 
 import (
 	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 )
+
+// assertRecipeIdentity: what reached the MCP server behind a recipe, for
+// recipeAnswers' good token, carries its identity and not the token.
+func assertRecipeIdentity(t *testing.T, h http.Header) {
+	t.Helper()
+	if h.Get("X-Mcp-Auth-Subject") != "rs-client" || h.Get("X-Mcp-Auth-Client-Id") != "rs-client" ||
+		h.Get("X-Mcp-Auth-Issuer") != issuer || h.Get("X-Mcp-Auth-Scopes") != "mcp:read mcp:write" ||
+		h.Get("X-Mcp-Auth-Resource") != resource || h.Get("X-Mcp-Auth-Claims") == "" {
+		t.Fatalf("upstream identity headers: %v", h)
+	}
+	if h.Get("Authorization") != "" {
+		t.Fatal("the token reached the upstream (strip_authorization)")
+	}
+}
 
 // recipeAnswers holds a proxy running one of the shipped forward-auth
 // recipes (base, in front of up) to the answers every recipe must give its
 // clients as mcp-authz gave them: the discovery challenge, the step-up
 // challenge, invalid and malformed credentials, ambiguity, and the public
-// metadata. good is a valid token for resource with mcp:read.
+// metadata. good is a valid token for resource with mcp:read and mcp:write.
 func recipeAnswers(t *testing.T, base string, up *upstreamRecorder, good string) {
 	t.Run("no token: 401 with the discovery challenge reaching the client", func(t *testing.T) {
 		before := up.count()
