@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mcp-authz/mcp-authz/internal/freeport"
 )
 
 // Server is a redis-server process listening on 127.0.0.1.
@@ -109,7 +111,7 @@ func StartCluster(t testing.TB) *Cluster {
 	dir := t.TempDir()
 	c := &Cluster{}
 	for i := range 3 {
-		port := freePort(t)
+		port := freeport.Pair(t, 10000) // the cluster bus listens on port + 10000
 		c.Addrs = append(c.Addrs, spawn(t, dir, port, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 			"--cluster-enabled", "yes", "--cluster-config-file", fmt.Sprintf("%s/nodes-%d.conf", dir, i),
 			"--cluster-node-timeout", "2000", "--loglevel", "warning"))
@@ -187,13 +189,7 @@ func StartSentinelAuth(t testing.TB, master *Server, masterName, password, senti
 // freePort returns a loopback port nothing listens on at the moment.
 func freePort(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
+	return freeport.Port(t) // also free for Restart: no outgoing connection takes it
 }
 
 // spawn runs redis-server with args in dir until the test ends, and
