@@ -110,19 +110,22 @@ func conflict(a, b *route, where, prefix string) error {
 // not the one found); it is then refused. A request that matches no
 // resource is denied anyway and stays so.
 func (r *router) find(in *checkInput, path string) (rt *route, ambiguous bool) {
+	fold := r.upper || hasUpper(path)
+	if in.hasResource {
+		rt = r.byName[in.resource] // an unknown name matches nothing: fail closed
+		if rt == nil || !fold {
+			return rt, false
+		}
+	}
 	host := pathnorm.HostOnly(in.host)
 	if hasUpper(host) {
 		host = strings.ToLower(host)
 	}
-	var byPrefix *route
-	if !in.hasResource || r.upper || hasUpper(path) {
-		byPrefix = longest(r.byHost[host], r.anyHost, path)
+	byPrefix := longest(r.byHost[host], r.anyHost, path)
+	if !in.hasResource {
+		rt = byPrefix
 	}
-	rt = byPrefix
-	if in.hasResource {
-		rt = r.byName[in.resource] // an unknown name matches nothing: fail closed
-	}
-	if rt != nil && (r.upper || hasUpper(path)) {
+	if rt != nil && fold {
 		folded := longest(r.foldedByHost[host], r.foldedAny, asciiLower(path))
 		ambiguous = folded != byPrefix && folded != rt
 	}
