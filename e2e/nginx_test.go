@@ -296,31 +296,7 @@ func TestNginxUnavailable(t *testing.T) {
 	up := startUpstream(t)
 	good := token(t, "rs-client", "mcp:read", resource)
 
-	t.Run("authorization server unreachable", func(t *testing.T) {
-		dead := freeAddr(t) // nothing listens here
-		p, fwd := startForwardAuthz(t, map[string]string{"OAUTH_JWKS_URI": "http://" + dead + "/jwks"})
-		base := startNginx(t, fwd, p.httpAddr, up.srv.Listener.Addr().String())
-		r := through(t, base, "GET", "/mcp", map[string][]string{"Authorization": {"Bearer " + good}})
-		if r.status != 503 || r.header.Get("Retry-After") != "5" || r.header.Get("Www-Authenticate") != "" {
-			t.Fatalf("got %s", r)
-		}
-		if errorCode(t, r.body) != "temporarily_unavailable" || !strings.Contains(r.body, "JWKS") {
-			t.Fatalf("body %q", r.body)
-		}
-		// Without a token there is nothing to validate: still the challenge.
-		if r := through(t, base, "GET", "/mcp", nil); r.status != 401 {
-			t.Fatalf("no token: %s", r)
-		}
-	})
-
-	t.Run("mcp-authz unreachable", func(t *testing.T) {
-		p, _ := startForwardAuthz(t, nil)
-		base := startNginx(t, freeAddr(t), p.httpAddr, up.srv.Listener.Addr().String())
-		r := through(t, base, "GET", "/mcp", map[string][]string{"Authorization": {"Bearer " + good}})
-		if r.status != 503 || r.header.Get("Retry-After") != "5" || errorCode(t, r.body) != "temporarily_unavailable" {
-			t.Fatalf("got %s", r)
-		}
-	})
+	recipeUnavailable(t, up, good, startNginx)
 	if up.count() != 0 {
 		t.Fatal("the upstream was reached")
 	}

@@ -101,3 +101,36 @@ func recipeAnswers(t *testing.T, base string, up *upstreamRecorder, good string)
 		}
 	})
 }
+
+// recipeUnavailable holds a recipe, started by start in front of up, to
+// the answers when mcp-authz cannot validate tokens (its authorization
+// server is unreachable) or cannot be reached at all: 503 with
+// Retry-After, never the proxy's own 500 or 502, never the upstream. good
+// is a valid token for resource.
+func recipeUnavailable(t *testing.T, up *upstreamRecorder, good string, start func(t *testing.T, forwardAddr, sideAddr, upstreamAddr string) string) {
+	t.Run("authorization server unreachable", func(t *testing.T) {
+		dead := freeAddr(t) // nothing listens here
+		p, fwd := startForwardAuthz(t, map[string]string{"OAUTH_JWKS_URI": "http://" + dead + "/jwks"})
+		base := start(t, fwd, p.httpAddr, up.srv.Listener.Addr().String())
+		r := through(t, base, "GET", "/mcp", map[string][]string{"Authorization": {"Bearer " + good}})
+		if r.status != 503 || r.header.Get("Retry-After") != "5" || r.header.Get("Www-Authenticate") != "" {
+			t.Fatalf("got %s", r)
+		}
+		if errorCode(t, r.body) != "temporarily_unavailable" || !strings.Contains(r.body, "JWKS") {
+			t.Fatalf("body %q", r.body)
+		}
+		// Without a token there is nothing to validate: still the challenge.
+		if r := through(t, base, "GET", "/mcp", nil); r.status != 401 {
+			t.Fatalf("no token: %s", r)
+		}
+	})
+
+	t.Run("mcp-authz unreachable", func(t *testing.T) {
+		p, _ := startForwardAuthz(t, nil)
+		base := start(t, freeAddr(t), p.httpAddr, up.srv.Listener.Addr().String())
+		r := through(t, base, "GET", "/mcp", map[string][]string{"Authorization": {"Bearer " + good}})
+		if r.status != 503 || r.header.Get("Retry-After") != "5" || errorCode(t, r.body) != "temporarily_unavailable" {
+			t.Fatalf("got %s", r)
+		}
+	})
+}
