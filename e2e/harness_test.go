@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -106,6 +107,55 @@ func startProvider(dir string) (func(), error) {
 	case <-time.After(30 * time.Second):
 		stop()
 		return nil, fmt.Errorf("oidc-provider did not start")
+	}
+}
+
+// runServer starts cmd, a server of the test's own that will listen on
+// addr, and returns once it does. It is stopped when the test ends (SIGTERM,
+// then a kill after 10 s); when the test failed, its output is logged, with
+// more() when given.
+func runServer(t *testing.T, name string, cmd *exec.Cmd, addr string, more func() string) {
+	t.Helper()
+	var logs syncBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM) // nginx: fast shutdown, the master stops its workers
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			extra := ""
+			if more != nil {
+				extra = "\n" + more()
+			}
+			t.Logf("%s output:\n%s%s", name, logs.String(), extra)
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return
+		}
+		select {
+		case err := <-exited:
+			exited <- err // for the cleanup
+			t.Fatalf("%s exited: %v\n%s", name, err, logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not listening on %s: %v", name, addr, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
